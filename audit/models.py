@@ -1,0 +1,110 @@
+"""The immutable audit trail."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+
+class AuditImmutable(Exception):
+    """Audit records are append-only: they are never updated or deleted."""
+
+
+class AuditQuerySet(models.QuerySet):
+    def update(self, **kwargs):
+        raise AuditImmutable("audit records cannot be updated")
+
+    def delete(self):
+        raise AuditImmutable("audit records cannot be deleted")
+
+
+class AuditRecord(models.Model):
+    """One change to one entity, append-only and hash-chained per stream.
+
+    A *stream* is one entity's history (`workitem:42`, `user:7`). Each record
+    stores `seq` (1, 2, … without gaps within its stream), the SHA-256 of its
+    own content, and the hash of the previous record of its stream, so
+    editing, removing or reordering a record breaks the chain at that point
+    (`manage.py audit_verify`). Chains are per stream rather than global so that
+    writers of different items never wait on one shared chain head: the item's
+    row lock, which every command holds anyway, already orders its stream.
+    On PostgreSQL a trigger rejects UPDATE and DELETE on this table.
+    """
+
+    CHANNELS = [(c, c) for c in ("api", "admin", "event", "system", "console")]
+
+    id = models.BigAutoField(primary_key=True)
+    stream = models.CharField(max_length=100)
+    seq = models.PositiveIntegerField()
+    work_item = models.ForeignKey(
+        "workitems.WorkItem", null=True, blank=True, on_delete=models.PROTECT, related_name="audit_records"
+    )
+    action = models.CharField(max_length=50)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,  # the trail outlives the users it names
+        related_name="+",
+    )
+    actor_username = models.CharField(max_length=150, blank=True)
+    channel = models.CharField(max_length=10, choices=CHANNELS)
+    from_state = models.CharField(max_length=20, blank=True)
+    to_state = models.CharField(max_length=20, blank=True)
+    data = models.JSONField(default=dict, blank=True)
+    request_id = models.CharField(max_length=128, blank=True)
+    correlation_id = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    prev_hash = models.CharField(max_length=64, blank=True)
+    hash = models.CharField(max_length=64)
+
+    objects = AuditQuerySet.as_manager()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["stream", "seq"], name="audit_stream_seq_uniq")]
+        indexes = [
+            models.Index(fields=["work_item", "seq"], name="audit_item_seq_idx"),
+            models.Index(fields=["actor", "created_at"], name="audit_actor_time_idx"),
+            models.Index(fields=["created_at"], name="audit_time_idx"),
+        ]
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.stream}#{self.seq} {self.action}"
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise AuditImmutable("audit records cannot be updated")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise AuditImmutable("audit records cannot be deleted")
+
+    def content(self) -> dict:
+        """Everything the hash covers."""
+        return {
+            "stream": self.stream,
+            "seq": self.seq,
+            "work_item": self.work_item_id,
+            "action": self.action,
+            "actor": self.actor_id,
+            "actor_username": self.actor_username,
+            "channel": self.channel,
+            "from_state": self.from_state,
+            "to_state": self.to_state,
+            "data": self.data,
+            "request_id": self.request_id,
+            "correlation_id": self.correlation_id,
+            "created_at": self.created_at.astimezone(UTC).isoformat(),
+            "prev_hash": self.prev_hash,
+        }
+
+    def compute_hash(self) -> str:
+        canonical = json.dumps(self.content(), sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+        return hashlib.sha256(canonical.encode()).hexdigest()

@@ -1,0 +1,46 @@
+"""Request ids in every log line and response, and the project's own metrics."""
+
+from __future__ import annotations
+
+import logging
+
+from prometheus_client import Counter, Histogram
+
+from config import context
+
+_LATENCY_BUCKETS_MS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
+
+WORKITEM_CREATE_LATENCY_MS = Histogram(
+    "workitem_create_latency_ms", "Time to create (and distribute) one work item, in ms", buckets=_LATENCY_BUCKETS_MS
+)
+WORKITEM_COMPLETE_LATENCY_MS = Histogram(
+    "workitem_complete_latency_ms", "Time to complete one work item, in ms", buckets=_LATENCY_BUCKETS_MS
+)
+CLAIM_CONFLICTS_TOTAL = Counter("claim_conflicts_total", "Claims lost to another claimer or a stale version")
+WORKITEM_TRANSITIONS_TOTAL = Counter("workitem_transitions_total", "Work-item commands applied", ["action"])
+
+
+class RequestIdFilter(logging.Filter):
+    """Adds `request_id` to every record (empty outside a request)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "request_id"):
+            record.request_id = context.current_request_id()
+        return True
+
+
+class RequestIdMiddleware:
+    """Take `X-Request-ID` from the request (or make one), expose it to logs, audit and
+    outbox rows for the request's duration, and echo it on the response."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        rid = context.clean_request_id(request.headers.get("X-Request-ID"))
+        channel = "admin" if request.path.startswith("/admin/") else "api"
+        with context.acting(channel=channel, request_id=rid):
+            request.request_id = rid
+            response = self.get_response(request)
+        response["X-Request-ID"] = rid
+        return response

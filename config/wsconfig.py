@@ -1,0 +1,195 @@
+"""The Workstream configuration file: features and knobs, validated at start-up.
+
+One object (`load()` → `WorkstreamConfig`) is what the rest of the code reads,
+through `config.wsconfig.get()`. Every key has a default here, so a file may
+set only what it changes; an unknown key or a wrong type raises
+`ConfigError` naming the file and the dotted key.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+DEFAULT_PATH = Path(__file__).resolve().parent / "workstream.yaml"
+
+STRATEGIES = ("offer", "direct", "round_robin", "random", "least_loaded", "longest_idle", "skill_based")
+
+DEFAULTS: dict[str, Any] = {
+    "features": {
+        "restApi": True,
+        "events": {"publish": False, "subscribe": False},
+        "escalation": True,
+        "lifecycle": {"custom": True},
+        "distribution": {"strategies": {name: True for name in STRATEGIES}},
+    },
+    "assignment": {"push": True, "pull": True},
+    "performance": {
+        "outboxBatchSize": 500,
+        "bulkCreateMax": 1000,
+        "maxPageSize": 500,
+        "maxBodyBytes": 1_048_576,
+    },
+    "eventBus": {
+        "exchange": "workstream.events",
+        "commandQueue": "workstream.commands",
+        "deadLetterQueue": "workstream.commands.dlq",
+        "producer": "workstream",
+        "maxPublishAttempts": 3,
+    },
+    "roles": {
+        "admin": "workstream-admins",
+        "supervisor": "workstream-supervisors",
+        "worker": "workstream-workers",
+        "service": "workstream-services",
+    },
+}
+
+
+def _obj(properties: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "object", "additionalProperties": False, "properties": properties}
+
+
+_BOOL = {"type": "boolean"}
+_NAME = {"type": "string", "minLength": 1, "maxLength": 200}
+
+
+def _pos(maximum: int) -> dict[str, Any]:
+    return {"type": "integer", "minimum": 1, "maximum": maximum}
+
+
+SCHEMA: dict[str, Any] = _obj(
+    {
+        "features": _obj(
+            {
+                "restApi": _BOOL,
+                "events": _obj({"publish": _BOOL, "subscribe": _BOOL}),
+                "escalation": _BOOL,
+                "lifecycle": _obj({"custom": _BOOL}),
+                "distribution": _obj({"strategies": _obj({name: _BOOL for name in STRATEGIES})}),
+            }
+        ),
+        "assignment": _obj({"push": _BOOL, "pull": _BOOL}),
+        "performance": _obj(
+            {
+                "outboxBatchSize": _pos(100_000),
+                "bulkCreateMax": _pos(100_000),
+                "maxPageSize": _pos(10_000),
+                "maxBodyBytes": _pos(1 << 30),
+            }
+        ),
+        "eventBus": _obj(
+            {
+                "exchange": _NAME,
+                "commandQueue": _NAME,
+                "deadLetterQueue": _NAME,
+                "producer": _NAME,
+                "maxPublishAttempts": _pos(1000),
+            }
+        ),
+        "roles": _obj({"admin": _NAME, "supervisor": _NAME, "worker": _NAME, "service": _NAME}),
+    }
+)
+
+
+class ConfigError(Exception):
+    """The configuration file is unreadable or invalid; the message names the file and key."""
+
+
+class Section:
+    """Read-only attribute access over one mapping of the configuration."""
+
+    def __init__(self, data: dict[str, Any]):
+        self._data = data
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            value = self._data[name]
+        except KeyError:
+            raise AttributeError(name) from None
+        return Section(value) if isinstance(value, dict) else value
+
+    def __getitem__(self, name: str) -> Any:
+        return getattr(self, name)
+
+    def as_dict(self) -> dict[str, Any]:
+        return copy.deepcopy(self._data)
+
+
+class WorkstreamConfig(Section):
+    """The loaded configuration: `cfg.features.events.publish`, `cfg.eventBus.exchange`, …"""
+
+    def __init__(self, data: dict[str, Any], path: Path):
+        super().__init__(data)
+        self.path = path
+
+    def strategy_enabled(self, name: str) -> bool:
+        return bool(self._data["features"]["distribution"]["strategies"].get(name, False))
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _key_of(error: jsonschema.ValidationError) -> str:
+    path = [str(p) for p in error.absolute_path]
+    if error.validator == "additionalProperties":
+        # The unknown key is in the message, not in the path.
+        extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+        path += extra[:1]
+        return ".".join(path) + " (unknown key)"
+    return ".".join(path) or "<root>"
+
+
+def validate(data: Any, path: Path) -> None:
+    """Raise ConfigError for the first problem in `data`, naming the key."""
+    if data is None:
+        data = {}
+    validator = jsonschema.Draft202012Validator(SCHEMA)
+    errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
+    if errors:
+        err = errors[0]
+        raise ConfigError(f"{path}: invalid configuration at {_key_of(err)}: {err.message}")
+
+
+def load(path: str | Path | None = None) -> WorkstreamConfig:
+    """Read, validate and merge the file over the defaults."""
+    path = Path(path) if path else DEFAULT_PATH
+    try:
+        raw = yaml.safe_load(path.read_text()) if path.exists() else None
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot read configuration: {exc}") from exc
+    if path != DEFAULT_PATH and not path.exists():
+        raise ConfigError(f"{path}: configuration file not found")
+    raw = raw or {}
+    validate(raw, path)
+    return WorkstreamConfig(_merge(DEFAULTS, raw), path)
+
+
+_current: WorkstreamConfig | None = None
+
+
+def get() -> WorkstreamConfig:
+    """The configuration in force (loaded by settings at start-up)."""
+    global _current
+    if _current is None:
+        from django.conf import settings
+
+        _current = settings.WORKSTREAM
+    return _current
+
+
+def override(cfg: WorkstreamConfig | None) -> None:
+    """Replace the configuration in force (tests, reload)."""
+    global _current
+    _current = cfg

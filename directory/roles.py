@@ -1,0 +1,38 @@
+"""Platform roles (admin, supervisor, worker, service), held through Django groups
+whose names come from the configuration (`roles:`), so that directory groups map
+straight onto them. A superuser is an admin."""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+
+from config import wsconfig
+
+ADMIN, SUPERVISOR, WORKER, SERVICE = "admin", "supervisor", "worker", "service"
+ROLES = (ADMIN, SUPERVISOR, WORKER, SERVICE)
+
+
+def role_group_name(role: str) -> str:
+    return wsconfig.get().roles[role]
+
+
+def roles_of(user: AbstractBaseUser | AnonymousUser | None) -> frozenset[str]:
+    """The platform roles `user` holds now (cached on the instance for the request)."""
+    if user is None or not user.is_authenticated or not user.is_active:
+        return frozenset()
+    cached = getattr(user, "_workstream_roles", None)
+    if cached is not None:
+        return cached
+    by_group = {name: role for role, name in wsconfig.get().roles.as_dict().items()}
+    names = user.groups.filter(name__in=list(by_group)).values_list("name", flat=True)
+    roles = {by_group[n] for n in names}
+    if user.is_superuser:
+        roles.add(ADMIN)
+    result = frozenset(roles)
+    user._workstream_roles = result
+    return result
+
+
+def is_supervisor(user) -> bool:
+    """Supervisors and admins may act on any item of the queues they see."""
+    return bool(roles_of(user) & {ADMIN, SUPERVISOR})

@@ -1,0 +1,35 @@
+"""Writing outbox rows. Delivery (the relay) reads them; nothing here leaves the database."""
+
+from __future__ import annotations
+
+from django.db import transaction
+from django.utils import timezone
+
+from config import context, wsconfig
+from events.models import OutboxEvent
+
+
+def outbox_enqueue(
+    *,
+    event_type: str,
+    aggregate_id: str | int,
+    sequence: int,
+    payload: dict,
+    aggregate_type: str = "workitem",
+    correlation_id: str = "",
+    occurred_at=None,
+) -> OutboxEvent:
+    """Add one event to the outbox inside the current transaction (the change's own)."""
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("outbox_enqueue must run inside the change's transaction")
+    return OutboxEvent.objects.create(
+        event_type=event_type,
+        aggregate_type=aggregate_type,
+        aggregate_id=str(aggregate_id),
+        sequence=sequence,
+        occurred_at=occurred_at or timezone.now(),
+        producer=wsconfig.get().eventBus.producer,
+        trace_id=context.current_request_id(),
+        correlation_id=correlation_id or "",
+        payload=payload,
+    )

@@ -1,0 +1,415 @@
+"""Work items, the queues they wait in, and the lifecycle definitions that shape them."""
+
+from __future__ import annotations
+
+import jsonschema
+from django.conf import settings
+from django.contrib.auth.models import Group
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+from django_fsm import RETURN_VALUE, ConcurrentTransitionMixin, FSMField, transition
+
+
+class State(models.TextChoices):
+    CREATED = "CREATED"
+    OFFERED = "OFFERED"
+    ASSIGNED = "ASSIGNED"
+    IN_PROGRESS = "IN_PROGRESS"
+    SUSPENDED = "SUSPENDED"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+
+OPEN_STATES = (State.CREATED, State.OFFERED, State.ASSIGNED, State.IN_PROGRESS, State.SUSPENDED)
+TERMINAL_STATES = (State.COMPLETED, State.FAILED, State.CANCELLED)
+# States in which an item is held by a user (SUSPENDED too when it was held when suspended).
+HELD_STATES = (State.ASSIGNED, State.IN_PROGRESS, State.SUSPENDED)
+
+ACTIONS = (
+    "offer",
+    "assign",
+    "claim",
+    "release",
+    "start",
+    "complete",
+    "fail",
+    "suspend",
+    "resume",
+    "delegate",
+    "escalate",
+    "cancel",
+    "set_sub_status",
+)
+
+STRATEGY_CHOICES = [
+    ("offer", "offer (pull)"),
+    ("direct", "direct"),
+    ("round_robin", "round robin"),
+    ("random", "random"),
+    ("least_loaded", "least loaded"),
+    ("longest_idle", "longest idle"),
+    ("skill_based", "skill based"),
+]
+
+
+class Lifecycle(models.Model):
+    """A lifecycle definition (data, edited in the admin): which optional steps exist,
+    the JSON Schema a result must satisfy, sub-statuses inside IN_PROGRESS, and which
+    platform roles may fire which action. Queues without one use the defaults."""
+
+    START_REQUIRED, START_OPTIONAL, START_DISABLED = "required", "optional", "disabled"
+    START_CHOICES = [
+        (START_REQUIRED, "required: complete only from IN_PROGRESS"),
+        (START_OPTIONAL, "optional: complete from ASSIGNED or IN_PROGRESS"),
+        (START_DISABLED, "disabled: no start; complete from ASSIGNED"),
+    ]
+
+    name = models.SlugField(max_length=100, unique=True)
+    description = models.TextField(blank=True)
+    start_step = models.CharField(max_length=10, choices=START_CHOICES, default=START_REQUIRED)
+    allow_suspend = models.BooleanField(default=True)
+    allow_release = models.BooleanField(default=True)
+    allow_delegate = models.BooleanField(default=True)
+    result_schema = models.JSONField(
+        null=True, blank=True, help_text="JSON Schema that the result of `complete` must satisfy"
+    )
+    sub_statuses = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='Named sub-statuses inside IN_PROGRESS: {"initial": "drafting", '
+        '"moves": {"drafting": ["review"], "review": ["drafting"]}}',
+    )
+    action_roles = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='Which platform roles may fire an action, replacing the default: {"cancel": ["admin"]}',
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        from directory.roles import ROLES
+
+        errors: dict[str, str] = {}
+        if self.result_schema is not None:
+            try:
+                jsonschema.Draft202012Validator.check_schema(self.result_schema)
+            except jsonschema.SchemaError as exc:
+                errors["result_schema"] = f"not a valid JSON Schema: {exc.message}"
+        subs = self.sub_statuses or {}
+        if not isinstance(subs, dict) or set(subs) - {"initial", "moves"}:
+            errors["sub_statuses"] = 'must be an object with "initial" and "moves"'
+        else:
+            moves = subs.get("moves", {})
+            if not isinstance(moves, dict) or not all(
+                isinstance(v, list) and all(isinstance(x, str) for x in v) for v in moves.values()
+            ):
+                errors["sub_statuses"] = '"moves" must map each sub-status to a list of sub-statuses'
+            elif subs.get("initial") and subs["initial"] not in moves:
+                errors["sub_statuses"] = '"initial" must be one of the sub-statuses in "moves"'
+        roles = self.action_roles or {}
+        if not isinstance(roles, dict):
+            errors["action_roles"] = "must be an object: action → list of roles"
+        else:
+            for action, allowed in roles.items():
+                if action not in ACTIONS:
+                    errors["action_roles"] = f"unknown action {action!r}; known: {', '.join(ACTIONS)}"
+                elif not isinstance(allowed, list) or set(allowed) - set(ROLES) - {"system"}:
+                    errors["action_roles"] = f"roles for {action!r} must be a list drawn from {ROLES}"
+        if errors:
+            raise ValidationError(errors)
+
+    @property
+    def sub_status_names(self) -> set[str]:
+        return set((self.sub_statuses or {}).get("moves", {}))
+
+    def sub_status_move_allowed(self, current: str, target: str) -> bool:
+        moves = (self.sub_statuses or {}).get("moves", {})
+        if target not in moves:
+            return False
+        return not current or target in moves.get(current, [])
+
+
+# Queues without a lifecycle (or with custom lifecycles switched off) use this one.
+DEFAULT_LIFECYCLE = Lifecycle(name="default")
+
+
+class Queue(models.Model):
+    """Where work items wait: who may take them, how they are distributed, their SLA."""
+
+    name = models.SlugField(max_length=100, unique=True)
+    description = models.TextField(blank=True)
+    strategy = models.CharField(max_length=20, choices=STRATEGY_CHOICES, default="offer")
+    candidate_groups = models.ManyToManyField(Group, blank=True, related_name="workstream_queues")
+    capacity_per_user = models.PositiveIntegerField(
+        null=True, blank=True, help_text="open items one user may hold in this queue; empty = no limit"
+    )
+    sla = models.DurationField(null=True, blank=True, help_text="default time to due_at for new items")
+    escalation_queue = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="escalates_from"
+    )
+    lifecycle = models.ForeignKey(Lifecycle, null=True, blank=True, on_delete=models.PROTECT, related_name="queues")
+    sensitive_keys = models.JSONField(
+        default=list, blank=True, help_text="context_data keys masked for callers without a supervisor role"
+    )
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def _lifecycle_of(item: WorkItem) -> Lifecycle:
+    from config import wsconfig
+
+    if item.queue.lifecycle_id and wsconfig.get().features.lifecycle.custom:
+        return item.queue.lifecycle
+    return DEFAULT_LIFECYCLE
+
+
+def _start_enabled(item: WorkItem) -> bool:
+    return _lifecycle_of(item).start_step != Lifecycle.START_DISABLED
+
+
+def _complete_allowed_here(item: WorkItem) -> bool:
+    if item.state == State.IN_PROGRESS:
+        return True
+    return _lifecycle_of(item).start_step in (Lifecycle.START_OPTIONAL, Lifecycle.START_DISABLED)
+
+
+def _suspend_enabled(item: WorkItem) -> bool:
+    return _lifecycle_of(item).allow_suspend
+
+
+def _release_enabled(item: WorkItem) -> bool:
+    return _lifecycle_of(item).allow_release
+
+
+def _delegate_enabled(item: WorkItem) -> bool:
+    return _lifecycle_of(item).allow_delegate
+
+
+def _has_sub_statuses(item: WorkItem) -> bool:
+    return bool(_lifecycle_of(item).sub_status_names)
+
+
+class WorkItem(ConcurrentTransitionMixin, models.Model):
+    """Something a person must do, tracked through its lifecycle.
+
+    Transitions (django-fsm-2; each changes only this item's own fields — the
+    service layer in `workitems.services` adds the version bump, audit record
+    and outbox event in the same transaction):
+
+    | action         | from                               | to                        |
+    |----------------|------------------------------------|---------------------------|
+    | offer          | CREATED                            | OFFERED                   |
+    | assign         | CREATED, OFFERED                   | ASSIGNED                  |
+    | claim          | OFFERED                            | ASSIGNED                  |
+    | release        | ASSIGNED                           | OFFERED                   |
+    | start          | ASSIGNED                           | IN_PROGRESS               |
+    | complete       | IN_PROGRESS (ASSIGNED if start is optional/disabled) | COMPLETED |
+    | fail           | IN_PROGRESS                        | FAILED                    |
+    | suspend        | OFFERED, ASSIGNED, IN_PROGRESS     | SUSPENDED                 |
+    | resume         | SUSPENDED                          | the state it left         |
+    | delegate       | ASSIGNED, IN_PROGRESS              | ASSIGNED (another user)   |
+    | escalate       | any open state                     | same state, level + 1     |
+    | cancel         | any open state                     | CANCELLED                 |
+    | set_sub_status | IN_PROGRESS                        | IN_PROGRESS               |
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    workflow_id = models.CharField(max_length=200)
+    run_id = models.CharField(max_length=200, blank=True)
+    task_name = models.CharField(max_length=200)
+    title = models.CharField(max_length=500, blank=True)
+    description = models.TextField(blank=True)
+    queue = models.ForeignKey(Queue, on_delete=models.PROTECT, related_name="work_items")
+    priority = models.PositiveSmallIntegerField(default=50, validators=[MaxValueValidator(100)])
+    due_at = models.DateTimeField(null=True, blank=True)
+    follow_up_at = models.DateTimeField(null=True, blank=True)
+    context_data = models.JSONField(default=dict, blank=True)
+    candidate_users = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="candidate_work_items")
+    candidate_groups = models.ManyToManyField(Group, blank=True, related_name="candidate_work_items")
+    excluded_users = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="excluded_work_items")
+    required_skills = models.JSONField(default=list, blank=True)
+    sod_key = models.CharField(max_length=100, blank=True)
+    strategy = models.CharField(max_length=20, choices=STRATEGY_CHOICES, blank=True)
+    assignee = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="assigned_work_items",
+        db_index=False,  # covered by wi_assignee_state_idx
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    state = FSMField(default=State.CREATED, choices=State.choices, protected=True)
+    resume_state = models.CharField(max_length=20, blank=True)
+    sub_status = models.CharField(max_length=50, blank=True)
+    version = models.PositiveIntegerField(default=1)
+    escalation_level = models.PositiveSmallIntegerField(default=0)
+    result = models.JSONField(null=True, blank=True)
+    outcome_reason = models.TextField(blank=True)
+    callback_url = models.URLField(max_length=1000, blank=True)
+    correlation_id = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+    offered_at = models.DateTimeField(null=True, blank=True)
+    assigned_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["state"], name="wi_state_idx"),
+            models.Index(fields=["assignee", "state"], name="wi_assignee_state_idx"),
+            models.Index(fields=["workflow_id", "run_id"], name="wi_workflow_run_idx"),
+            # claim-next order; only OFFERED items can be claimed, so only they are indexed.
+            models.Index(
+                "queue",
+                models.F("priority").desc(),
+                "due_at",
+                "created_at",
+                name="wi_claim_next_idx",
+                condition=Q(state="OFFERED"),
+            ),
+            # the SLA scan: open items by deadline.
+            models.Index(
+                fields=["due_at"],
+                name="wi_open_due_idx",
+                condition=Q(state__in=["CREATED", "OFFERED", "ASSIGNED", "IN_PROGRESS", "SUSPENDED"]),
+            ),
+            models.Index(
+                fields=["queue", "state"],
+                name="wi_open_queue_state_idx",
+                condition=Q(state__in=["CREATED", "OFFERED", "ASSIGNED", "IN_PROGRESS", "SUSPENDED"]),
+            ),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(priority__gte=0, priority__lte=100), name="wi_priority_range"),
+            models.CheckConstraint(
+                condition=Q(assignee__isnull=False) | ~Q(state__in=["ASSIGNED", "IN_PROGRESS"]),
+                name="wi_held_has_assignee",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.task_name} ({self.state})"
+
+    @property
+    def lifecycle(self) -> Lifecycle:
+        return _lifecycle_of(self)
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.state in TERMINAL_STATES
+
+    def available_actions(self) -> list[str]:
+        """Actions the lifecycle allows from the current state (before any actor check)."""
+        return sorted({t.name for t in self.get_available_state_transitions()})
+
+    # --- transitions: own fields only -------------------------------------------------
+
+    @transition(field=state, source=State.CREATED, target=State.OFFERED)
+    def offer(self) -> None:
+        self.assignee = None
+        self.offered_at = timezone.now()
+
+    @transition(field=state, source=[State.CREATED, State.OFFERED], target=State.ASSIGNED)
+    def assign(self, user) -> None:
+        self.assignee = user
+        self.assigned_at = timezone.now()
+
+    @transition(field=state, source=State.OFFERED, target=State.ASSIGNED)
+    def claim(self, user) -> None:
+        self.assignee = user
+        self.assigned_at = timezone.now()
+
+    @transition(field=state, source=State.ASSIGNED, target=State.OFFERED, conditions=[_release_enabled])
+    def release(self) -> None:
+        self.assignee = None
+        self.assigned_at = None
+        self.offered_at = timezone.now()
+
+    @transition(field=state, source=State.ASSIGNED, target=State.IN_PROGRESS, conditions=[_start_enabled])
+    def start(self) -> None:
+        self.started_at = timezone.now()
+        self.sub_status = (self.lifecycle.sub_statuses or {}).get("initial", "") or ""
+
+    @transition(
+        field=state,
+        source=[State.IN_PROGRESS, State.ASSIGNED],
+        target=State.COMPLETED,
+        conditions=[_complete_allowed_here],
+    )
+    def complete(self, result) -> None:
+        now = timezone.now()
+        self.result = result
+        self.sub_status = ""
+        self.completed_at = now
+        self.closed_at = now
+
+    @transition(field=state, source=State.IN_PROGRESS, target=State.FAILED)
+    def fail(self, reason: str) -> None:
+        self.outcome_reason = reason
+        self.sub_status = ""
+        self.closed_at = timezone.now()
+
+    @transition(
+        field=state,
+        source=[State.OFFERED, State.ASSIGNED, State.IN_PROGRESS],
+        target=State.SUSPENDED,
+        conditions=[_suspend_enabled],
+    )
+    def suspend(self) -> None:
+        self.resume_state = self.state
+
+    @transition(
+        field=state,
+        source=State.SUSPENDED,
+        target=RETURN_VALUE(State.OFFERED, State.ASSIGNED, State.IN_PROGRESS),
+    )
+    def resume(self) -> str:
+        back, self.resume_state = self.resume_state, ""
+        return back
+
+    @transition(
+        field=state,
+        source=[State.ASSIGNED, State.IN_PROGRESS],
+        target=State.ASSIGNED,
+        conditions=[_delegate_enabled],
+    )
+    def delegate(self, user) -> None:
+        self.assignee = user
+        self.assigned_at = timezone.now()
+        self.started_at = None
+        self.sub_status = ""
+
+    @transition(field=state, source=list(OPEN_STATES), target=None)
+    def escalate(self, queue: Queue | None = None) -> None:
+        self.escalation_level += 1
+        if queue is not None:
+            self.queue = queue
+
+    @transition(field=state, source=list(OPEN_STATES), target=State.CANCELLED)
+    def cancel(self, reason: str) -> None:
+        self.outcome_reason = reason
+        self.closed_at = timezone.now()
+
+    @transition(field=state, source=State.IN_PROGRESS, target=None, conditions=[_has_sub_statuses])
+    def set_sub_status(self, name: str) -> None:
+        self.sub_status = name
