@@ -41,6 +41,8 @@ DEFAULTS: dict[str, Any] = {
         "producer": "workstream",
         "maxPublishAttempts": 3,
     },
+    "rateLimits": {"default": "100/s", "perRole": {}},
+    "idempotency": {"retentionHours": 24},
     "roles": {
         "admin": "workstream-admins",
         "supervisor": "workstream-supervisors",
@@ -56,6 +58,7 @@ def _obj(properties: dict[str, Any]) -> dict[str, Any]:
 
 _BOOL = {"type": "boolean"}
 _NAME = {"type": "string", "minLength": 1, "maxLength": 200}
+_RATE = {"type": "string", "pattern": r"^[0-9]+/(s|sec|second|m|min|minute|h|hour|d|day)$"}
 
 
 def _pos(maximum: int) -> dict[str, Any]:
@@ -91,6 +94,13 @@ SCHEMA: dict[str, Any] = _obj(
                 "maxPublishAttempts": _pos(1000),
             }
         ),
+        "rateLimits": _obj(
+            {
+                "default": _RATE,
+                "perRole": _obj({"admin": _RATE, "supervisor": _RATE, "worker": _RATE, "service": _RATE}),
+            }
+        ),
+        "idempotency": _obj({"retentionHours": _pos(24 * 365)}),
         "roles": _obj({"admin": _NAME, "supervisor": _NAME, "worker": _NAME, "service": _NAME}),
     }
 )

@@ -38,6 +38,19 @@ def visibility_filter(actor) -> Q | None:
     return Q(assignee_id=actor.pk) | queue_member | candidate_user | candidate_group
 
 
+def claimable_filter(actor) -> Q:
+    """OFFERED items `actor` is a candidate for: named on the item (user or group), or, when
+    the item names nobody, a member of one of its queue's groups; and not excluded."""
+    gids = group_ids_of(actor)
+    item_users = WorkItem.candidate_users.through.objects.filter(workitem_id=OuterRef("pk"))
+    item_groups = WorkItem.candidate_groups.through.objects.filter(workitem_id=OuterRef("pk"))
+    queue_groups = Queue.candidate_groups.through.objects.filter(queue_id=OuterRef("queue_id"), group_id__in=gids)
+    named = Exists(item_users.filter(user_id=actor.pk)) | Exists(item_groups.filter(group_id__in=gids))
+    unnamed = ~Exists(item_users) & ~Exists(item_groups) & Exists(queue_groups)
+    excluded = Exists(WorkItem.excluded_users.through.objects.filter(workitem_id=OuterRef("pk"), user_id=actor.pk))
+    return Q(state="OFFERED") & (named | unnamed) & ~excluded
+
+
 def work_item_list_for(*, actor) -> QuerySet[WorkItem]:
     """All items `actor` may see (filters are applied on top by the caller)."""
     qs = WorkItem.objects.select_related("queue", "assignee")
@@ -68,6 +81,8 @@ def work_item_visible_to(*, actor, item: WorkItem) -> bool:
         return True
     if not actor.is_authenticated:
         return False
+    if item.assignee_id == actor.pk:
+        return True
     return WorkItem.objects.filter(q, pk=item.pk).exists()
 
 

@@ -21,6 +21,7 @@ from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import URLValidator
 from django.db import transaction
+from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -46,7 +47,7 @@ from workitems.errors import (
     ValidationFailed,
 )
 from workitems.models import STRATEGY_CHOICES, Queue, State, WorkItem
-from workitems.selectors import work_item_get_for
+from workitems.selectors import claimable_filter, work_item_get_for
 from workitems.snapshots import work_item_snapshot
 
 User = get_user_model()
@@ -338,9 +339,10 @@ def _execute(
     transition_kwargs: dict[str, Any] | None = None,
     audit_data: dict[str, Any] | None = None,
     prepare: Callable[[Command], None] | None = None,
+    locked_item: WorkItem | None = None,
 ) -> WorkItem:
     """Lock, check, validate, transition, save, audit, enqueue: the body of every command."""
-    item = work_item_get_for(actor=actor, item_id=item_id, for_update=True)
+    item = locked_item or work_item_get_for(actor=actor, item_id=item_id, for_update=True)
     try:
         check_version(item, expected_version)
     except StaleVersion:
@@ -412,6 +414,51 @@ def work_item_claim(*, item_id: int, actor, expected_version: int | None = None)
         transition_kwargs={"user": actor},
         audit_data={"assignee": actor.username},
     )
+
+
+@transaction.atomic
+def work_item_claim_next(*, actor, queue: str | None = None, batch: int = 20) -> WorkItem | None:
+    """Claim the best OFFERED item `actor` may take (priority desc, due_at asc, created_at asc),
+    across its queues or in the one named; None when there is none.
+
+    Rows are taken with FOR UPDATE SKIP LOCKED, so concurrent callers never
+    wait on each other or get the same item: each sees only rows nobody else
+    has locked. A locked candidate that fails a holding constraint (capacity,
+    separation of duties) is passed over for the next one.
+    """
+    if actor is None or not actor.is_authenticated:
+        raise NotAllowed("claim-next needs a user")
+    if not roles_of(actor) & DEFAULT_ACTION_ROLES["claim"]:
+        raise NotAllowed("your roles do not allow claiming work items")
+    now = timezone.now()
+    qs = WorkItem.objects.filter(claimable_filter(actor), queue__active=True).filter(
+        Q(follow_up_at__isnull=True) | Q(follow_up_at__lte=now)
+    )
+    if queue is not None:
+        if not Queue.objects.filter(name=queue).exists():
+            raise NotFound(f"queue {queue!r} not found")
+        qs = qs.filter(queue__name=queue)
+    candidates = list(
+        qs.select_related("queue__lifecycle", "assignee", "created_by")
+        .order_by(F("priority").desc(), F("due_at").asc(nulls_last=True), "created_at", "id")
+        .select_for_update(skip_locked=True, of=("self",))[:batch]
+    )
+    for item in candidates:
+        try:
+            with transaction.atomic():
+                return _execute(
+                    action="claim",
+                    item_id=item.pk,
+                    actor=actor,
+                    expected_version=None,
+                    target_user=actor,
+                    transition_kwargs={"user": actor},
+                    audit_data={"assignee": actor.username, "via": "claim-next"},
+                    locked_item=item,
+                )
+        except (ConstraintViolated, NotAllowed):
+            continue
+    return None
 
 
 @transaction.atomic
@@ -807,5 +854,6 @@ __all__ = [
     "check_version",
     "work_item_create",
     "work_item_create_many",
+    "work_item_claim_next",
     *[f.__name__ for f in COMMANDS.values()],
 ]

@@ -1,0 +1,24 @@
+from django.urls import path
+
+from api.auth_views import TokenObtainView, TokenRefreshView
+from api.meta_views import FeaturesView
+from audit.api import AuditListView, AuditVerifyView
+from workitems.api import queue_views as q
+from workitems.api import views as w
+
+urlpatterns = [
+    path("auth/token", TokenObtainView.as_view(), name="auth-token"),
+    path("auth/token/refresh", TokenRefreshView.as_view(), name="auth-token-refresh"),
+    path("workitems", w.WorkItemListCreateView.as_view(), name="workitem-list"),
+    path("workitems/bulk", w.WorkItemBulkCreateView.as_view(), name="workitem-bulk"),
+    path("workitems/claim-next", w.ClaimNextView.as_view(), name="workitem-claim-next"),
+    path("workitems/<int:item_id>", w.WorkItemDetailView.as_view(), name="workitem-detail"),
+    path("workitems/<int:item_id>/history", w.WorkItemHistoryView.as_view(), name="workitem-history"),
+    path("workitems/<int:item_id>/<str:action>", w.WorkItemActionView.as_view(), name="workitem-action"),
+    path("queues", q.QueueListCreateView.as_view(), name="queue-list"),
+    path("queues/<slug:name>", q.QueueDetailView.as_view(), name="queue-detail"),
+    path("queues/<slug:name>/stats", q.QueueStatsView.as_view(), name="queue-stats"),
+    path("audit", AuditListView.as_view(), name="audit-list"),
+    path("audit/verify", AuditVerifyView.as_view(), name="audit-verify"),
+    path("features", FeaturesView.as_view(), name="features"),
+]

@@ -1,0 +1,105 @@
+"""Queue endpoints: reads for everyone who may see the queue, writes for admins."""
+
+from __future__ import annotations
+
+from django.urls import reverse
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers
+from rest_framework.response import Response
+
+from api.problems import ProblemException
+from api.schema import PROBLEM_RESPONSES
+from api.views import WorkstreamAPIView
+from workitems import queues
+from workitems.models import STRATEGY_CHOICES
+
+QUEUE_STRATEGY_CHOICES = [c for c in STRATEGY_CHOICES if c[0] != "direct"]
+
+
+class QueueIn(serializers.Serializer):
+    name = serializers.SlugField(max_length=100)
+    description = serializers.CharField(required=False, allow_blank=True)
+    strategy = serializers.ChoiceField(choices=QUEUE_STRATEGY_CHOICES, required=False)
+    candidate_groups = serializers.ListField(child=serializers.CharField(), required=False)
+    capacity_per_user = serializers.IntegerField(allow_null=True, required=False, min_value=1)
+    sla = serializers.CharField(allow_null=True, required=False, help_text="ISO 8601 duration, e.g. PT4H")
+    escalation_queue = serializers.CharField(allow_null=True, required=False)
+    lifecycle = serializers.CharField(allow_null=True, required=False)
+    sensitive_keys = serializers.ListField(child=serializers.CharField(), required=False)
+    active = serializers.BooleanField(required=False)
+
+
+class QueueOut(QueueIn):
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+
+
+class QueuePatchIn(QueueIn):
+    name = serializers.SlugField(max_length=100, required=False)
+
+
+class UserLoadOut(serializers.Serializer):
+    user = serializers.CharField()
+    open = serializers.IntegerField()
+
+
+class QueueStatsOut(serializers.Serializer):
+    queue = serializers.CharField()
+    open = serializers.IntegerField()
+    offered = serializers.IntegerField()
+    assigned = serializers.IntegerField()
+    in_progress = serializers.IntegerField()
+    suspended = serializers.IntegerField()
+    overdue = serializers.IntegerField()
+    oldest_age_seconds = serializers.IntegerField(allow_null=True)
+    sla_compliance = serializers.FloatField(allow_null=True)
+    sla_window_days = serializers.IntegerField()
+    completed_in_window = serializers.IntegerField()
+    per_user_load = UserLoadOut(many=True)
+
+
+def _object_body(request) -> dict:
+    if not isinstance(request.data, dict):
+        raise ProblemException("validation-error", "the request body must be a JSON object")
+    return dict(request.data)
+
+
+class QueueListCreateView(WorkstreamAPIView):
+    @extend_schema(operation_id="queues_list", responses={200: QueueOut(many=True), **PROBLEM_RESPONSES(401, 429)})
+    def get(self, request):
+        return Response([queues.queue_snapshot(q) for q in queues.queue_list_for(actor=request.user)])
+
+    @extend_schema(
+        operation_id="queues_create",
+        request=QueueIn,
+        responses={201: QueueOut, **PROBLEM_RESPONSES(400, 401, 403, 409, 413, 422, 429)},
+    )
+    def post(self, request):
+        queue = queues.queue_create(actor=request.user, data=_object_body(request))
+        return Response(
+            queues.queue_snapshot(queue), status=201, headers={"Location": reverse("queue-detail", args=[queue.name])}
+        )
+
+
+class QueueDetailView(WorkstreamAPIView):
+    @extend_schema(operation_id="queues_retrieve", responses={200: QueueOut, **PROBLEM_RESPONSES(401, 404, 429)})
+    def get(self, request, name: str):
+        return Response(queues.queue_snapshot(queues.queue_get_for(actor=request.user, name=name)))
+
+    @extend_schema(
+        operation_id="queues_partial_update",
+        request=QueuePatchIn,
+        responses={200: QueueOut, **PROBLEM_RESPONSES(400, 401, 403, 404, 413, 429)},
+    )
+    def patch(self, request, name: str):
+        queues.queue_get_for(actor=request.user, name=name)  # 404 before 403 for what one may not see
+        queue = queues.queue_update(actor=request.user, name=name, data=_object_body(request))
+        return Response(queues.queue_snapshot(queue))
+
+
+class QueueStatsView(WorkstreamAPIView):
+    @extend_schema(operation_id="queues_stats", responses={200: QueueStatsOut, **PROBLEM_RESPONSES(401, 404, 429)})
+    def get(self, request, name: str):
+        # Whoever may see the queue may see its figures (members watch their own load).
+        queue = queues.queue_get_for(actor=request.user, name=name)
+        return Response(queues.queue_stats(queue=queue))

@@ -1,0 +1,254 @@
+"""Work-item endpoints: thin views over the selectors (reads) and services (writes)."""
+
+from __future__ import annotations
+
+from django.db.models import F, Value
+from django.db.models.functions import Coalesce
+from django.urls import reverse
+from django.utils.dateparse import parse_datetime
+from django_filters.rest_framework import DjangoFilterBackend
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.response import Response
+
+from api.pagination import Cursor
+from api.problems import ProblemException
+from api.schema import PROBLEM_RESPONSES
+from api.views import WorkstreamAPIView, etag, parse_if_match
+from audit.models import AuditRecord
+from workitems import services
+from workitems.api import serializers as s
+from workitems.filters import WorkItemFilter
+from workitems.selectors import work_item_get_for, work_item_list_for
+
+FAR_FUTURE = parse_datetime("9999-12-31T00:00:00+00:00")
+KNOWN_LIST_PARAMS = set(WorkItemFilter.base_filters) | {"cursor", "page_size"}
+
+ACTION_BODIES = {
+    "complete": s.ResultIn,
+    "fail": s.ReasonIn,
+    "cancel": s.ReasonIn,
+    "escalate": s.ReasonIn,
+    "suspend": s.ReasonIn,
+    "delegate": s.UserIn,
+    "assign": s.UserIn,
+    "sub-status": s.SubStatusIn,
+}
+API_ACTIONS = (
+    "claim",
+    "release",
+    "start",
+    "complete",
+    "fail",
+    "suspend",
+    "resume",
+    "delegate",
+    "assign",
+    "escalate",
+    "cancel",
+    "sub-status",
+)
+
+
+def with_relations(qs):
+    return qs.prefetch_related("candidate_users", "candidate_groups", "excluded_users").select_related(
+        "queue__lifecycle", "assignee"
+    )
+
+
+def item_response(item, actor, *, status_code=200, headers=None) -> Response:
+    resp = Response(s.item_representation(item, actor), status=status_code, headers=headers)
+    resp["ETag"] = etag(item.version)
+    return resp
+
+
+class WorkItemListCreateView(WorkstreamAPIView):
+    filter_backends = [DjangoFilterBackend]
+    filterset_class = WorkItemFilter
+
+    def cursor_ordering(self, request):
+        order = request.query_params.get("ordering") or "-created_at"
+        field = order.lstrip("-")
+        desc = order.startswith("-")
+        if field == "due_at":
+            field = "due_sort"  # nulls sort as "no deadline": last ascending, first descending
+        return (("-" if desc else "") + field, "-id" if desc else "id")
+
+    @extend_schema(
+        operation_id="workitems_list",
+        summary="Query work items",
+        parameters=[
+            OpenApiParameter("cursor", OpenApiTypes.STR, description="opaque cursor from next/previous"),
+            OpenApiParameter("page_size", OpenApiTypes.INT, description="1–500, default 50"),
+        ],
+        responses={200: s.WorkItemPageOut, **PROBLEM_RESPONSES(400, 401, 429)},
+    )
+    def get(self, request):
+        unknown = sorted(set(request.query_params) - KNOWN_LIST_PARAMS)
+        if unknown:
+            raise ProblemException(
+                "validation-error",
+                f"unknown query parameter(s): {', '.join(unknown)}",
+                errors=[{"field": u, "message": "unknown filter"} for u in unknown],
+            )
+        _check_page_size(request)
+        qs = work_item_list_for(actor=request.user)
+        qs = self.filter_backends[0]().filter_queryset(request, qs, self)
+        qs = with_relations(qs.annotate(due_sort=Coalesce(F("due_at"), Value(FAR_FUTURE))))
+        paginator = Cursor()
+        page = paginator.paginate_queryset(qs, request, view=self)
+        return paginator.get_paginated_response([s.item_representation(i, request.user) for i in page])
+
+    @extend_schema(
+        operation_id="workitems_create",
+        summary="Create a work item and distribute it",
+        request=s.WorkItemCreateIn,
+        parameters=[OpenApiParameter("Idempotency-Key", OpenApiTypes.STR, OpenApiParameter.HEADER)],
+        responses={201: s.WorkItemOut, **PROBLEM_RESPONSES(400, 401, 403, 404, 409, 413, 422, 429)},
+        examples=[
+            OpenApiExample(
+                "A claim review",
+                request_only=True,
+                value={
+                    "workflow_id": "claims-2026",
+                    "run_id": "run-8812",
+                    "task_name": "review-claim",
+                    "title": "Review claim 8812",
+                    "queue": "claims",
+                    "priority": 70,
+                    "context_data": {"claim_id": 8812, "amount": 1200},
+                },
+            )
+        ],
+    )
+    def post(self, request):
+        item = services.work_item_create(actor=request.user, data=_body(request))
+        location = reverse("workitem-detail", args=[item.pk])
+        return item_response(item, request.user, status_code=201, headers={"Location": location})
+
+
+class WorkItemBulkCreateView(WorkstreamAPIView):
+    @extend_schema(
+        operation_id="workitems_bulk_create",
+        summary="Create up to 1,000 work items in one transaction",
+        request=s.BulkCreateIn,
+        parameters=[OpenApiParameter("Idempotency-Key", OpenApiTypes.STR, OpenApiParameter.HEADER)],
+        responses={201: s.BulkCreateOut, **PROBLEM_RESPONSES(400, 401, 403, 404, 409, 413, 422, 429)},
+    )
+    def post(self, request):
+        body = _body(request)
+        items = services.work_item_create_many(actor=request.user, items=body.get("items"))
+        qs = with_relations(type(items[0]).objects.filter(pk__in=[i.pk for i in items]).order_by("id"))
+        return Response({"items": [s.item_representation(i, request.user) for i in qs]}, status=201)
+
+
+class WorkItemDetailView(WorkstreamAPIView):
+    @extend_schema(
+        operation_id="workitems_retrieve",
+        summary="One work item",
+        responses={200: s.WorkItemOut, **PROBLEM_RESPONSES(401, 404, 429)},
+    )
+    def get(self, request, item_id: int):
+        item = work_item_get_for(actor=request.user, item_id=item_id)
+        return item_response(item, request.user)
+
+
+class WorkItemActionView(WorkstreamAPIView):
+    @extend_schema(
+        operation_id="workitems_action",
+        summary="Fire a lifecycle action",
+        description="Bodies: complete {result}, fail/cancel/escalate/suspend {reason}, delegate/assign {user}, "
+        'sub-status {sub_status}; the others take none. Send `If-Match: "<version>"` to guard against '
+        "concurrent changes (412 when stale).",
+        parameters=[
+            OpenApiParameter("action", OpenApiTypes.STR, OpenApiParameter.PATH, enum=list(API_ACTIONS)),
+            OpenApiParameter("If-Match", OpenApiTypes.STR, OpenApiParameter.HEADER),
+            OpenApiParameter("Idempotency-Key", OpenApiTypes.STR, OpenApiParameter.HEADER),
+        ],
+        request=inline_serializer(
+            "ActionBody",
+            fields={
+                "result": serializers.DictField(required=False),
+                "reason": serializers.CharField(required=False),
+                "user": serializers.CharField(required=False),
+                "sub_status": serializers.CharField(required=False),
+            },
+        ),
+        responses={200: s.WorkItemOut, **PROBLEM_RESPONSES(400, 401, 403, 404, 409, 412, 413, 422, 429)},
+    )
+    def post(self, request, item_id: int, action: str):
+        if action not in API_ACTIONS:
+            raise ProblemException("not-found", f"unknown action {action!r}; actions: {', '.join(API_ACTIONS)}")
+        expected = parse_if_match(request)
+        args = {}
+        if action in ACTION_BODIES:
+            ser = ACTION_BODIES[action](data=_body(request))
+            ser.is_valid(raise_exception=True)
+            args = dict(ser.validated_data)
+        else:
+            _body(request)  # still reject malformed JSON
+        command = services.COMMANDS[action.replace("-", "_")]
+        item = command(item_id=item_id, actor=request.user, expected_version=expected, **args)
+        return item_response(item, request.user)
+
+
+class ClaimNextView(WorkstreamAPIView):
+    @extend_schema(
+        operation_id="workitems_claim_next",
+        summary="Claim the best item the caller may take",
+        request=s.ClaimNextIn,
+        responses={
+            200: s.WorkItemOut,
+            204: OpenApiResponse(description="nothing to claim"),
+            **PROBLEM_RESPONSES(400, 401, 403, 404, 409, 422, 429),
+        },
+    )
+    def post(self, request):
+        ser = s.ClaimNextIn(data=_body(request))
+        ser.is_valid(raise_exception=True)
+        item = services.work_item_claim_next(actor=request.user, queue=ser.validated_data.get("queue"))
+        if item is None:
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        return item_response(item, request.user)
+
+
+class WorkItemHistoryView(WorkstreamAPIView):
+    @extend_schema(
+        operation_id="workitems_history",
+        summary="The item's audit records, oldest first",
+        responses={200: s.AuditRecordOut(many=True), **PROBLEM_RESPONSES(401, 404, 429)},
+    )
+    def get(self, request, item_id: int):
+        item = work_item_get_for(actor=request.user, item_id=item_id)
+        records = AuditRecord.objects.filter(work_item_id=item.pk).order_by("seq")
+        return Response([s.audit_representation(r) for r in records])
+
+
+def _body(request) -> dict:
+    data = request.data
+    if data is None or data == {} or data == []:
+        return {} if not isinstance(data, list) else _not_object()
+    if not isinstance(data, dict):
+        return _not_object()
+    return dict(data)
+
+
+def _not_object():
+    raise ProblemException(
+        "validation-error",
+        "the request body must be a JSON object",
+        errors=[{"field": "body", "message": "not an object"}],
+    )
+
+
+def _check_page_size(request) -> None:
+    raw = request.query_params.get("page_size")
+    if raw is None:
+        return
+    if not raw.isdigit() or not 1 <= int(raw) <= Cursor().max_page_size:
+        raise ProblemException(
+            "validation-error",
+            f"page_size must be an integer from 1 to {Cursor().max_page_size}",
+            errors=[{"field": "page_size", "message": "out of range"}],
+        )

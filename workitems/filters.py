@@ -1,0 +1,54 @@
+"""Query filters of GET /workitems (API.md), as a django-filter FilterSet."""
+
+from __future__ import annotations
+
+import django_filters as df
+from django.db.models import Q
+from django.utils import timezone
+
+from workitems.models import OPEN_STATES, State, WorkItem
+from workitems.selectors import claimable_filter
+
+ORDERINGS = ("priority", "-priority", "due_at", "-due_at", "created_at", "-created_at")
+
+
+class WorkItemFilter(df.FilterSet):
+    state = df.MultipleChoiceFilter(choices=State.choices)
+    queue = df.CharFilter(field_name="queue__name")
+    assignee = df.CharFilter(method="filter_assignee", help_text="a username, or `me`")
+    candidate = df.ChoiceFilter(choices=[("me", "me")], method="filter_candidate", help_text="`me`")
+    workflow_id = df.CharFilter()
+    run_id = df.CharFilter()
+    task_name = df.CharFilter()
+    priority_min = df.NumberFilter(field_name="priority", lookup_expr="gte")
+    priority_max = df.NumberFilter(field_name="priority", lookup_expr="lte")
+    due_before = df.IsoDateTimeFilter(field_name="due_at", lookup_expr="lt")
+    due_after = df.IsoDateTimeFilter(field_name="due_at", lookup_expr="gte")
+    overdue = df.BooleanFilter(method="filter_overdue")
+    created_after = df.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = df.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    escalated = df.BooleanFilter(method="filter_escalated")
+    ordering = df.ChoiceFilter(choices=[(o, o) for o in ORDERINGS], method="filter_noop", help_text="sort order")
+
+    class Meta:
+        model = WorkItem
+        fields: list[str] = []
+
+    def filter_assignee(self, qs, name, value):
+        user = self.request.user if self.request is not None else None
+        if value == "me":
+            return qs.filter(assignee_id=user.pk if user is not None else None)
+        return qs.filter(assignee__username=value)
+
+    def filter_candidate(self, qs, name, value):
+        return qs.filter(claimable_filter(self.request.user))
+
+    def filter_overdue(self, qs, name, value):
+        overdue = Q(due_at__lt=timezone.now(), state__in=OPEN_STATES)
+        return qs.filter(overdue) if value else qs.exclude(overdue)
+
+    def filter_escalated(self, qs, name, value):
+        return qs.filter(escalation_level__gt=0) if value else qs.filter(escalation_level=0)
+
+    def filter_noop(self, qs, name, value):
+        return qs  # applied by the cursor paginator, which must know the order
