@@ -1,0 +1,116 @@
+"""Who the workers are: departments, profiles (skills, capacity, availability), roles with validity."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+
+class Department(models.Model):
+    """A unit of the organisation; departments form a tree (parent → children)."""
+
+    code = models.SlugField(max_length=100, unique=True)
+    name = models.CharField(max_length=200)
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="children")
+    manager = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="managed_departments"
+    )
+    external_id = models.CharField(max_length=500, blank=True, help_text="the directory's DN or id")
+
+    class Meta:
+        ordering = ["code"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Profile(models.Model):
+    """A user's working profile: department, skills (level 1–10), personal capacity,
+    availability (out of office from–until, with a delegate) and last assignment time."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="workstream_profile")
+    department = models.ForeignKey(Department, null=True, blank=True, on_delete=models.SET_NULL, related_name="members")
+    skills = models.JSONField(default=dict, blank=True, help_text='{"german": 7, "claims": 3}: levels 1–10')
+    capacity = models.PositiveIntegerField(
+        null=True, blank=True, help_text="open items this user may hold across all queues; empty = no limit"
+    )
+    out_of_office_from = models.DateTimeField(null=True, blank=True)
+    out_of_office_until = models.DateTimeField(null=True, blank=True, help_text="empty = until further notice")
+    delegate = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="delegating_profiles"
+    )
+    last_assigned_at = models.DateTimeField(null=True, blank=True)
+    external_id = models.CharField(max_length=500, blank=True, help_text="the directory's DN or objectGUID")
+
+    class Meta:
+        indexes = [models.Index(fields=["last_assigned_at"], name="profile_last_assigned_idx")]
+
+    def __str__(self) -> str:
+        return f"profile of {self.user}"
+
+    def is_out_of_office(self, at=None) -> bool:
+        at = at or timezone.now()
+        if self.out_of_office_from is None or self.out_of_office_from > at:
+            return False
+        return self.out_of_office_until is None or at < self.out_of_office_until
+
+    def skill_level(self, skill: str) -> int:
+        value = (self.skills or {}).get(skill, 0)
+        return value if isinstance(value, int) else 0
+
+
+class Role(models.Model):
+    """A business role (data): the queues it grants and the actions it allows there."""
+
+    code = models.SlugField(max_length=100, unique=True)
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    queues = models.ManyToManyField("workitems.Queue", blank=True, related_name="roles")
+    actions = models.JSONField(default=list, blank=True, help_text='actions allowed in those queues, e.g. ["claim"]')
+
+    class Meta:
+        ordering = ["code"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class RoleAssignmentQuerySet(models.QuerySet):
+    def valid_at(self, at=None):
+        at = at or timezone.now()
+        return self.filter(valid_from__lte=at).filter(Q(valid_to__isnull=True) | Q(valid_to__gt=at))
+
+
+class RoleAssignment(models.Model):
+    """A user holds a role from `valid_from` until `valid_to` (open-ended if empty), so
+    temporary grants expire on their own."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="role_assignments")
+    role = models.ForeignKey(Role, on_delete=models.CASCADE, related_name="assignments")
+    valid_from = models.DateTimeField(default=timezone.now)
+    valid_to = models.DateTimeField(null=True, blank=True)
+    granted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    reason = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = RoleAssignmentQuerySet.as_manager()
+
+    class Meta:
+        indexes = [models.Index(fields=["user", "valid_from", "valid_to"], name="roleassign_user_valid_idx")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(valid_to__isnull=True) | Q(valid_to__gt=models.F("valid_from")),
+                name="roleassign_valid_range",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} as {self.role}"
+
+
+SKILL_LEVEL_VALIDATORS = [MinValueValidator(1), MaxValueValidator(10)]
