@@ -1,27 +1,95 @@
-"""The seam where distribution decides what happens to a new or returned item.
+"""Where a new or returned item goes: the strategy registry applied to the resolved candidates.
 
-For now: a named assignee is assigned (the constraints are checked by the
-service's pipeline), everything else is offered to its queue (pull). The
-strategies (round robin, least loaded, …) plug in here.
+`route_item` never writes the item; the service layer applies the decision
+(assign, reserve or offer) as the item's own transition, with its audit
+record and event. Round robin's cursor and the chosen user's row are locked
+here, inside the caller's transaction.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
+
+from django.contrib.auth import get_user_model
+from prometheus_client import Counter, Histogram
+
+from config import wsconfig
+from distribution import constraints, strategies
+from distribution.constraints import Candidate
+
+DISTRIBUTION_RESOLUTION_TIME_MS = Histogram(
+    "distribution_resolution_time_ms",
+    "Time to resolve candidates and choose one, in ms",
+    buckets=(0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500),
+)
+ASSIGNMENTS_TOTAL = Counter("distribution_assignments_total", "Items pushed to a user, by strategy", ["strategy"])
+UNASSIGNED_TOTAL = Counter("distribution_unassigned_total", "Push attempts that found nobody, by reason", ["reason"])
 
 
 @dataclass(frozen=True)
 class Route:
-    """What to do with an item: offer it to its candidates, or assign it to `user`."""
+    """What to do with an item: offer it to its candidates, or assign/reserve it for `user`."""
 
-    action: str  # "offer" | "assign"
+    action: str  # "offer" | "assign" | "reserve"
     user: object | None = None
     strategy: str = "offer"
-    reason: str = ""
+    reason: str = ""  # why a push strategy fell back to offer ("" when it did not)
+    on_behalf_of: int | None = None  # the absent user a delegate stands in for
+
+    @property
+    def unassigned(self) -> bool:
+        return self.action == "offer" and bool(self.reason)
 
 
-def route_item(*, item, requested_assignee=None) -> Route:
-    """Decide how `item` is distributed."""
+def strategy_for(item, requested_assignee=None) -> str:
     if requested_assignee is not None:
-        return Route(action="assign", user=requested_assignee, strategy="direct")
-    return Route(action="offer", strategy="offer")
+        return "direct"
+    return item.strategy or item.queue.strategy or "offer"
+
+
+def route_item(*, item, requested_assignee=None, related: dict | None = None, exclude_ids=()) -> Route:
+    """Decide how `item` is distributed: its strategy over the candidates that pass every constraint."""
+    name = strategy_for(item, requested_assignee)
+    cfg = wsconfig.get()
+    if name == "offer":
+        return Route(action="offer")
+    if not cfg.assignment.push:
+        return Route(action="offer", strategy=name, reason="push assignment is switched off")
+    if not cfg.strategy_enabled(name):
+        return Route(action="offer", strategy=name, reason=f"strategy {name} is switched off")
+    t0 = time.perf_counter()
+    if requested_assignee is not None:
+        cands = list(constraints.load_candidates([requested_assignee.pk], item).values())
+        res = constraints.apply_constraints(cands, item, related=related)
+    else:
+        res = constraints.resolve(item, related=related)
+    pool = [c for c in res.candidates if c.user_id not in set(exclude_ids)]
+    emptied_by = res.emptied_by or ("excluded" if res.candidates and not pool else None)
+    strategy = strategies.get(name)
+    choice = _choose_and_lock(strategy, pool, item)
+    DISTRIBUTION_RESOLUTION_TIME_MS.observe((time.perf_counter() - t0) * 1000)
+    if choice is None:
+        reason = emptied_by or "capacity"
+        UNASSIGNED_TOTAL.labels(reason=reason).inc()
+        return Route(action="offer", strategy=name, reason=reason)
+    ASSIGNMENTS_TOTAL.labels(strategy=name).inc()
+    user = get_user_model().objects.get(pk=choice.user_id)
+    action = "reserve" if item.queue.reservation_timeout else "assign"
+    return Route(action=action, user=user, strategy=name, on_behalf_of=choice.on_behalf_of)
+
+
+def _choose_and_lock(strategy, pool: list[Candidate], item) -> Candidate | None:
+    """Choose, then lock the chosen user and re-check capacity: a concurrent assignment
+    may have filled them since the loads were read. Passed-over users drop out."""
+    pool = list(pool)
+    while pool:
+        choice = strategy.choose(pool, item)
+        if choice is None:
+            return None
+        constraints.lock_user(choice.user_id)
+        fresh = constraints.load_candidates([choice.user_id], item).get(choice.user_id)
+        if fresh is not None and constraints._under_capacity(fresh, item.queue.capacity_per_user):
+            return choice
+        pool = [c for c in pool if c.user_id != choice.user_id]
+    return None

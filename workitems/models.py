@@ -43,6 +43,9 @@ ACTIONS = (
     "escalate",
     "cancel",
     "set_sub_status",
+    "reserve",
+    "accept",
+    "reject",
 )
 
 STRATEGY_CHOICES = [
@@ -159,6 +162,11 @@ class Queue(models.Model):
     sensitive_keys = models.JSONField(
         default=list, blank=True, help_text="context_data keys masked for callers without a supervisor role"
     )
+    reservation_timeout = models.DurationField(
+        null=True,
+        blank=True,
+        help_text="push with acceptance: the chosen user has this long to accept before the next candidate",
+    )
     active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -200,6 +208,10 @@ def _delegate_enabled(item: WorkItem) -> bool:
     return _lifecycle_of(item).allow_delegate
 
 
+def _is_reserved(item: WorkItem) -> bool:
+    return item.reserved_for_id is not None
+
+
 def _has_sub_statuses(item: WorkItem) -> bool:
     return bool(_lifecycle_of(item).sub_status_names)
 
@@ -226,6 +238,9 @@ class WorkItem(ConcurrentTransitionMixin, models.Model):
     | escalate       | any open state                     | same state, level + 1     |
     | cancel         | any open state                     | CANCELLED                 |
     | set_sub_status | IN_PROGRESS                        | IN_PROGRESS               |
+    | reserve        | CREATED, OFFERED                   | OFFERED, held for one user|
+    | accept         | OFFERED (reserved)                 | ASSIGNED (the reservee)   |
+    | reject         | OFFERED (reserved)                 | OFFERED, reservation gone |
     """
 
     id = models.BigAutoField(primary_key=True)
@@ -260,11 +275,26 @@ class WorkItem(ConcurrentTransitionMixin, models.Model):
     resume_state = models.CharField(max_length=20, blank=True)
     sub_status = models.CharField(max_length=50, blank=True)
     version = models.PositiveIntegerField(default=1)
+    event_seq = models.PositiveIntegerField(default=0, help_text="sequence of the item's last outbox event")
     escalation_level = models.PositiveSmallIntegerField(default=0)
     result = models.JSONField(null=True, blank=True)
     outcome_reason = models.TextField(blank=True)
     callback_url = models.URLField(max_length=1000, blank=True)
     correlation_id = models.CharField(max_length=200, blank=True)
+    reserved_for = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="reserved_work_items"
+    )
+    reserved_until = models.DateTimeField(null=True, blank=True)
+    declined_by = models.JSONField(default=list, blank=True, help_text="ids of users who rejected or let lapse")
+    return_to = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="the absent user this item goes back to on return, if untouched",
+    )
+    return_version = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
     offered_at = models.DateTimeField(null=True, blank=True)
@@ -293,6 +323,11 @@ class WorkItem(ConcurrentTransitionMixin, models.Model):
                 name="wi_open_due_idx",
                 condition=Q(state__in=["CREATED", "OFFERED", "ASSIGNED", "IN_PROGRESS", "SUSPENDED"]),
             ),
+            # the reservation timeout scan
+            models.Index(
+                fields=["reserved_until"], name="wi_reserved_until_idx", condition=Q(reserved_until__isnull=False)
+            ),
+            models.Index(fields=["return_to"], name="wi_return_to_idx", condition=Q(return_to__isnull=False)),
             models.Index(
                 fields=["queue", "state"],
                 name="wi_open_queue_state_idx",
@@ -324,6 +359,15 @@ class WorkItem(ConcurrentTransitionMixin, models.Model):
 
     # --- transitions: own fields only -------------------------------------------------
 
+    def _clear_reservation(self) -> None:
+        self.reserved_for = None
+        self.reserved_until = None
+
+    def _hand_to(self, user) -> None:
+        self.assignee = user
+        self.assigned_at = timezone.now()
+        self._clear_reservation()
+
     @transition(field=state, source=State.CREATED, target=State.OFFERED)
     def offer(self) -> None:
         self.assignee = None
@@ -331,19 +375,36 @@ class WorkItem(ConcurrentTransitionMixin, models.Model):
 
     @transition(field=state, source=[State.CREATED, State.OFFERED], target=State.ASSIGNED)
     def assign(self, user) -> None:
-        self.assignee = user
-        self.assigned_at = timezone.now()
+        self._hand_to(user)
 
     @transition(field=state, source=State.OFFERED, target=State.ASSIGNED)
     def claim(self, user) -> None:
-        self.assignee = user
-        self.assigned_at = timezone.now()
+        self._hand_to(user)
+
+    @transition(field=state, source=[State.CREATED, State.OFFERED], target=State.OFFERED)
+    def reserve(self, user, until) -> None:
+        if self.offered_at is None:
+            self.offered_at = timezone.now()
+        self.reserved_for = user
+        self.reserved_until = until
+
+    @transition(field=state, source=State.OFFERED, target=State.ASSIGNED, conditions=[_is_reserved])
+    def accept(self, user) -> None:
+        self._hand_to(user)
+
+    @transition(field=state, source=State.OFFERED, target=State.OFFERED, conditions=[_is_reserved])
+    def reject(self) -> None:
+        """The reservee declines, or lets the reservation lapse: they are not asked again."""
+        self.declined_by = [*self.declined_by, self.reserved_for_id]
+        self._clear_reservation()
 
     @transition(field=state, source=State.ASSIGNED, target=State.OFFERED, conditions=[_release_enabled])
     def release(self) -> None:
         self.assignee = None
         self.assigned_at = None
         self.offered_at = timezone.now()
+        self.return_to = None
+        self.return_version = None
 
     @transition(field=state, source=State.ASSIGNED, target=State.IN_PROGRESS, conditions=[_start_enabled])
     def start(self) -> None:
@@ -393,11 +454,15 @@ class WorkItem(ConcurrentTransitionMixin, models.Model):
         target=State.ASSIGNED,
         conditions=[_delegate_enabled],
     )
-    def delegate(self, user) -> None:
+    def delegate(self, user, return_to=None) -> None:
         self.assignee = user
         self.assigned_at = timezone.now()
         self.started_at = None
         self.sub_status = ""
+        self.return_to = return_to
+        # The item comes back to `return_to` only if nothing else happens to it first:
+        # this delegation is its next version.
+        self.return_version = self.version + 1 if return_to is not None else None
 
     @transition(field=state, source=list(OPEN_STATES), target=None)
     def escalate(self, queue: Queue | None = None) -> None:
@@ -409,6 +474,7 @@ class WorkItem(ConcurrentTransitionMixin, models.Model):
     def cancel(self, reason: str) -> None:
         self.outcome_reason = reason
         self.closed_at = timezone.now()
+        self._clear_reservation()
 
     @transition(field=state, source=State.IN_PROGRESS, target=None, conditions=[_has_sub_statuses])
     def set_sub_status(self, name: str) -> None:

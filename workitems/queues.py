@@ -29,6 +29,7 @@ FIELDS = (
     "escalation_queue",
     "lifecycle",
     "sensitive_keys",
+    "reservation_timeout",
     "active",
 )
 STRATEGIES = [c[0] for c in STRATEGY_CHOICES if c[0] != "direct"]
@@ -112,6 +113,13 @@ def _clean(data: dict, *, partial: bool, current: Queue | None) -> dict[str, Any
             err("sla", "must be null or a positive ISO 8601 duration, e.g. PT4H")
         else:
             out["sla"] = sla
+    if "reservation_timeout" in data:
+        raw = data["reservation_timeout"]
+        timeout = parse_duration(raw) if isinstance(raw, str) and raw.startswith("P") else None
+        if raw is not None and (timeout is None or timeout <= timedelta(0)):
+            err("reservation_timeout", "must be null or a positive ISO 8601 duration, e.g. PT5M")
+        else:
+            out["reservation_timeout"] = timeout
     if "escalation_queue" in data:
         target = data["escalation_queue"]
         if target is None:
@@ -161,6 +169,7 @@ def queue_snapshot(queue: Queue) -> dict[str, Any]:
         "escalation_queue": queue.escalation_queue.name if queue.escalation_queue_id else None,
         "lifecycle": queue.lifecycle.name if queue.lifecycle_id else None,
         "sensitive_keys": queue.sensitive_keys,
+        "reservation_timeout": duration_iso_string(queue.reservation_timeout) if queue.reservation_timeout else None,
         "active": queue.active,
         "created_at": queue.created_at.isoformat().replace("+00:00", "Z"),
         "updated_at": queue.updated_at.isoformat().replace("+00:00", "Z"),

@@ -28,7 +28,7 @@ def visibility_filter(actor) -> Q | None:
     gids = group_ids_of(actor)
     queue_member = Exists(
         Queue.candidate_groups.through.objects.filter(queue_id=OuterRef("queue_id"), group_id__in=gids)
-    )
+    ) | Exists(role_queue_ids(actor).filter(queue_id=OuterRef("queue_id")))
     candidate_user = Exists(
         WorkItem.candidate_users.through.objects.filter(workitem_id=OuterRef("pk"), user_id=actor.pk)
     )
@@ -45,10 +45,20 @@ def claimable_filter(actor) -> Q:
     item_users = WorkItem.candidate_users.through.objects.filter(workitem_id=OuterRef("pk"))
     item_groups = WorkItem.candidate_groups.through.objects.filter(workitem_id=OuterRef("pk"))
     queue_groups = Queue.candidate_groups.through.objects.filter(queue_id=OuterRef("queue_id"), group_id__in=gids)
+    queue_roles = role_queue_ids(actor).filter(queue_id=OuterRef("queue_id"))
     named = Exists(item_users.filter(user_id=actor.pk)) | Exists(item_groups.filter(group_id__in=gids))
-    unnamed = ~Exists(item_users) & ~Exists(item_groups) & Exists(queue_groups)
+    unnamed = ~Exists(item_users) & ~Exists(item_groups) & (Exists(queue_groups) | Exists(queue_roles))
     excluded = Exists(WorkItem.excluded_users.through.objects.filter(workitem_id=OuterRef("pk"), user_id=actor.pk))
-    return Q(state="OFFERED") & (named | unnamed) & ~excluded
+    not_reserved_for_others = Q(reserved_for__isnull=True) | Q(reserved_for=actor.pk)
+    return Q(state="OFFERED") & not_reserved_for_others & (named | unnamed) & ~excluded
+
+
+def role_queue_ids(actor, at=None):
+    """(queue_id) rows of the queues `actor` holds through role assignments valid at `at` (now)."""
+    from directory.models import Role, RoleAssignment
+
+    valid_roles = RoleAssignment.objects.valid_at(at).filter(user_id=actor.pk).values("role_id")
+    return Role.queues.through.objects.filter(role_id__in=valid_roles).values("queue_id")
 
 
 def work_item_list_for(*, actor) -> QuerySet[WorkItem]:

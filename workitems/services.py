@@ -69,6 +69,9 @@ EVENT_NAMES = {
     "escalate": "escalated",
     "cancel": "cancelled",
     "set_sub_status": "sub_status_changed",
+    "reserve": "reserved",
+    "accept": "accepted",
+    "reject": "rejected",
 }
 
 # Who may fire each action by default (DESIGN.md's "who" column). A lifecycle's
@@ -88,12 +91,18 @@ DEFAULT_ACTION_ROLES: dict[str, frozenset[str]] = {
     "escalate": frozenset({SUPERVISOR, ADMIN}),
     "cancel": frozenset({SERVICE, SUPERVISOR, ADMIN}),
     "set_sub_status": frozenset({WORKER, SUPERVISOR, ADMIN}),
+    "reserve": frozenset({SUPERVISOR, ADMIN}),
+    "accept": frozenset({WORKER, SUPERVISOR, ADMIN}),
+    "reject": frozenset({WORKER, SUPERVISOR, ADMIN}),
 }
 
 # Beyond the role: the actor's relation to the item. Supervisors and admins
 # stand in for the assignee or creator where the table says "or a supervisor".
 ASSIGNEE, ASSIGNEE_OR_SUPERVISOR, CREATOR_OR_SUPERVISOR = "assignee", "assignee_or_supervisor", "creator_or_supervisor"
+RESERVEE = "reservee"
 RELATIONS = {
+    "accept": RESERVEE,
+    "reject": RESERVEE,
     "start": ASSIGNEE,
     "complete": ASSIGNEE,
     "fail": ASSIGNEE,
@@ -139,6 +148,8 @@ def _relation_allows(action: str, item: WorkItem, actor) -> bool:
     supervisor = bool(roles_of(actor) & {SUPERVISOR, ADMIN})
     if relation == ASSIGNEE:
         return item.assignee_id == actor.pk
+    if relation == RESERVEE:
+        return item.reserved_for_id == actor.pk
     if relation == ASSIGNEE_OR_SUPERVISOR:
         return supervisor or item.assignee_id == actor.pk
     return supervisor or (item.created_by_id is not None and item.created_by_id == actor.pk)
@@ -172,9 +183,11 @@ def validate_actor_allowed(cmd: Command) -> None:
     if not _role_allows(cmd.action, cmd.item, cmd.actor):
         raise NotAllowed(f"your roles do not allow {cmd.action} on work item {cmd.item.pk}")
     if not _relation_allows(cmd.action, cmd.item, cmd.actor):
-        who = {ASSIGNEE: "the assignee", ASSIGNEE_OR_SUPERVISOR: "the assignee or a supervisor"}.get(
-            RELATIONS[cmd.action], "the creating client or a supervisor"
-        )
+        who = {
+            ASSIGNEE: "the assignee",
+            ASSIGNEE_OR_SUPERVISOR: "the assignee or a supervisor",
+            RESERVEE: "the user it is reserved for",
+        }.get(RELATIONS[cmd.action], "the creating client or a supervisor")
         raise NotAllowed(f"only {who} may {cmd.action} work item {cmd.item.pk}")
 
 
@@ -212,23 +225,32 @@ def validate_input_shape(cmd: Command) -> None:
         raise ValidationFailed([{"field": "user", "message": "the item is already assigned to this user"}])
 
 
-def validate_eligibility(cmd: Command) -> None:
-    """Active, a candidate (claim only: push paths may go past the candidate list), not excluded."""
-    user = cmd.target_user
-    constraints.check_active(user, cmd.item)
+def validate_candidate(cmd: Command) -> None:
+    """Claiming needs candidacy (named on the item, a queue group member, or a valid role holder);
+    push paths (assign, delegate) may go past the candidate list, as a supervisor decides."""
     if cmd.action == "claim":
-        constraints.check_candidate(user, cmd.item)
-    constraints.check_not_excluded(user, cmd.item)
+        constraints.check_candidate(cmd.target_user, cmd.item)
 
 
-def validate_separation_of_duties(cmd: Command) -> None:
+def validate_reservation(cmd: Command) -> None:
+    """A reserved item is only for its reservee: others cannot claim it; only they accept or reject."""
+    item = cmd.item
+    if item.reserved_for_id is None or cmd.actor is None:
+        return
+    if cmd.action == "claim" and item.reserved_for_id != cmd.actor.pk:
+        CLAIM_CONFLICTS_TOTAL.inc()
+        raise AlreadyClaimed(
+            f"work item {item.pk} is reserved for another user",
+            action="claim",
+            state=item.state,
+            allowed_actions=allowed_actions_for(item, cmd.actor),
+        )
+
+
+def validate_holding_constraints(cmd: Command) -> None:
+    """Active, under capacity, skilled, not excluded, separation of duties (distribution.constraints)."""
     if cmd.target_user is not None:
-        constraints.check_separation_of_duties(cmd.target_user, cmd.item)
-
-
-def validate_capacity(cmd: Command) -> None:
-    if cmd.target_user is not None:
-        constraints.check_capacity(cmd.target_user, cmd.item)
+        constraints.check_can_hold(cmd.target_user, cmd.item)
 
 
 VALIDATORS: dict[str, Callable[[Command], None]] = {
@@ -236,23 +258,26 @@ VALIDATORS: dict[str, Callable[[Command], None]] = {
     "actor_allowed": validate_actor_allowed,
     "queue_active": validate_queue_active,
     "input_shape": validate_input_shape,
-    "eligibility": validate_eligibility,
-    "separation_of_duties": validate_separation_of_duties,
-    "capacity": validate_capacity,
+    "reservation": validate_reservation,
+    "candidate": validate_candidate,
+    "constraints": validate_holding_constraints,
 }
 
 # The order is the order of the answers a caller gets: a transition the state
 # does not allow (409) before a role that may not (403), before bad input (400),
 # before a constraint on the person who would hold the item.
 _BASE = ("lifecycle_allows", "actor_allowed", "input_shape")
-_HOLDING = ("eligibility", "separation_of_duties", "capacity")
+_HOLDING = ("candidate", "constraints")
 PIPELINES: dict[str, tuple[str, ...]] = {
     "offer": (*_BASE, "queue_active"),
     "assign": (*_BASE, "queue_active", *_HOLDING),
-    "claim": (*_BASE, "queue_active", *_HOLDING),
+    "claim": (*_BASE, "queue_active", "reservation", *_HOLDING),
+    "accept": (*_BASE, "constraints"),
+    "reject": _BASE,
+    "reserve": _BASE,
     "release": _BASE,
-    "start": (*_BASE, "separation_of_duties"),
-    "complete": (*_BASE, "separation_of_duties"),
+    "start": _BASE,
+    "complete": _BASE,
     "fail": _BASE,
     "suspend": _BASE,
     "resume": _BASE,
@@ -294,10 +319,31 @@ def _field_values(item: WorkItem) -> dict[str, Any]:
     return {f.attname: getattr(item, f.attname) for f in item._meta.concrete_fields}
 
 
+def _enqueue_event(*, item: WorkItem, name: str, actor, from_state: str, data: dict, correlation_id: str = "") -> None:
+    outbox_enqueue(
+        event_type=f"workitem.{name}.v1",
+        aggregate_id=item.pk,
+        sequence=item.event_seq,
+        correlation_id=correlation_id or item.correlation_id,
+        occurred_at=item.updated_at,
+        payload={
+            "work_item": work_item_snapshot(item),
+            "transition": {
+                "action": name,
+                "from_state": from_state,
+                "to_state": item.state,
+                "actor": getattr(actor, "username", None),
+                **data,
+            },
+        },
+    )
+
+
 def _record_change(
     *, item: WorkItem, action: str, actor, from_state: str, data: dict, correlation_id: str = ""
 ) -> None:
-    """Audit record + outbox event for one change, in the caller's transaction."""
+    """Audit record + outbox event for one change, in the caller's transaction.
+    The caller has already counted the event in `item.event_seq` and saved it."""
     audit_record(
         stream=f"workitem:{item.pk}",
         work_item=item,
@@ -308,24 +354,38 @@ def _record_change(
         data={"version": item.version, **data},
         correlation_id=correlation_id or item.correlation_id,
     )
-    outbox_enqueue(
-        event_type=f"workitem.{EVENT_NAMES[action]}.v1",
-        aggregate_id=item.pk,
-        sequence=item.version,
-        correlation_id=correlation_id or item.correlation_id,
-        occurred_at=item.updated_at,
-        payload={
-            "work_item": work_item_snapshot(item),
-            "transition": {
-                "action": action,
-                "from_state": from_state,
-                "to_state": item.state,
-                "actor": getattr(actor, "username", None),
-                **data,
-            },
-        },
+    _enqueue_event(
+        item=item,
+        name=EVENT_NAMES[action],
+        actor=actor,
+        from_state=from_state,
+        data=data,
+        correlation_id=correlation_id,
     )
     WORKITEM_TRANSITIONS_TOTAL.labels(action=action).inc()
+
+
+def _emit_unassigned(item: WorkItem, route) -> None:
+    """`workitem.unassigned.v1`: a push strategy found nobody; the item stays OFFERED.
+    Not a change of the item (its version stays), so it has an event but no audit record."""
+    item.event_seq += 1
+    WorkItem.objects.filter(pk=item.pk).update(event_seq=item.event_seq)
+    _enqueue_event(
+        item=item,
+        name="unassigned",
+        actor=None,
+        from_state=item.state,
+        data={"strategy": route.strategy, "reason": route.reason},
+    )
+
+
+def _touch_last_assigned(user_id: int) -> None:
+    """For longest-idle: when this user last received an item."""
+    from directory.models import Profile
+
+    now = timezone.now()
+    if not Profile.objects.filter(user_id=user_id).update(last_assigned_at=now):
+        Profile.objects.get_or_create(user_id=user_id, defaults={"last_assigned_at": now})
 
 
 def _execute(
@@ -357,11 +417,54 @@ def _execute(
     from_state = item.state
     getattr(item, action)(**(transition_kwargs or {}))
     item.version += 1
+    item.event_seq += 1
     item.updated_at = timezone.now()
     after = _field_values(item)
     item.save(update_fields=[name for name, value in after.items() if before[name] != value])
+    if item.assignee_id and item.assignee_id != before["assignee_id"]:
+        _touch_last_assigned(item.assignee_id)
     _record_change(item=item, action=action, actor=actor, from_state=from_state, data=audit_data or {})
     return item
+
+
+def _push(item: WorkItem, *, exclude_ids=()) -> WorkItem:
+    """Send an OFFERED item through distribution again (after release, reject, a lapsed
+    reservation or an absence): its strategy may assign or reserve it to someone else."""
+    if item.state != State.OFFERED or item.reserved_for_id:
+        return item
+    route = route_item(item=item, exclude_ids=exclude_ids)
+    if route.action == "offer":
+        if route.unassigned:
+            _emit_unassigned(item, route)
+        return item
+    return _apply_push(item, route)
+
+
+def _apply_push(item: WorkItem, route) -> WorkItem:
+    data = {"assignee": route.user.username, "strategy": route.strategy}
+    if route.on_behalf_of:
+        data["on_behalf_of"] = route.on_behalf_of
+    if route.action == "reserve":
+        until = timezone.now() + item.queue.reservation_timeout
+        return _execute(
+            action="reserve",
+            item_id=item.pk,
+            actor=None,
+            expected_version=None,
+            transition_kwargs={"user": route.user, "until": until},
+            audit_data={**data, "reserved_until": until.isoformat()},
+            locked_item=item,
+        )
+    return _execute(
+        action="assign",
+        item_id=item.pk,
+        actor=None,
+        expected_version=None,
+        target_user=route.user,
+        transition_kwargs={"user": route.user},
+        audit_data=data,
+        locked_item=item,
+    )
 
 
 def _resolve_user(user, field_name: str = "user"):
@@ -463,8 +566,127 @@ def work_item_claim_next(*, actor, queue: str | None = None, batch: int = 20) ->
 
 @transaction.atomic
 def work_item_release(*, item_id: int, actor, expected_version: int | None = None) -> WorkItem:
-    """Hand an ASSIGNED item back to its queue (OFFERED)."""
-    return _execute(action="release", item_id=item_id, actor=actor, expected_version=expected_version)
+    """Hand an ASSIGNED item back to its queue (OFFERED); a push queue passes it to someone else."""
+    item = work_item_get_for(actor=actor, item_id=item_id, for_update=True)
+    previous = item.assignee_id
+    item = _execute(action="release", item_id=item_id, actor=actor, expected_version=expected_version, locked_item=item)
+    return _push(item, exclude_ids=[previous] if previous else [])
+
+
+@transaction.atomic
+def work_item_accept(*, item_id: int, actor, expected_version: int | None = None) -> WorkItem:
+    """The user an item is reserved for takes it (OFFERED → ASSIGNED)."""
+    return _execute(
+        action="accept",
+        item_id=item_id,
+        actor=actor,
+        expected_version=expected_version,
+        target_user=actor,
+        transition_kwargs={"user": actor},
+        audit_data={"assignee": getattr(actor, "username", None)},
+    )
+
+
+@transaction.atomic
+def work_item_reject(*, item_id: int, actor, reason: str = "", expected_version: int | None = None) -> WorkItem:
+    """The reservee declines: the item moves to the next candidate (never back to them),
+    and after all candidates stays OFFERED to its queue."""
+    item = _execute(
+        action="reject",
+        item_id=item_id,
+        actor=actor,
+        expected_version=expected_version,
+        args={"reason": reason},
+        audit_data={"reason": reason} if reason else {},
+    )
+    return _push(item, exclude_ids=item.declined_by)
+
+
+@transaction.atomic
+def work_item_expire_reservation(*, item_id: int) -> WorkItem | None:
+    """The reservation lapsed (the timeout job): treat it as a decline by the reservee."""
+    item = work_item_get_for(actor=None, item_id=item_id, for_update=True)
+    if item.reserved_for_id is None or item.reserved_until is None or item.reserved_until > timezone.now():
+        return None  # accepted, rejected or renewed meanwhile
+    lapsed = item.reserved_for.username
+    item = _execute(
+        action="reject",
+        item_id=item_id,
+        actor=None,
+        expected_version=None,
+        audit_data={"reason": "reservation timed out", "reservee": lapsed},
+        locked_item=item,
+    )
+    return _push(item, exclude_ids=item.declined_by)
+
+
+@transaction.atomic
+def work_item_hand_over_for_absence(*, item_id: int, user, reason: str = "out of office") -> WorkItem:
+    """An item held by `user`, who is now absent or deactivated, moves on: to their delegate
+    when the delegate may hold it (and comes back on return if untouched), else back
+    through distribution."""
+    from directory.models import Profile
+
+    item = work_item_get_for(actor=None, item_id=item_id, for_update=True)
+    if item.assignee_id != user.pk or item.state not in (State.ASSIGNED, State.IN_PROGRESS):
+        return item
+    profile = Profile.objects.filter(user_id=user.pk).select_related("delegate").first()
+    delegate = profile.delegate if profile is not None else None
+    if delegate is not None and delegate.is_active and user.is_active:
+        try:
+            with transaction.atomic():
+                return _execute(
+                    action="delegate",
+                    item_id=item_id,
+                    actor=None,
+                    expected_version=None,
+                    target_user=delegate,
+                    transition_kwargs={"user": delegate, "return_to": user},
+                    audit_data={"assignee": delegate.username, "reason": reason, "return_to": user.username},
+                    locked_item=item,
+                )
+        except ConstraintViolated:
+            item = work_item_get_for(actor=None, item_id=item_id, for_update=True)
+    if item.state == State.IN_PROGRESS:
+        # Release only leaves ASSIGNED; an item in progress is first handed back to ASSIGNED
+        # by delegating to... nobody can hold it, so it is suspended for a supervisor to decide.
+        return _execute(
+            action="suspend",
+            item_id=item_id,
+            actor=None,
+            expected_version=None,
+            args={"reason": reason},
+            audit_data={"reason": f"{reason}; no delegate could take it"},
+            locked_item=item,
+        )
+    item = _execute(
+        action="release",
+        item_id=item_id,
+        actor=None,
+        expected_version=None,
+        audit_data={"reason": reason},
+        locked_item=item,
+    )
+    return _push(item, exclude_ids=[user.pk])
+
+
+@transaction.atomic
+def work_item_return_to_owner(*, item_id: int) -> WorkItem | None:
+    """Give an item moved away during an absence back to its owner, if nothing happened to it since."""
+    item = work_item_get_for(actor=None, item_id=item_id, for_update=True)
+    owner = item.return_to
+    if owner is None or item.version != item.return_version or item.state != State.ASSIGNED:
+        return None
+    return _execute(
+        action="delegate",
+        item_id=item_id,
+        actor=None,
+        expected_version=None,
+        target_user=owner,
+        transition_kwargs={"user": owner},
+        audit_data={"assignee": owner.username, "reason": "owner returned"},
+        locked_item=item,
+    )
 
 
 @transaction.atomic
@@ -606,6 +828,8 @@ COMMANDS: dict[str, Callable[..., WorkItem]] = {
     "escalate": work_item_escalate,
     "cancel": work_item_cancel,
     "set_sub_status": work_item_set_sub_status,
+    "accept": work_item_accept,
+    "reject": work_item_reject,
 }
 
 
@@ -781,34 +1005,36 @@ def _build_item(body: dict, lookups: _CreateLookups, actor, prefix: str) -> tupl
 
 
 def _insert_item(item: WorkItem, related: dict, actor, prefix: str) -> WorkItem:
-    """Route, insert, link and record one new item: a single change at version 1."""
-    assignee = related["assignee"]
-    route = route_item(item=item, requested_assignee=assignee)
+    """Route, insert, link and record one new item: a single change at version 1.
+
+    The distribution decision is taken before the insert and applied as the
+    item's first transition (offer, assign or reserve), so a create costs one
+    item row, one audit record and one event (plus `workitem.unassigned.v1`
+    when a push strategy found nobody)."""
+    route = route_item(item=item, requested_assignee=related["assignee"], related=related)
     if route.action == "assign":
-        user = route.user
-        try:
-            if user in related["excluded_users"]:
-                raise ConstraintViolated(f"user {user.username} is excluded from this item", constraint="excluded")
-            constraints.check_active(user, item)
-            constraints.check_separation_of_duties(user, item)
-            constraints.check_capacity(user, item)
-        except ConstraintViolated as exc:
-            raise ValidationFailed([{"field": _dotted(prefix, ["assignee"]), "message": exc.detail}]) from exc
-        item.assign(user=user)
+        item.assign(user=route.user)
+    elif route.action == "reserve":
+        item.reserve(user=route.user, until=timezone.now() + item.queue.reservation_timeout)
     else:
         item.offer()
+    item.event_seq = 1
     item.save(force_insert=True)
     for name in ("candidate_users", "candidate_groups", "excluded_users"):
         if related[name]:
             getattr(item, name).set(related[name])
-    _record_change(
-        item=item,
-        action="create",
-        actor=actor,
-        from_state="",
-        data={"route": route.action, "strategy": route.strategy}
-        | ({"assignee": route.user.username} if route.user else {}),
-    )
+    data: dict[str, Any] = {"route": route.action, "strategy": route.strategy}
+    if route.user is not None:
+        data["assignee" if route.action == "assign" else "reserved_for"] = route.user.username
+    if route.on_behalf_of:
+        data["on_behalf_of"] = route.on_behalf_of
+    if route.unassigned:
+        data["unassigned_reason"] = route.reason
+    if route.action == "assign":
+        _touch_last_assigned(route.user.pk)
+    _record_change(item=item, action="create", actor=actor, from_state="", data=data)
+    if route.unassigned:
+        _emit_unassigned(item, route)
     return item
 
 

@@ -26,6 +26,9 @@ class QueueIn(serializers.Serializer):
     escalation_queue = serializers.CharField(allow_null=True, required=False)
     lifecycle = serializers.CharField(allow_null=True, required=False)
     sensitive_keys = serializers.ListField(child=serializers.CharField(), required=False)
+    reservation_timeout = serializers.CharField(
+        allow_null=True, required=False, help_text="push with acceptance: ISO 8601 duration to accept, e.g. PT5M"
+    )
     active = serializers.BooleanField(required=False)
 
 

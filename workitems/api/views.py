@@ -34,6 +34,7 @@ ACTION_BODIES = {
     "delegate": s.UserIn,
     "assign": s.UserIn,
     "sub-status": s.SubStatusIn,
+    "reject": s.ReasonIn,
 }
 API_ACTIONS = (
     "claim",
@@ -48,6 +49,8 @@ API_ACTIONS = (
     "escalate",
     "cancel",
     "sub-status",
+    "accept",
+    "reject",
 )
 
 
@@ -158,7 +161,7 @@ class WorkItemActionView(WorkstreamAPIView):
     @extend_schema(
         operation_id="workitems_action",
         summary="Fire a lifecycle action",
-        description="Bodies: complete {result}, fail/cancel/escalate/suspend {reason}, delegate/assign {user}, "
+        description="Bodies: complete {result}, fail/cancel/escalate/suspend/reject {reason}, delegate/assign {user}, "
         'sub-status {sub_status}; the others take none. Send `If-Match: "<version>"` to guard against '
         "concurrent changes (412 when stale).",
         parameters=[
