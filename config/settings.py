@@ -169,6 +169,7 @@ CELERY_VISIBILITY_TIMEOUT = _VISIBILITY
 CELERY_TASK_DEFAULT_QUEUE = "workstream"
 CELERY_BEAT_SCHEDULE: dict = {
     "expire-reservations": {"task": "distribution.expire_reservations", "schedule": 10.0},
+    "purge-idempotency-keys": {"task": "api.purge_idempotency_keys", "schedule": 3600.0},
 }
 
 LOG_LEVEL = env("LOG_LEVEL", "INFO")
