@@ -5,6 +5,7 @@ configuration file named by WORKSTREAM_CONFIG (default config/workstream.yaml).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from datetime import timedelta
@@ -145,6 +146,9 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+# whitenoise warns on every start when the folder is missing (before the first collectstatic)
+with contextlib.suppress(OSError):
+    STATIC_ROOT.mkdir(exist_ok=True)
 # whitenoise serves the admin's and Swagger/Redoc's files from the app itself (no CDN, no proxy needed).
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},

@@ -24,8 +24,7 @@ def roles_of(user: AbstractBaseUser | AnonymousUser | None) -> frozenset[str]:
     if cached is not None:
         return cached
     by_group = {name: role for role, name in wsconfig.get().roles.as_dict().items()}
-    names = user.groups.filter(name__in=list(by_group)).values_list("name", flat=True)
-    roles = {by_group[n] for n in names}
+    roles = {by_group[name] for _, name in user_groups(user) if name in by_group}
     if user.is_superuser:
         roles.add(ADMIN)
     result = frozenset(roles)
@@ -33,6 +32,21 @@ def roles_of(user: AbstractBaseUser | AnonymousUser | None) -> frozenset[str]:
     return result
 
 
+def user_groups(user) -> list[tuple[int, str]]:
+    """(id, name) of the user's groups, read once per request (cached on the instance)."""
+    cached = getattr(user, "_workstream_groups", None)
+    if cached is None:
+        cached = list(user.groups.values_list("id", "name"))
+        user._workstream_groups = cached
+    return cached
+
+
 def is_supervisor(user) -> bool:
     """Supervisors and admins may act on any item of the queues they see."""
     return bool(roles_of(user) & {ADMIN, SUPERVISOR})
+
+
+def forget_cached_roles(user) -> None:
+    """Drop the per-instance caches after the user's groups changed."""
+    for attr in ("_workstream_roles", "_workstream_groups"):
+        user.__dict__.pop(attr, None)

@@ -243,9 +243,12 @@ def resolve(item: WorkItem, *, at: datetime | None = None, related: dict | None 
 # --- one user: claim, direct assignment, delegation -----------------------------------------
 
 
-def is_candidate(user, item: WorkItem, *, at: datetime | None = None) -> bool:
-    """Is `user` in the item's pool (named, queue group member, or valid role holder)?"""
-    return user.pk in pool_user_ids(item, at=at)
+def is_candidate(user, item: WorkItem) -> bool:
+    """May `user` claim `item` now: OFFERED, in its pool (named, queue group member, or valid
+    role holder), not excluded, not reserved for someone else? One query."""
+    from workitems.selectors import claimable_filter
+
+    return WorkItem.objects.filter(claimable_filter(user), pk=item.pk).exists()
 
 
 def check_candidate(user, item: WorkItem) -> None:

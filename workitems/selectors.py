@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib.auth.models import Group
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
-from directory.roles import ADMIN, SERVICE, SUPERVISOR, roles_of
+from directory.roles import ADMIN, SERVICE, SUPERVISOR, roles_of, user_groups
 from workitems.errors import NotFound
 from workitems.models import Queue, WorkItem
 
@@ -13,11 +13,7 @@ _SEES_ALL = {ADMIN, SUPERVISOR, SERVICE}
 
 
 def group_ids_of(user) -> list[int]:
-    cached = getattr(user, "_workstream_group_ids", None)
-    if cached is None:
-        cached = list(user.groups.values_list("id", flat=True))
-        user._workstream_group_ids = cached
-    return cached
+    return [gid for gid, _ in user_groups(user)]
 
 
 def visibility_filter(actor) -> Q | None:
