@@ -69,3 +69,12 @@ def drive(item: WorkItem, state: str, *, worker, supervisor) -> WorkItem:
     if state == "COMPLETED":
         return services.work_item_complete(item_id=item.pk, actor=worker, result={"ok": True})
     raise ValueError(state)
+
+
+def create_body(queue, /, **overrides) -> dict:
+    """A valid create body for `queue` with `overrides` (which may replace `queue` itself)."""
+    from tests import factories
+
+    body = factories.item_body(queue)
+    body.update(overrides)
+    return body

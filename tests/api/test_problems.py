@@ -6,8 +6,7 @@ import json
 
 import pytest
 
-from tests import factories
-from tests.api.helpers import assert_field_error, assert_problem
+from tests.api.helpers import assert_field_error, assert_problem, create_body
 from workitems.models import WorkItem
 
 # Every POST endpoint that takes a JSON body, with the item it needs (if any).
@@ -76,7 +75,7 @@ def test_oversized_body_is_413_and_nothing_is_read(posting, template, api_config
 def test_oversized_body_at_the_default_limit(api, svc, queue):
     """The default performance.maxBodyBytes (1 MiB): one byte over is 413, nothing is created."""
     limit = 1_048_576
-    body = factories.item_body(queue, description="")
+    body = create_body(queue, description="")
     filler = limit + 1 - len(json.dumps(body))
     body["description"] = "x" * filler
     raw = json.dumps(body)
@@ -88,7 +87,7 @@ def test_oversized_body_at_the_default_limit(api, svc, queue):
 
 def test_body_at_the_limit_is_accepted(api, svc, queue, api_config):
     api_config({"performance": {"maxBodyBytes": 4096}})
-    body = factories.item_body(queue, description="")
+    body = create_body(queue, description="")
     body["description"] = "x" * (4096 - len(json.dumps(body)))
     raw = json.dumps(body)
     assert len(raw) == 4096
