@@ -45,7 +45,7 @@ def api():
     """`api(user)`: an APIClient authenticated as `user` (force_authenticate); `api(None)`: anonymous."""
 
     def make(user=None) -> APIClient:
-        client = APIClient()
+        client = APIClient(raise_request_exception=False)  # a 500 is a response to assert on
         if user is not None:
             client.force_authenticate(user)
         return client
@@ -63,7 +63,7 @@ def jwt_client():
     """`jwt_client(user)`: an APIClient that sends a real `Authorization: Bearer <JWT>`."""
 
     def make(user) -> APIClient:
-        client = APIClient()
+        client = APIClient(raise_request_exception=False)
         client.credentials(HTTP_AUTHORIZATION=bearer(user))
         return client
 
