@@ -3,6 +3,7 @@ from django.urls import path
 from api.auth_views import TokenObtainView, TokenRefreshView
 from api.meta_views import FeaturesView
 from audit.api import AuditListView, AuditVerifyView
+from directory import api as d
 from workitems.api import queue_views as q
 from workitems.api import views as w
 
@@ -21,4 +22,10 @@ urlpatterns = [
     path("audit", AuditListView.as_view(), name="audit-list"),
     path("audit/verify", AuditVerifyView.as_view(), name="audit-verify"),
     path("features", FeaturesView.as_view(), name="features"),
+    path("users", d.UserListView.as_view(), name="user-list"),
+    path("users/<str:username>", d.UserDetailView.as_view(), name="user-detail"),
+    path("users/<str:username>/availability", d.UserAvailabilityView.as_view(), name="user-availability"),
+    path("groups", d.GroupListView.as_view(), name="group-list"),
+    path("departments", d.DepartmentListView.as_view(), name="department-list"),
+    path("roles", d.RoleListView.as_view(), name="role-list"),
 ]

@@ -14,6 +14,7 @@ from pathlib import Path
 import dj_database_url
 
 from config import wsconfig
+from directory import ldap_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -209,6 +210,22 @@ AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
+
+# LDAP / Active Directory login and sync (README "LDAP / Active Directory"; directory/ldap_config.py):
+# on only when AUTH_LDAP_SERVER_URI is set. Adds django-auth-ldap's AUTH_LDAP_* and WORKSTREAM_LDAP;
+# the directory backend goes after axes (lockouts first) and before the local passwords.
+_LDAP = ldap_config.from_environment(os.environ)
+globals().update(_LDAP)
+if _LDAP:
+    AUTHENTICATION_BACKENDS.insert(1, "directory.ldap_backend.WorkstreamLDAPBackend")
+    if _LDAP["WORKSTREAM_LDAP"]["sync_interval_minutes"]:
+        CELERY_BEAT_SCHEDULE["directory-sync"] = {
+            "task": "directory.sync_directory",
+            "schedule": _LDAP["WORKSTREAM_LDAP"]["sync_interval_minutes"] * 60.0,
+        }
+# Scheduled absences hand their held items over when they begin.
+CELERY_BEAT_SCHEDULE["directory-availability"] = {"task": "directory.availability_sweep", "schedule": 60.0}
+
 
 # Brute-force protection on password logins (the token endpoint and the admin).
 AXES_FAILURE_LIMIT = envint("AXES_FAILURE_LIMIT", "10")

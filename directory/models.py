@@ -44,6 +44,9 @@ class Profile(models.Model):
     )
     last_assigned_at = models.DateTimeField(null=True, blank=True)
     external_id = models.CharField(max_length=500, blank=True, help_text="the directory's DN or objectGUID")
+    # The `out_of_office_from` whose start has been handed to distribution (held items moved), so
+    # the availability sweep hands each absence over exactly once, even when it starts later.
+    out_of_office_handled_from = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         indexes = [models.Index(fields=["last_assigned_at"], name="profile_last_assigned_idx")]

@@ -1,0 +1,23 @@
+"""Celery jobs of the directory: each calls one service."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from config.context import acting
+from directory import services
+from directory.ldap_sync import directory_sync
+
+
+@shared_task(name="directory.sync_directory")
+def sync_directory() -> dict:
+    """The scheduled directory sync (same service as `manage.py sync_directory`)."""
+    with acting(channel="system"):
+        return directory_sync().as_dict()
+
+
+@shared_task(name="directory.availability_sweep")
+def availability_sweep() -> int:
+    """Hand over the held items of users whose scheduled absence has just begun."""
+    with acting(channel="system"):
+        return services.availability_sweep()

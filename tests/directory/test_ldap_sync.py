@@ -1,0 +1,121 @@
+"""The directory sync against a real slapd: users, groups (flattened), departments,
+deactivation with items released, idempotency, dry run, the command."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.core.management import call_command
+
+from audit.models import AuditRecord
+from directory.ldap_sync import SyncError, directory_sync
+from directory.models import Department
+from tests import factories
+
+pytestmark = pytest.mark.django_db
+User = get_user_model()
+
+
+def groups_of(username: str) -> set[str]:
+    return set(User.objects.get(username=username).groups.values_list("name", flat=True))
+
+
+def test_first_sync_creates_users_groups_and_departments(tree, ldap_on):
+    cfg = ldap_on(tree)
+    report = directory_sync(cfg=cfg)
+    assert report.failed == []
+    # 50 users, of which u049 is disabled (never created) and u048 only in a plain group.
+    assert (report.created, report.updated, report.deactivated) == (49, 0, 0)
+    assert not User.objects.filter(username="u049").exists()
+    u = User.objects.get(username="u003")
+    assert (u.first_name, u.last_name, u.email) == ("Given003", "Tester003", "u003@example.com")
+    assert not u.has_usable_password()
+    assert u.workstream_profile.external_id == tree.user_dn(tree.user("u003"))
+    # Every user's Django groups are the flattened closure of their directory groups.
+    for spec in tree.users:
+        if not spec.disabled:
+            assert groups_of(spec.username) == tree.closure(spec.username), spec.username
+    assert {"claims-team", "all-staff", "workstream-workers"} <= set(Group.objects.values_list("name", flat=True))
+    # The OU tree became the department tree.
+    claims = Department.objects.get(name="Claims")
+    assert claims.parent.name == "Operations" and claims.parent.parent is None
+    assert User.objects.get(username="u002").workstream_profile.department == claims
+    assert User.objects.get(username="u001").workstream_profile.department is None
+    # Operations, Claims, Underwriting, Finance, Accounts, Support
+    assert report.departments_created == Department.objects.count() == 6
+
+
+def test_rerun_changes_nothing(tree, ldap_on):
+    cfg = ldap_on(tree)
+    directory_sync(cfg=cfg)
+    records = AuditRecord.objects.count()
+    again = directory_sync(cfg=cfg)
+    assert (again.created, again.updated, again.deactivated, again.reactivated) == (0, 0, 0, 0)
+    assert again.unchanged == 49 and again.groups_created == 0 and again.departments_created == 0
+    assert AuditRecord.objects.count() == records
+
+
+def test_user_removed_from_directory_is_deactivated_and_items_released(tree, ldap_on, slapd, svc):
+    cfg = ldap_on(tree)
+    directory_sync(cfg=cfg)
+    claims_team = Group.objects.get(name="claims-team")
+    queue = factories.queue("claims", groups=[claims_team])
+    leaver = User.objects.get(username="u007")
+    item = factories.item(actor=svc, queue=queue, assignee="u007")
+    assert item.state == "ASSIGNED" and item.assignee_id == leaver.pk
+
+    slapd.ldapdelete(tree.user_dn(tree.user("u007")))
+    report = directory_sync(cfg=cfg)
+    assert (report.created, report.updated, report.deactivated) == (0, 0, 1)
+    leaver.refresh_from_db()
+    item.refresh_from_db()
+    assert not leaver.is_active
+    assert item.assignee_id != leaver.pk and item.state != "ASSIGNED" or item.assignee_id not in (leaver.pk, None)
+    record = AuditRecord.objects.filter(stream=f"user:{leaver.pk}", action="user.deactivated").get()
+    assert record.data == {"reason": "gone from the directory", "source": "directory"}
+    assert AuditRecord.objects.filter(work_item=item, action="release").exists() or item.assignee_id is not None
+    # And the next run leaves it so.
+    assert directory_sync(cfg=cfg).changed == 0
+
+
+def test_local_users_are_not_touched(tree, ldap_on, alice, sam):
+    directory_sync(cfg=ldap_on(tree))
+    alice.refresh_from_db()
+    sam.refresh_from_db()
+    assert alice.is_active and sam.is_active
+    assert groups_of("alice") == {"team-a", "workstream-workers"}
+
+
+def test_dry_run_writes_nothing(tree, ldap_on):
+    cfg = ldap_on(tree)
+    report = directory_sync(cfg=cfg, dry_run=True)
+    assert (report.created, report.groups_created, report.departments_created) == (49, 9, 6)
+    assert User.objects.count() == 0 and Group.objects.count() == 0 and AuditRecord.objects.count() == 0
+
+
+def test_empty_directory_refuses_to_deactivate_everyone(tree, ldap_on):
+    cfg = ldap_on(tree)
+    directory_sync(cfg=cfg)
+    from dataclasses import replace
+
+    wrong = replace(cfg, user_filter="(sAMAccountName=nobody-has-this)")
+    with pytest.raises(SyncError, match="refusing to deactivate 49"):
+        directory_sync(cfg=wrong)
+    assert User.objects.filter(is_active=True).count() == 49
+
+
+def test_command_prints_counts(tree, ldap_on):
+    ldap_on(tree)
+    out = io.StringIO()
+    call_command("sync_directory", "--dry-run", stdout=out)
+    assert "dry run: 50 directory users: would be created 49" in out.getvalue()
+    assert User.objects.count() == 0
+    out = io.StringIO()
+    call_command("sync_directory", stdout=out)
+    assert "created 49, updated 0, deactivated 0" in out.getvalue()
+    out = io.StringIO()
+    call_command("sync_directory", stdout=out)
+    assert "created 0, updated 0, deactivated 0, reactivated 0, unchanged 49" in out.getvalue()
