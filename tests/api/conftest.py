@@ -34,6 +34,12 @@ def isolated_cache(settings):
     yield
 
 
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    """Personas are made with passwords; the production hasher costs ~0.25 s per user."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture
 def admin(db):
     """An admin."""
