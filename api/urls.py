@@ -4,6 +4,7 @@ from api.auth_views import TokenObtainView, TokenRefreshView
 from api.meta_views import FeaturesView
 from audit.api import AuditListView, AuditVerifyView
 from directory import api as d
+from events import api as ev
 from workitems.api import queue_views as q
 from workitems.api import views as w
 
@@ -22,6 +23,14 @@ urlpatterns = [
     path("audit", AuditListView.as_view(), name="audit-list"),
     path("audit/verify", AuditVerifyView.as_view(), name="audit-verify"),
     path("features", FeaturesView.as_view(), name="features"),
+    path("subscriptions", ev.SubscriptionListCreateView.as_view(), name="subscription-list"),
+    path("subscriptions/<int:subscription_id>", ev.SubscriptionDetailView.as_view(), name="subscription-detail"),
+    path(
+        "subscriptions/<int:subscription_id>/deliveries",
+        ev.SubscriptionDeliveriesView.as_view(),
+        name="subscription-deliveries",
+    ),
+    path("notifications", ev.NotificationListView.as_view(), name="notification-list"),
     path("users", d.UserListView.as_view(), name="user-list"),
     path("users/<str:username>", d.UserDetailView.as_view(), name="user-detail"),
     path("users/<str:username>/availability", d.UserAvailabilityView.as_view(), name="user-availability"),

@@ -175,7 +175,14 @@ CELERY_TASK_DEFAULT_QUEUE = "workstream"
 CELERY_BEAT_SCHEDULE: dict = {
     "expire-reservations": {"task": "distribution.expire_reservations", "schedule": 10.0},
     "purge-idempotency-keys": {"task": "api.purge_idempotency_keys", "schedule": 3600.0},
+    # Safety nets for the on-commit nudges (events/nudge.py): a lost nudge costs seconds, not events.
+    "events-relay-outbox": {"task": "events.relay_outbox", "schedule": 10.0},
+    "events-deliver-webhooks": {"task": "events.deliver_webhooks", "schedule": 5.0},
+    "events-purge-published": {"task": "events.purge_published", "schedule": 24 * 3600.0},
 }
+# Signs deliveries to work items' callback_url (Standard Webhooks, whsec_<base64>); derived from
+# SECRET_KEY when unset. Engines verify callbacks with it.
+CALLBACK_SIGNING_SECRET = envsecret("CALLBACK_SIGNING_SECRET")
 
 LOG_LEVEL = env("LOG_LEVEL", "INFO")
 LOG_FORMAT = env("LOG_FORMAT", "json")

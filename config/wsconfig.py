@@ -40,6 +40,28 @@ DEFAULTS: dict[str, Any] = {
         "deadLetterQueue": "workstream.commands.dlq",
         "producer": "workstream",
         "maxPublishAttempts": 3,
+        "confirmTimeoutSeconds": 10,
+        "notificationQueue": "workstream.notifications",
+        "notificationBindings": ["#"],
+        "commandMaxFailures": 3,
+    },
+    "relay": {
+        "nudge": "celery",
+        "pollSeconds": 1,
+        "retryBaseSeconds": 1,
+        "retryMaxSeconds": 300,
+        "retainPublishedDays": 7,
+    },
+    "webhooks": {
+        "allowPrivateTargets": False,
+        "timeoutSeconds": 10,
+        "maxAttempts": 8,
+        "retryBaseSeconds": 5,
+        "retryMaxSeconds": 3600,
+        "breakerThreshold": 5,
+        "breakerOpenSeconds": 60,
+        "disableAfterFailures": 50,
+        "concurrency": 8,
     },
     "rateLimits": {"default": "100/s", "perRole": {}},
     "idempotency": {"retentionHours": 24},
@@ -63,6 +85,10 @@ _RATE = {"type": "string", "pattern": r"^[0-9]+/(s|sec|second|m|min|minute|h|hou
 
 def _pos(maximum: int) -> dict[str, Any]:
     return {"type": "integer", "minimum": 1, "maximum": maximum}
+
+
+def _seconds(maximum: float) -> dict[str, Any]:
+    return {"type": "number", "exclusiveMinimum": 0, "maximum": maximum}
 
 
 SCHEMA: dict[str, Any] = _obj(
@@ -92,6 +118,32 @@ SCHEMA: dict[str, Any] = _obj(
                 "deadLetterQueue": _NAME,
                 "producer": _NAME,
                 "maxPublishAttempts": _pos(1000),
+                "confirmTimeoutSeconds": _seconds(600),
+                "notificationQueue": _NAME,
+                "notificationBindings": {"type": "array", "items": _NAME, "minItems": 1, "maxItems": 100},
+                "commandMaxFailures": _pos(100),
+            }
+        ),
+        "relay": _obj(
+            {
+                "nudge": {"enum": ["celery", "process", "none"]},
+                "pollSeconds": _seconds(3600),
+                "retryBaseSeconds": _seconds(86400),
+                "retryMaxSeconds": _seconds(86400),
+                "retainPublishedDays": _pos(3650),
+            }
+        ),
+        "webhooks": _obj(
+            {
+                "allowPrivateTargets": _BOOL,
+                "timeoutSeconds": _seconds(300),
+                "maxAttempts": _pos(100),
+                "retryBaseSeconds": _seconds(86400),
+                "retryMaxSeconds": _seconds(7 * 86400),
+                "breakerThreshold": _pos(10_000),
+                "breakerOpenSeconds": _seconds(86400),
+                "disableAfterFailures": _pos(100_000),
+                "concurrency": _pos(256),
             }
         ),
         "rateLimits": _obj(

@@ -1,15 +1,13 @@
-from django.contrib import admin
+from django.contrib import admin, messages
 
-from events.models import OutboxEvent
+from events import services
+from events.models import Delivery, InboxCommand, OutboxEvent, ProcessedEvent, Subscription
+from events.relay import replay_dead_events
 
 
-@admin.register(OutboxEvent)
-class OutboxEventAdmin(admin.ModelAdmin):
-    """Read-only view of the outbox: what was written, what is published."""
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Rows written only by the code paths that own them; the admin looks, it does not edit."""
 
-    list_display = ("id", "occurred_at", "event_type", "aggregate_id", "sequence", "published_at", "attempts")
-    list_filter = ("event_type", ("published_at", admin.EmptyFieldListFilter))
-    search_fields = ("=event_id", "=aggregate_id", "correlation_id", "trace_id")
     show_full_result_count = False
 
     def get_readonly_fields(self, request, obj=None):
@@ -23,3 +21,108 @@ class OutboxEventAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+class DeadLetteredFilter(admin.SimpleListFilter):
+    title = "delivery"
+    parameter_name = "delivery"
+
+    def lookups(self, request, model_admin):
+        return [("pending", "pending"), ("published", "published"), ("dead", "dead-lettered")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "pending":
+            return queryset.filter(published_at__isnull=True, dead_lettered_at__isnull=True)
+        if self.value() == "published":
+            return queryset.filter(published_at__isnull=False)
+        if self.value() == "dead":
+            return queryset.filter(dead_lettered_at__isnull=False, published_at__isnull=True)
+        return queryset
+
+
+@admin.register(OutboxEvent)
+class OutboxEventAdmin(ReadOnlyAdmin):
+    """The outbox: what was written, what is published, what is dead-lettered (and replaying it)."""
+
+    list_display = (
+        "id",
+        "occurred_at",
+        "event_type",
+        "aggregate_id",
+        "sequence",
+        "published_at",
+        "attempts",
+        "dead_lettered_at",
+    )
+    list_filter = (DeadLetteredFilter, "event_type")
+    search_fields = ("=event_id", "=aggregate_id", "correlation_id", "trace_id")
+    actions = ["replay"]
+
+    @admin.action(description="Replay selected dead-lettered events", permissions=["replay"])
+    def replay(self, request, queryset):
+        n = replay_dead_events(ids=list(queryset.values_list("id", flat=True)))
+        self.message_user(request, f"{n} dead-lettered event(s) put back in line", messages.SUCCESS)
+
+    def has_replay_permission(self, request):
+        return request.user.is_active and request.user.is_superuser
+
+
+@admin.register(Subscription)
+class SubscriptionAdmin(admin.ModelAdmin):
+    """Webhook subscriptions; re-enable one that was disabled after failures."""
+
+    list_display = ("id", "url", "active", "consecutive_failures", "circuit_open_until", "disabled_at", "deleted_at")
+    list_filter = ("active",)
+    search_fields = ("url",)
+    readonly_fields = (
+        "secret",
+        "owner",
+        "created_at",
+        "deleted_at",
+        "disabled_at",
+        "disabled_reason",
+        "consecutive_failures",
+        "circuit_open_until",
+        "active",
+    )
+    actions = ["enable"]
+
+    def has_add_permission(self, request):
+        return False  # through the API: it checks the URL and returns the secret once
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # the delivery log stays; the API's DELETE deactivates
+
+    @admin.action(description="Re-enable selected subscriptions (reset failures)")
+    def enable(self, request, queryset):
+        for sub in queryset:
+            services.subscription_enable(actor=request.user, subscription_id=sub.pk)
+        self.message_user(request, f"{queryset.count()} subscription(s) enabled", messages.SUCCESS)
+
+
+@admin.register(Delivery)
+class DeliveryAdmin(ReadOnlyAdmin):
+    """The webhook/callback delivery log."""
+
+    list_display = ("id", "kind", "event_type", "url", "status", "attempts", "last_status_code", "next_attempt_at")
+    list_filter = ("status", "kind", "event_type")
+    search_fields = ("url",)
+    list_select_related = ("subscription",)
+
+
+@admin.register(InboxCommand)
+class InboxCommandAdmin(ReadOnlyAdmin):
+    """Inbound commands seen (one row per command_id) and their outcomes."""
+
+    list_display = ("id", "received_at", "command", "command_id", "actor_username", "outcome", "work_item_id")
+    list_filter = ("command", "outcome")
+    search_fields = ("=command_id", "correlation_id")
+
+
+@admin.register(ProcessedEvent)
+class ProcessedEventAdmin(ReadOnlyAdmin):
+    """What the notification consumer recorded (once per event_id)."""
+
+    list_display = ("id", "processed_at", "event_type", "aggregate_id", "sequence", "correlation_id")
+    list_filter = ("event_type",)
+    search_fields = ("=event_id", "=aggregate_id", "correlation_id")

@@ -1,4 +1,5 @@
-"""Writing outbox rows. Delivery (the relay) reads them; nothing here leaves the database."""
+"""Writing outbox rows. Delivery (the relay) reads them; nothing here leaves the database
+(the only thing that does, after commit, is a nudge that wakes the relay: events.nudge)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from config import context, wsconfig
+from events import nudge
 from events.models import OutboxEvent
 
 
@@ -22,6 +24,7 @@ def outbox_enqueue(
     """Add one event to the outbox inside the current transaction (the change's own)."""
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("outbox_enqueue must run inside the change's transaction")
+    nudge.relay_after_commit()
     return OutboxEvent.objects.create(
         event_type=event_type,
         aggregate_type=aggregate_type,
