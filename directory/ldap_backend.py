@@ -22,6 +22,7 @@ from django_auth_ldap.backend import LDAPBackend
 
 from directory import services
 from directory.ldap_sync import SOURCE, Departments, LdapConfig, account_refusal, department_ref
+from directory.models import Profile
 
 log = logging.getLogger(__name__)
 
@@ -68,15 +69,32 @@ class WorkstreamLDAPBackend(LDAPBackend):
             added, removed = sorted(groups_now - groups), sorted(groups - groups_now)
             if changed or added or removed:
                 services.record_login_changes(actor=None, user=user, changes=changed, added=added, removed=removed)
-        attrs = {k.lower(): [v for v in values] for k, values in (ldap_user.attrs or {}).items()}
-        ref = department_ref(cfg, ldap_user.dn, attrs)
-        departments = Departments(dry_run=False)
-        profile = getattr(user, "workstream_profile", None)
+        attrs = {k.lower(): list(values) for k, values in (ldap_user.attrs or {}).items()}
+        dn = ldap_user.dn  # lower-cased by django-auth-ldap
+        ref = department_ref(cfg, dn, attrs)
+        profile = Profile.objects.filter(user_id=user.pk).select_related("department").first()
         current_ext = (profile.department.external_id.lower() if profile and profile.department else None) or None
-        kwargs = {}
-        if profile is None or profile.external_id != ldap_user.dn:
-            kwargs["external_id"] = ldap_user.dn
-        if (ref.external_id if ref else None) != current_ext:
-            kwargs["department"] = departments.get(ref)
-        if kwargs:
-            services.profile_update(actor=None, user=user, source=SOURCE, **kwargs)
+        ext_stale = profile is None or profile.external_id.lower() != dn.lower()
+        dept_stale = (ref.external_id if ref else None) != current_ext
+        if ext_stale or dept_stale:
+            # Store the directory's own spelling (department names come from the OUs in it).
+            dn = _server_dn(ldap_user) or dn
+            ref = department_ref(cfg, dn, attrs)
+            kwargs = {"external_id": dn} if ext_stale else {}
+            if dept_stale:
+                kwargs["department"] = Departments(dry_run=False).get(ref)
+            profile = services.profile_update(actor=None, user=user, source=SOURCE, **kwargs)
+        if profile is not None:
+            user.workstream_profile = profile  # the caller sees the profile as it is now
+
+
+def _server_dn(ldap_user) -> str | None:
+    """The entry's DN as the server spells it (one base-scope read)."""
+    import ldap
+
+    try:
+        found = ldap_user.connection.search_s(ldap_user.dn, ldap.SCOPE_BASE, "(objectClass=*)", ["1.1"])
+    except ldap.LDAPError:
+        log.warning("could not read back the DN of %s", ldap_user.dn)
+        return None
+    return found[0][0] if found else None

@@ -580,7 +580,7 @@ def _sync_one(cfg, entry: DirectoryUser | None, loc: _Local | None, departments,
     target = _target_groups(cfg, entry.groups, loc.groups) if cfg.mirror_groups else loc.groups
     reactivate = not user.is_active and user.pk in may_return
     dept_changed = (loc.profile_department_ext or None) != dept_ext
-    ext_changed = loc.external_id != entry.dn
+    ext_changed = loc.external_id.lower() != entry.dn.lower()
     if not (field_changes or target != loc.groups or reactivate or dept_changed or ext_changed):
         return "unchanged"
     if not user.is_active and not reactivate:
