@@ -358,21 +358,29 @@ class WorkstreamClient(BaseClient):
         idempotency_key: str | None = None,
         request_id: str | None = None,
     ) -> WorkItem:
-        """Accept a pushed assignment. Not an action of API.md v1: today's server answers 404
-        (``NotFoundError``, "unknown action")."""
+        """Take an item reserved for the caller (a push queue with a reservation timeout):
+        OFFERED → ASSIGNED. Not in API.md's action list yet; the server has it."""
         return self.action(item_id, "accept", if_match=if_match, idempotency_key=idempotency_key, request_id=request_id)
 
     def reject(
         self,
         item_id: int,
+        reason: str | None = None,
         *,
         if_match: int | None = None,
         idempotency_key: str | None = None,
         request_id: str | None = None,
     ) -> WorkItem:
-        """Reject a pushed assignment. Not an action of API.md v1: today's server answers 404
-        (``NotFoundError``, "unknown action")."""
-        return self.action(item_id, "reject", if_match=if_match, idempotency_key=idempotency_key, request_id=request_id)
+        """Decline an item reserved for the caller: it moves on to the next candidate.
+        Not in API.md's action list yet; the server has it."""
+        return self.action(
+            item_id,
+            "reject",
+            ep._body(reason=reason),
+            if_match=if_match,
+            idempotency_key=idempotency_key,
+            request_id=request_id,
+        )
 
     def set_sub_status(
         self,

@@ -80,15 +80,16 @@ def worker_client(live_server):
 
 
 @pytest.fixture
-def rate_limit():
-    """Put another request rate in force, as the configuration file would."""
+def config_override(tmp_path):
+    """`config_override({...})`: put a configuration with these overrides in force, as the
+    configuration file would (validated); the one from settings is back afterwards."""
     import yaml
 
     from config import wsconfig
 
-    def apply(rate: str, tmp_dir) -> None:
-        path = tmp_dir / "workstream-sdk-test.yaml"
-        path.write_text(yaml.safe_dump({"rateLimits": {"default": rate}}))
+    def apply(overrides: dict) -> None:
+        path = tmp_path / f"workstream-sdk-{uuid.uuid4().hex}.yaml"
+        path.write_text(yaml.safe_dump(overrides))
         wsconfig.override(wsconfig.load(path))
 
     yield apply

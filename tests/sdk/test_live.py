@@ -46,6 +46,27 @@ def test_create_claim_next_start_complete(ws, worker_client, alice, queue):
     assert actions[-3:] == ["claim", "start", "complete"]
 
 
+def test_a_reserved_item_is_rejected_then_accepted(ws, worker_client, alice, carol, team_a):
+    from datetime import timedelta
+
+    push = factories.queue(
+        "push-queue", groups=[team_a], strategy="round_robin", reservation_timeout=timedelta(hours=1)
+    )
+    item = ws.create_work_item(**body(push))
+    assert item.state == "OFFERED"
+    first = WorkItemRow.objects.get(pk=item.id).reserved_for
+    assert first is not None and first.username in ("alice", "carol")
+    other = carol if first == alice else alice
+
+    declined = worker_client(first).reject(item.id, reason="on another case", if_match=item.version)
+    assert declined.state == "OFFERED"
+    assert WorkItemRow.objects.get(pk=item.id).reserved_for == other
+    with pytest.raises(wc.WorkstreamError):
+        worker_client(first).accept(item.id)  # no longer theirs to take
+    taken = worker_client(other).accept(item.id)
+    assert taken.state == "ASSIGNED" and taken.assignee == other.username
+
+
 def test_invalid_transition_is_a_409_with_the_allowed_actions(ws, worker_client, alice, queue):
     item = ws.create_work_item(**body(queue))
     w = worker_client(alice)
@@ -82,19 +103,19 @@ def test_request_id_is_passed_through(ws, queue):
     assert exc.value.request_id == "sdk-test-req-1"
 
 
-def test_throttle_429_is_retried_after_retry_after(ws, sleeps, queue, rate_limit, tmp_path):
+def test_throttle_429_is_retried_after_retry_after(ws, sleeps, queue, config_override):
     item = ws.create_work_item(**body(queue))
-    rate_limit("2/s", tmp_path)
+    config_override({"rateLimits": {"default": "2/s"}})
     for _ in range(5):
         assert ws.get_work_item(item.id).id == item.id
     assert sleeps, "the throttle never answered 429"
     assert all(0 < s <= 1.0 for s in sleeps)  # DRF's Retry-After: the seconds left in the window
 
 
-def test_throttle_429_surfaces_when_retries_are_off(live_server, svc, queue, rate_limit, tmp_path):
+def test_throttle_429_surfaces_when_retries_are_off(live_server, svc, queue, config_override):
     with wc.WorkstreamClient(live_server.url, username="svc", password="pw-svc", max_retries=0) as c:
         c.features()  # log in first: the token endpoint is throttled per IP, not per user
-        rate_limit("2/s", tmp_path)  # a per-second rate: nothing carries over in the shared cache
+        config_override({"rateLimits": {"default": "2/s"}})
         c.features()  # the second request of this second
         with pytest.raises(wc.RateLimitedError) as exc:
             c.features()
