@@ -233,8 +233,8 @@ def user_create(*, actor, user, groups=(), profile: dict | None = None, source: 
 
 @transaction.atomic
 def user_update(*, actor, user, source: str = "", **changes: Any) -> Any:
-    """Change a user's names, email, staff or superuser flag (activation has its own commands)."""
-    unknown = sorted(set(changes) - set(USER_FIELDS))
+    """Change a user's username, names, email, staff or superuser flag (activation has its own commands)."""
+    unknown = sorted(set(changes) - {"username", *USER_FIELDS})
     if unknown:
         raise ValidationFailed([{"field": k, "message": "unknown field"} for k in unknown])
     locked = _lock_user(user)
@@ -652,3 +652,16 @@ def role_assignment_revoke(
     locked.save(update_fields=["valid_to"])
     audit_record(stream=f"roleassignment:{locked.pk}", action="roleassignment.revoked", actor=actor, data=data)
     return locked
+
+
+@transaction.atomic
+def role_assignment_delete(*, actor, assignment: RoleAssignment) -> None:
+    """Remove an assignment entirely (a mistake, not an ending: revoke ends one and keeps it)."""
+    locked = RoleAssignment.objects.select_for_update().get(pk=assignment.pk)
+    audit_record(
+        stream=f"roleassignment:{locked.pk}",
+        action="roleassignment.deleted",
+        actor=actor,
+        data=_assignment_snapshot(locked),
+    )
+    locked.delete()
