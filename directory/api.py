@@ -116,7 +116,7 @@ def user_representation(user, *, at=None) -> dict:
 class GroupOut(serializers.Serializer):
     name = serializers.CharField()
     members = serializers.IntegerField()
-    platform_role = serializers.ChoiceField(choices=ROLES, allow_null=True)
+    platform_role = serializers.CharField(allow_null=True, help_text="admin, supervisor, worker or service")
 
 
 class DepartmentOut(serializers.Serializer):
