@@ -522,10 +522,13 @@ class WorkstreamUserAdmin(UserAdmin):
 
     def save_formset(self, request, form, formset, change):
         user = form.instance
+        # The admin's change message reads these; the services do the saving.
+        formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
         if formset.model is Profile:
             for f in formset.forms:
                 if f.has_changed() and not formset._should_delete_form(f):
                     _save_profile_form(request, user, f, new=f.instance.pk is None)
+                    formset.changed_objects.append((f.instance, f.changed_data))
             return
         if formset.model is RoleAssignment:
             with acting(channel="admin"):
@@ -535,12 +538,19 @@ class WorkstreamUserAdmin(UserAdmin):
                     if formset._should_delete_form(f):
                         if f.instance.pk:
                             services.role_assignment_delete(actor=request.user, assignment=f.instance)
+                            formset.deleted_objects.append(f.instance)
                         continue
+                    new = f.instance.pk is None
                     f.instance.user = user
                     try:
-                        _save_assignment(request, f.instance, f, change=f.instance.pk is not None)
+                        saved = _save_assignment(request, f.instance, f, change=not new)
                     except WorkstreamError as exc:
                         messages.error(request, exc.detail)
+                        continue
+                    if new:
+                        formset.new_objects.append(saved)
+                    else:
+                        formset.changed_objects.append((saved, f.changed_data))
             return
         super().save_formset(request, form, formset, change)
 
