@@ -11,6 +11,7 @@ from django.contrib.auth.models import Group
 from django.core.management import call_command
 
 from audit.models import AuditRecord
+from directory import services
 from directory.ldap_sync import SyncError, directory_sync
 from directory.models import Department
 from tests import factories
@@ -119,3 +120,72 @@ def test_command_prints_counts(tree, ldap_on):
     out = io.StringIO()
     call_command("sync_directory", stdout=out)
     assert "created 0, updated 0, deactivated 0, reactivated 0, unchanged 49" in out.getvalue()
+
+
+def test_changes_in_the_directory_are_applied(tree, ldap_on, slapd):
+    cfg = ldap_on(tree)
+    directory_sync(cfg=cfg)
+    u3 = tree.user_dn(tree.user("u003"))
+    slapd.ldapmodify(f"dn: {u3}\nchangetype: modify\nreplace: sn\nsn: Renamed\n")
+    # u012 leaves claims-seniors (AD updates the group's member and the user's memberOf together):
+    # the flattened set loses only that group.
+    u12 = tree.user_dn(tree.user("u012"))
+    seniors = tree.group_dn("claims-seniors")
+    slapd.ldapmodify(f"dn: {seniors}\nchangetype: modify\ndelete: member\nmember: {u12}\n")
+    slapd.ldapmodify(f"dn: {u12}\nchangetype: modify\ndelete: memberOf\nmemberOf: {seniors}\n")
+    # u004 (Finance/Accounts) moves to Support.
+    u4 = tree.user_dn(tree.user("u004"))
+    slapd.ldapmodify(
+        f"dn: {u4}\nchangetype: modrdn\nnewrdn: cn=u004\ndeleteoldrdn: 1\nnewsuperior: ou=Support,{tree.people_base}\n"
+    )
+    # u005 is disabled in the directory.
+    u5 = tree.user_dn(tree.user("u005"))
+    slapd.ldapmodify(f"dn: {u5}\nchangetype: modify\nreplace: userAccountControl\nuserAccountControl: 514\n")
+    report = directory_sync(cfg=cfg)
+    assert (report.created, report.updated, report.deactivated, report.failed) == (0, 3, 1, [])
+    assert User.objects.get(username="u003").last_name == "Renamed"
+    assert groups_of("u012") == {"claims-team", "workstream-workers", "all-staff"}
+    profile = User.objects.get(username="u004").workstream_profile
+    assert profile.department.name == "Support" and profile.external_id.startswith("cn=u004,ou=Support")
+    assert not User.objects.get(username="u005").is_active
+    assert directory_sync(cfg=cfg).changed == 0
+
+
+def test_the_sync_brings_back_only_whom_it_deactivated(tree, ldap_on, slapd):
+    cfg = ldap_on(tree)
+    directory_sync(cfg=cfg)
+    u5 = tree.user_dn(tree.user("u005"))
+    slapd.ldapmodify(f"dn: {u5}\nchangetype: modify\nreplace: userAccountControl\nuserAccountControl: 514\n")
+    directory_sync(cfg=cfg)
+    assert not User.objects.get(username="u005").is_active
+    services.user_deactivate(actor=None, user=User.objects.get(username="u006"), reason="on leave")
+    slapd.ldapmodify(f"dn: {u5}\nchangetype: modify\nreplace: userAccountControl\nuserAccountControl: 512\n")
+    report = directory_sync(cfg=cfg)
+    assert (report.reactivated, report.deactivated) == (1, 0)
+    assert User.objects.get(username="u005").is_active
+    assert not User.objects.get(username="u006").is_active  # an operator's decision stands
+
+
+def test_celery_task_runs_the_same_service(tree, ldap_on):
+    from directory.tasks import sync_directory
+
+    ldap_on(tree)
+    result = sync_directory.apply().get()
+    assert (result["created"], result["changed"]) == (49, 49)
+    assert AuditRecord.objects.filter(action="user.created", channel="system").count() == 49
+
+
+def test_progress_bar_on_a_terminal(tree, ldap_on):
+    from directory.management.commands.sync_directory import ProgressBar
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    ldap_on(tree)
+    out = Tty()
+    call_command("sync_directory", "--dry-run", stdout=out)
+    text = out.getvalue()
+    assert "\r[" in text and "] 50/50\n" in text and "would be created 49" in text
+    bar = ProgressBar(type("W", (), {"write": lambda self, s, ending="": None, "flush": lambda self: None})())
+    bar(0, 0)  # nothing to do is a full bar, not a division by zero
