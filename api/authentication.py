@@ -22,7 +22,8 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         if not key:
             raise exceptions.AuthenticationFailed("empty API key")
         try:
-            api_key = ServiceApiKey.objects.select_related("user").get_from_key(key)
+            # get_from_key is the manager's (it checks the hash); the user comes with the next read.
+            api_key = ServiceApiKey.objects.get_from_key(key)
         except ServiceApiKey.DoesNotExist:
             raise exceptions.AuthenticationFailed("invalid API key") from None
         if not api_key.is_valid(key) or api_key.has_expired or api_key.revoked:

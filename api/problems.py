@@ -156,7 +156,11 @@ def exception_handler(exc, context):
         kind = {400: "malformed-request", 401: "unauthorized", 403: "not-allowed", 404: "not-found"}.get(
             response.status_code, "server-error" if response.status_code >= 500 else "malformed-request"
         )
-    detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+    detail = exc.detail
+    if isinstance(detail, dict):  # simplejwt's InvalidToken: {"detail": …, "code": …, "messages": […]}
+        detail = detail.get("detail") or next(iter(detail.values()), "")
+    elif isinstance(detail, list):
+        detail = "; ".join(str(d) for d in detail)
     headers = {k: v for k, v in response.items() if k in ("WWW-Authenticate", "Retry-After", "Allow")}
     resp = problem_response(kind, str(detail), request=request, headers=headers)
     resp.status_code = response.status_code

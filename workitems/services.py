@@ -520,35 +520,39 @@ def work_item_claim(*, item_id: int, actor, expected_version: int | None = None)
 
 
 @transaction.atomic
-def work_item_claim_next(*, actor, queue: str | None = None, batch: int = 20) -> WorkItem | None:
+def work_item_claim_next(*, actor, queue: str | None = None, attempts: int = 20) -> WorkItem | None:
     """Claim the best OFFERED item `actor` may take (priority desc, due_at asc, created_at asc),
     across its queues or in the one named; None when there is none.
 
-    Rows are taken with FOR UPDATE SKIP LOCKED, so concurrent callers never
-    wait on each other or get the same item: each sees only rows nobody else
-    has locked. A locked candidate that fails a holding constraint (capacity,
-    separation of duties) is passed over for the next one.
+    One row at a time is taken with FOR UPDATE SKIP LOCKED, so concurrent callers
+    never wait on each other or get the same item. Each attempt runs in a
+    savepoint: when the row fails a holding constraint (capacity, separation of
+    duties, skills) the savepoint is rolled back, which releases that row's lock
+    at once, so another caller who may take it is not kept from it.
     """
     if actor is None or not actor.is_authenticated:
         raise NotAllowed("claim-next needs a user")
     if not roles_of(actor) & DEFAULT_ACTION_ROLES["claim"]:
         raise NotAllowed("your roles do not allow claiming work items")
-    now = timezone.now()
+    if queue is not None and not Queue.objects.filter(name=queue).exists():
+        raise NotFound(f"queue {queue!r} not found")
     qs = WorkItem.objects.filter(claimable_filter(actor), queue__active=True).filter(
-        Q(follow_up_at__isnull=True) | Q(follow_up_at__lte=now)
+        Q(follow_up_at__isnull=True) | Q(follow_up_at__lte=timezone.now())
     )
     if queue is not None:
-        if not Queue.objects.filter(name=queue).exists():
-            raise NotFound(f"queue {queue!r} not found")
         qs = qs.filter(queue__name=queue)
-    candidates = list(
+    qs = (
         qs.select_related("queue__lifecycle", "assignee", "created_by")
         .order_by(F("priority").desc(), F("due_at").asc(nulls_last=True), "created_at", "id")
-        .select_for_update(skip_locked=True, of=("self",))[:batch]
+        .select_for_update(skip_locked=True, of=("self",))
     )
-    for item in candidates:
+    passed_over: list[int] = []
+    for _ in range(attempts):
         try:
             with transaction.atomic():
+                item = qs.exclude(pk__in=passed_over).first()
+                if item is None:
+                    return None
                 return _execute(
                     action="claim",
                     item_id=item.pk,
@@ -560,7 +564,7 @@ def work_item_claim_next(*, actor, queue: str | None = None, batch: int = 20) ->
                     locked_item=item,
                 )
         except (ConstraintViolated, NotAllowed):
-            continue
+            passed_over.append(item.pk)
     return None
 
 

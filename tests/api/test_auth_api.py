@@ -21,20 +21,6 @@ from workitems.models import WorkItem
 TOKEN = "/api/v1/auth/token"
 REFRESH = "/api/v1/auth/token/refresh"
 
-BUG_API_KEY = (
-    "BUG: api/authentication.py:25 calls get_from_key() on ServiceApiKey.objects.select_related('user'), "
-    "a QuerySet; get_from_key is a method of the manager only, so every `Authorization: Api-Key …` "
-    "request raises AttributeError → 500. Fix: ServiceApiKey.objects.get_from_key(key) (then read "
-    "api_key.user), or give the model a manager whose queryset has get_from_key."
-)
-BUG_JWT_DETAIL = (
-    "BUG: api/problems.py:159 str()s a non-string exc.detail; simplejwt's InvalidToken carries a dict "
-    "({'detail': ErrorDetail(...), 'code': ..., 'messages': [...]}), so a bad or expired JWT gives "
-    "detail=\"{'detail': ErrorDetail(string='Token is invalid', ...)}\". Fix: for a dict detail use its "
-    "'detail' entry (and keep 'code')."
-)
-
-
 def client() -> APIClient:
     return APIClient(raise_request_exception=False)
 
@@ -104,7 +90,6 @@ def test_refresh_with_a_bad_token_is_401_problem(person, token):
     assert_problem(resp, 401, "unauthorized", clear_detail=False)
 
 
-@pytest.mark.xfail(strict=True, reason=BUG_JWT_DETAIL)
 def test_refresh_with_a_bad_token_has_a_clear_detail(person):
     assert_problem(client().post(REFRESH, {"refresh": "not-a-token"}, format="json"), 401, "unauthorized")
 
@@ -136,7 +121,6 @@ def test_bad_bearer_token_is_401_with_www_authenticate(person, kind):
     assert resp["WWW-Authenticate"].startswith("Bearer")
 
 
-@pytest.mark.xfail(strict=True, reason=BUG_JWT_DETAIL)
 def test_expired_bearer_token_has_a_clear_detail(person):
     c = client()
     c.credentials(HTTP_AUTHORIZATION=f"Bearer {_expired_access(person)}")
@@ -177,17 +161,6 @@ def test_repeated_wrong_passwords_lock_the_username_out(person):
     assert ok.status_code == 200, ok.content
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a locked-out username gets 401 'No active account found' (indistinguishable from a wrong "
-    "password), not a 429/403 problem. axes.backends.AxesStandaloneBackend sets axes_locked_out on the DRF "
-    "Request that simplejwt's serializer passes to authenticate(), not on the Django HttpRequest that "
-    "axes.middleware.AxesMiddleware inspects, so the lockout response is never produced (and axes' own "
-    "response would not be a problem anyway). Fix in api/auth_views.TokenObtainView.post: when the "
-    "authentication fails and getattr(request, 'axes_locked_out', False), raise "
-    "ProblemException('rate-limited', …, headers={'Retry-After': <cool-off seconds>}); and set "
-    "AXES_LOCKOUT_CALLABLE to a problem-details response for the non-DRF paths.",
-)
 def test_locked_out_username_gets_a_429_or_403_problem(person):
     _fail_until_locked(person)
     resp = client().post(TOKEN, {"username": person.username, "password": person.raw_password}, format="json")
@@ -222,7 +195,6 @@ def test_create_api_key_prints_the_key_once_and_stores_only_its_hash(api_key):
     assert not user.has_usable_password()
 
 
-@pytest.mark.xfail(strict=True, reason=BUG_API_KEY)
 def test_api_key_authenticates_the_service_client(api_key, queue):
     user, key = api_key
     c = client()
@@ -233,7 +205,6 @@ def test_api_key_authenticates_the_service_client(api_key, queue):
     assert c.get("/api/v1/workitems").status_code == 200
 
 
-@pytest.mark.xfail(strict=True, reason=BUG_API_KEY)
 @pytest.mark.parametrize("kind", ["unknown", "tampered", "revoked", "expired"])
 def test_bad_api_key_is_401_with_www_authenticate(api_key, kind):
     from django.utils import timezone

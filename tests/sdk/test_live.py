@@ -223,13 +223,6 @@ def test_no_or_bad_credentials_are_a_401(live_server, transactional_db):
         axes_reset(ip="127.0.0.1", username=name)
 
 
-BUG_API_KEY = (
-    "BUG (server): api/authentication.py calls get_from_key() on ServiceApiKey.objects.select_related('user'), "
-    "a QuerySet, so every `Authorization: Api-Key …` request is a 500 (see tests/api/test_auth_api.py)."
-)
-
-
-@pytest.mark.xfail(strict=True, raises=wc.ServerError, reason=BUG_API_KEY)
 def test_api_key_auth(live_server, svc, api_key_for, queue):
     with wc.WorkstreamClient(live_server.url, api_key=api_key_for(svc)) as c:
         item = c.create_work_item(**body(queue))
