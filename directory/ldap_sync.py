@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 User = get_user_model()
 
 SOURCE = "directory"
+BATCH = 100  # users per transaction
+WRITES = ("created", "updated", "deactivated", "reactivated")
 UAC_ACCOUNTDISABLE = 0x2
 
 
@@ -522,28 +524,54 @@ def directory_sync(
             services.group_create(actor=None, name=name, source=SOURCE)
     groups_by_name = {g.name: g for g in Group.objects.filter(name__in=wanted_groups | set(existing_groups))}
 
+    # Departments next, each in its own transaction, so that no user's savepoint can roll
+    # back a department that later users point at.
+    for entry in directory.users.values():
+        if not entry.refused:
+            departments.plan(entry.department)
+    if not dry_run:
+        for entry in directory.users.values():
+            if not entry.refused:
+                departments.get(entry.department)
+
+    # Users in batches: one commit per batch (a durable commit costs more than the rows),
+    # one savepoint per user so that a failing user is reported and the others go on.
     work = sorted(set(directory.users) | set(managed_active))
     total = len(work)
-    for done, name in enumerate(work, start=1):
-        entry = directory.users.get(name)
-        loc = local.get(name)
-        try:
-            outcome = _sync_one(cfg, entry, loc, departments, groups_by_name, may_return, dry_run)
-        except Exception as exc:  # one bad entry must not stop the others; it is reported
-            log.exception("directory sync failed for %s", name)
-            report.failed.append(f"{name}: {exc}")
-            outcome = None
-        if outcome:
-            setattr(report, outcome, getattr(report, outcome) + 1)
-        if progress is not None:
-            progress(done, total)
-    report.departments_created = len(departments.planned) if dry_run else departments.created
+    for first in range(0, total, BATCH):
+        with transaction.atomic():
+            for done, name in enumerate(work[first : first + BATCH], start=first + 1):
+                entry = directory.users.get(name)
+                loc = local.get(name)
+                args = (cfg, entry, loc, departments, groups_by_name, may_return)
+                # Decide first (no writes); only a user with changes costs a savepoint.
+                outcome = _sync_one(*args, dry_run=True)
+                if not dry_run and outcome in WRITES:
+                    try:
+                        if outcome == "created":  # user_create is one transaction (savepoint) itself
+                            _sync_one(*args, dry_run=False)
+                        else:
+                            with transaction.atomic():
+                                _sync_one(*args, dry_run=False)
+                    except Exception as exc:  # one bad entry must not stop the others; it is reported
+                        log.exception("directory sync failed for %s", name)
+                        report.failed.append(f"{name}: {exc}")
+                        outcome = None
+                if outcome:
+                    setattr(report, outcome, getattr(report, outcome) + 1)
+                if progress is not None:
+                    progress(done, total)
+    if progress is not None and total == 0:
+        progress(0, 0)
+    report.departments_created = len(departments.planned)
     report.seconds = time.monotonic() - started
     log.info("directory sync: %s", report.summary())
     return report
 
 
-def _sync_one(cfg, entry: DirectoryUser | None, loc: _Local | None, departments, groups_by_name, may_return, dry_run):
+def _sync_one(
+    cfg, entry: DirectoryUser | None, loc: _Local | None, departments, groups_by_name, may_return, *, dry_run
+):
     """Compare one user with the directory and apply the difference; returns the report counter."""
     if entry is None or entry.refused:
         if loc is None:
@@ -559,20 +587,18 @@ def _sync_one(cfg, entry: DirectoryUser | None, loc: _Local | None, departments,
     fields = {k: v for k, v in fields.items() if k in cfg.attr_map}
     dept_ext = entry.department.external_id if entry.department else None
     if loc is None:
-        departments.plan(entry.department)
         if dry_run:
             return "created"
-        with transaction.atomic():
-            user = User(username=entry.username, is_active=True, **fields)
-            user.set_unusable_password()
-            target = _target_groups(cfg, entry.groups, frozenset()) if cfg.mirror_groups else frozenset()
-            services.user_create(
-                actor=None,
-                user=user,
-                groups=[groups_by_name[n] for n in sorted(target) if n in groups_by_name],
-                profile={"department": departments.get(entry.department), "external_id": entry.dn},
-                source=SOURCE,
-            )
+        user = User(username=entry.username, is_active=True, **fields)
+        user.set_unusable_password()
+        target = _target_groups(cfg, entry.groups, frozenset()) if cfg.mirror_groups else frozenset()
+        services.user_create(  # one transaction: user, profile, groups, audit record
+            actor=None,
+            user=user,
+            groups=[groups_by_name[n] for n in sorted(target) if n in groups_by_name],
+            profile={"department": departments.get(entry.department), "external_id": entry.dn},
+            source=SOURCE,
+        )
         return "created"
 
     user = loc.user
@@ -585,22 +611,20 @@ def _sync_one(cfg, entry: DirectoryUser | None, loc: _Local | None, departments,
         return "unchanged"
     if not user.is_active and not reactivate:
         return "unchanged"  # an operator deactivated this account: the sync leaves it be
-    if dept_changed:
-        departments.plan(entry.department)
     if dry_run:
         return "reactivated" if reactivate else "updated"
-    with transaction.atomic():
-        if reactivate:
-            services.user_activate(actor=None, user=user, reason="back in the directory")
-        if field_changes:
-            services.user_update(actor=None, user=user, source=SOURCE, **field_changes)
-        if dept_changed or ext_changed:
-            kwargs: dict[str, Any] = {"external_id": entry.dn} if ext_changed else {}
-            if dept_changed:
-                kwargs["department"] = departments.get(entry.department)
-            services.profile_update(actor=None, user=user, source=SOURCE, **kwargs)
-        if target != loc.groups:
-            services.user_set_groups(
-                actor=None, user=user, groups=[groups_by_name[n] for n in target if n in groups_by_name], source=SOURCE
-            )
+    # The caller's savepoint makes these one change: all of them or none.
+    if reactivate:
+        services.user_activate(actor=None, user=user, reason="back in the directory")
+    if field_changes:
+        services.user_update(actor=None, user=user, source=SOURCE, **field_changes)
+    if dept_changed or ext_changed:
+        kwargs: dict[str, Any] = {"external_id": entry.dn} if ext_changed else {}
+        if dept_changed:
+            kwargs["department"] = departments.get(entry.department)
+        services.profile_update(actor=None, user=user, source=SOURCE, **kwargs)
+    if target != loc.groups:
+        services.user_set_groups(
+            actor=None, user=user, groups=[groups_by_name[n] for n in target if n in groups_by_name], source=SOURCE
+        )
     return "reactivated" if reactivate else "updated"

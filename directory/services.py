@@ -213,8 +213,9 @@ def user_create(*, actor, user, groups=(), profile: dict | None = None, source: 
     if "skills" in values:
         values["skills"] = validate_skills(values["skills"])
     Profile.objects.create(user=user, **values)
-    if groups:
-        user.groups.set(groups)
+    if groups:  # a new user has no groups yet: one INSERT, not set()'s read-then-write
+        through = User.groups.through
+        through.objects.bulk_create([through(user_id=user.pk, group_id=g.pk) for g in groups])
     _audit_user(
         user,
         "user.created",
