@@ -17,6 +17,13 @@ def pytest_configure(config):
         )
 
 
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    """Personas are made with passwords; the production hasher (PBKDF2, ~0.4 s a user)
+    would dominate the suite's time. The defaults stay listed, so stored hashes still verify."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher", *settings.PASSWORD_HASHERS]
+
+
 @pytest.fixture
 def team_a(db):
     return factories.group("team-a")
@@ -71,3 +78,31 @@ def make_item(svc, queue):
         return factories.item(actor=svc, queue=queue, **overrides)
 
     return make
+
+
+@pytest.fixture
+def ada(db):
+    """An admin."""
+    return factories.user("ada", roles=["admin"])
+
+
+@pytest.fixture
+def ws_config(tmp_path):
+    """Put another configuration in force for one test: `ws_config({"features": {...}})`.
+
+    The overrides are written to a file and loaded as start-up loads one (so they are
+    validated too); the configuration from settings is back in force after the test.
+    """
+    import yaml
+
+    from config import wsconfig
+
+    def apply(overrides: dict):
+        path = tmp_path / "workstream-test.yaml"
+        path.write_text(yaml.safe_dump(overrides))
+        cfg = wsconfig.load(path)
+        wsconfig.override(cfg)
+        return cfg
+
+    yield apply
+    wsconfig.override(None)
