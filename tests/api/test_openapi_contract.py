@@ -1,0 +1,186 @@
+"""The generated OpenAPI document agrees with API.md and with what the API really sends."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from django.test import Client
+
+from tests.api.helpers import create_body
+
+API_MD_CREATE_FIELDS = {
+    "workflow_id",
+    "run_id",
+    "task_name",
+    "title",
+    "description",
+    "queue",
+    "priority",
+    "due_at",
+    "context_data",
+    "candidate_users",
+    "candidate_groups",
+    "excluded_users",
+    "required_skills",
+    "sod_key",
+    "assignee",
+    "strategy",
+    "callback_url",
+    "correlation_id",
+}
+API_MD_ITEM_EXTRA = {
+    "id",
+    "state",
+    "sub_status",
+    "assignee",
+    "version",
+    "escalation_level",
+    "created_at",
+    "updated_at",
+    "assigned_at",
+    "started_at",
+    "completed_at",
+    "result",
+    "allowed_actions",
+}
+API_MD_QUEUE_FIELDS = {
+    "name",
+    "description",
+    "strategy",
+    "candidate_groups",
+    "capacity_per_user",
+    "sla",
+    "escalation_queue",
+    "lifecycle",
+    "active",
+}
+
+
+@pytest.fixture(scope="module")
+def document(django_db_setup, django_db_blocker) -> dict:
+    with django_db_blocker.unblock():
+        resp = Client().get("/openapi.json", HTTP_ACCEPT="application/json")
+    assert resp.status_code == 200
+    return json.loads(resp.content)
+
+
+def _schema(document, name: str) -> dict:
+    return document["components"]["schemas"][name]
+
+
+def _ref_name(ref: dict) -> str:
+    return ref["$ref"].rsplit("/", 1)[1]
+
+
+def _operation(document, method: str, path: str) -> dict:
+    return document["paths"][path][method]
+
+
+def test_create_body_has_every_api_md_field(document):
+    op = _operation(document, "post", "/api/v1/workitems")
+    body = op["requestBody"]["content"]["application/json"]["schema"]
+    props = _schema(document, _ref_name(body))["properties"]
+    assert set(props) >= API_MD_CREATE_FIELDS
+    assert set(_schema(document, _ref_name(body))["required"]) == {"workflow_id", "task_name", "queue"}
+    assert props["priority"]["minimum"] == 0 and props["priority"]["maximum"] == 100
+
+
+def test_item_representation_in_the_document_is_what_the_api_sends(document, api, svc, queue):
+    op = _operation(document, "get", "/api/v1/workitems/{item_id}")
+    out = _schema(document, _ref_name(op["responses"]["200"]["content"]["application/json"]["schema"]))
+    documented = set(out["properties"])
+    assert documented >= (API_MD_CREATE_FIELDS | API_MD_ITEM_EXTRA)
+    sent = api(svc).post("/api/v1/workitems", create_body(queue), format="json").json()
+    assert set(sent) == documented
+
+
+def test_queue_representation_has_every_api_md_field(document, api, admin, queue):
+    op = _operation(document, "get", "/api/v1/queues/{name}")
+    out = _schema(document, _ref_name(op["responses"]["200"]["content"]["application/json"]["schema"]))
+    assert set(out["properties"]) >= API_MD_QUEUE_FIELDS
+    sent = api(admin).get(f"/api/v1/queues/{queue.name}").json()
+    assert set(sent) == set(out["properties"])
+
+
+def test_action_path_documents_every_api_md_action(document):
+    op = _operation(document, "post", "/api/v1/workitems/{item_id}/{action}")
+    action = next(p for p in op["parameters"] if p["name"] == "action")
+    assert {"claim", "release", "start", "complete", "fail", "suspend", "resume"} <= set(action["schema"]["enum"])
+    assert {"delegate", "assign", "escalate", "cancel"} <= set(action["schema"]["enum"])
+    assert {"409", "412", "403", "404"} <= set(op["responses"])
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "statuses"),
+    [
+        ("post", "/api/v1/workitems", {"201", "400", "403", "404"}),
+        ("post", "/api/v1/workitems/bulk", {"201", "400"}),
+        ("get", "/api/v1/workitems", {"200", "400"}),
+        ("get", "/api/v1/workitems/{item_id}", {"200", "404"}),
+        ("post", "/api/v1/workitems/claim-next", {"200", "204"}),
+        ("get", "/api/v1/workitems/{item_id}/history", {"200", "404"}),
+    ],
+)
+def test_api_md_statuses_are_documented(document, method, path, statuses):
+    op = _operation(document, method, path)
+    assert statuses <= set(op["responses"])
+    if path != "/api/v1/auth/token":
+        assert {"401", "429"} <= set(op["responses"])
+
+
+def test_every_operation_documents_401_and_429_and_its_errors_as_problems(document):
+    for path, item in document["paths"].items():
+        for method, op in item.items():
+            if method not in ("get", "post", "patch", "put", "delete"):
+                continue
+            assert "429" in op["responses"], (method, path)
+            if not path.startswith("/api/v1/auth/"):
+                assert "401" in op["responses"], (method, path)
+            for status, response in op["responses"].items():
+                if int(status) >= 400:
+                    schemas = [c["schema"] for c in response.get("content", {}).values()]
+                    assert schemas and all(_ref_name(s) == "ProblemOut" for s in schemas), (method, path, status)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: the document declares every error response as application/json, but the API sends "
+    "application/problem+json (RFC 9457); schemathesis' content_type_conformance flags every error. Fix in "
+    "api/schema.py problem(): OpenApiResponse(response=ProblemOut, …) is rendered under the renderer's media "
+    "types; declare it as {'application/problem+json': ProblemOut} (drf-spectacular accepts a dict of media "
+    "types as `response`).",
+)
+def test_error_responses_are_documented_as_application_problem_json(document):
+    op = _operation(document, "get", "/api/v1/workitems/{item_id}")
+    assert "application/problem+json" in op["responses"]["404"]["content"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: GET /openapi.json without an Accept header answers YAML (application/vnd.oai.openapi) — "
+    "SpectacularAPIView's first renderer is YAML — so a client fetching the .json URL (schemathesis, SDK "
+    "generators) gets YAML. Fix in config/urls.py: serve /openapi.json with SpectacularJSONAPIView.",
+)
+def test_openapi_json_is_json_without_asking(db):
+    resp = Client().get("/openapi.json")
+    assert resp["Content-Type"].startswith("application/json"), resp["Content-Type"]
+    assert json.loads(resp.content)["openapi"].startswith("3.")
+
+
+def test_openapi_json_is_public_and_json_when_asked(db):
+    resp = Client().get("/openapi.json", HTTP_ACCEPT="application/json")
+    assert resp.status_code == 200 and resp["Content-Type"].startswith("application/json")
+    doc = json.loads(resp.content)
+    assert doc["info"]["title"] == "Workstream API"
+    assert {"jwtAuth", "ApiKeyAuth"} <= set(doc["components"]["securitySchemes"])
+
+
+@pytest.mark.parametrize("path", ["/swagger/", "/redoc/"])
+def test_docs_are_served_offline(db, path):
+    resp = Client().get(path)
+    assert resp.status_code == 200
+    html = resp.content.decode()
+    assert "/static/drf_spectacular_sidecar/" in html
+    for cdn in ("cdn.jsdelivr.net", "unpkg.com", "cdnjs.cloudflare.com"):
+        assert cdn not in html
