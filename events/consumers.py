@@ -43,7 +43,10 @@ class ConsumerLoop:
         raise NotImplementedError
 
     def setup(self, conn) -> None:
-        """Extra channels (e.g. for dead-lettering) once connected."""
+        """Extra resources (e.g. for dead-lettering) once connected."""
+
+    def teardown(self) -> None:
+        """Release what setup() made."""
 
     def _on_message(self, message) -> None:
         self._last_message = time.monotonic()
@@ -84,6 +87,7 @@ class ConsumerLoop:
                 self.stop.wait(backoff)
                 backoff = min(backoff * 2, 30)
             finally:
+                self.teardown()
                 bus._close_quietly(conn)
         return self.handled
 
@@ -106,14 +110,24 @@ class CommandConsumer(ConsumerLoop):
         self.queue_name = queue or cfg.commandQueue
         self.dead_letter_queue = dead_letter_queue or cfg.deadLetterQueue
         self.max_failures = cfg.commandMaxFailures
+        self.dlq_conn = None
         self.dlq_channel = None
 
     def declare(self, channel) -> None:
         bus.declare_command_queues(channel, queue=self.queue_name, dead_letter_queue=self.dead_letter_queue)
 
     def setup(self, conn) -> None:
-        self.dlq_channel = conn.channel()
+        # A connection of its own: waiting for the dead-letter confirm on the consuming
+        # connection would dispatch the next deliveries re-entrantly, inside this handler.
+        self.dlq_conn = bus.connection(self.url, heartbeat=0)  # mostly idle: no heartbeats to miss
+        self.dlq_conn.connect()
+        self.dlq_channel = self.dlq_conn.channel()
         self.dlq_channel.confirm_select()
+
+    def teardown(self) -> None:
+        if self.dlq_conn is not None:
+            bus._close_quietly(self.dlq_conn)
+        self.dlq_conn = self.dlq_channel = None
 
     def dead_letter(self, message, reason: str) -> None:
         """Publish the message to the dead-letter queue with the reason (confirmed), then ack it."""

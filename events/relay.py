@@ -19,7 +19,7 @@ attempt: an outage must not dead-letter events.
 Per-item order. The row locks alone do not keep an item's events in order when
 two relays run: relay A holds item 7's event #1 while relay B, skipping the
 locked row, would take #2 and could publish it first. So a row is taken only if
-no earlier event of its aggregate is still pending (`NOT EXISTS` below): B sees
+no earlier event of its aggregate is still pending (the `min(sequence)` below): B sees
 #1 unpublished (A has not committed) and leaves #2 alone. An item's next event
 is therefore only ever taken after the previous one is confirmed and committed,
 which also means one event per aggregate per batch. A dead-lettered event stops
@@ -61,10 +61,12 @@ SELECT {_COLUMNS}
 FROM events_outboxevent o
 WHERE o.published_at IS NULL AND o.dead_lettered_at IS NULL
   AND (o.next_attempt_at IS NULL OR o.next_attempt_at <= %(now)s)
-  AND NOT EXISTS (
-    SELECT 1 FROM events_outboxevent p
+  AND o.sequence = (
+    -- A correlated subquery runs as a parameterised probe of the small pending-rows
+    -- index per candidate, whatever the planner's statistics say (a NOT EXISTS here
+    -- was planned as a scan of that whole index per row right after a bulk insert).
+    SELECT min(p.sequence) FROM events_outboxevent p
     WHERE p.aggregate_type = o.aggregate_type AND p.aggregate_id = o.aggregate_id
-      AND p.sequence < o.sequence
       AND p.published_at IS NULL AND p.dead_lettered_at IS NULL)
 ORDER BY o.id
 LIMIT %(limit)s

@@ -21,6 +21,8 @@ from events.bus import BrokerUnavailable, ConfirmingPublisher
 
 log = logging.getLogger(__name__)
 
+MAX_BACKOFF = 10.0  # seconds between reconnection attempts at most: cheap, and recovery stays quick
+
 
 class _Wakeup:
     """Wait for a nudge on the Redis channel, or a timeout; degrades to plain sleeping without Redis."""
@@ -126,13 +128,13 @@ class RelayProcess:
                     metrics.RELAY_BROKER_ERRORS.inc()
                     log.warning("event bus unavailable (%s); retrying in %.1fs", exc, backoff)
                     self.stop.wait(backoff)
-                    backoff = min(backoff * 2, 30)
+                    backoff = min(backoff * 2, MAX_BACKOFF)
                     continue
                 except (OperationalError, InterfaceError):
                     log.warning("database unavailable; retrying in %.1fs", backoff, exc_info=True)
                     connection.close()
                     self.stop.wait(backoff)
-                    backoff = min(backoff * 2, 30)
+                    backoff = min(backoff * 2, MAX_BACKOFF)
                     continue
                 if until_empty:
                     if self.webhooks_enabled:

@@ -1,0 +1,191 @@
+"""Inbound commands over the real broker: idempotent application, outcomes, poison to the DLQ."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+
+import amqp
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from kombu import Connection
+
+from events import bus, inbound
+from events.consumers import CommandConsumer
+from events.models import InboxCommand, OutboxEvent
+from workitems.models import WorkItem
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def command_bus(names, cleanup_queues):
+    """Declares the command queues (as the consumer does) and publishes raw messages to them."""
+    cleanup_queues += [names["commands"], names["dlq"]]
+    conn = Connection("amqp://guest:guest@127.0.0.1:5672//", connect_timeout=5)
+    conn.connect()
+    ch = conn.channel()
+    bus.declare_command_queues(ch, queue=names["commands"], dead_letter_queue=names["dlq"])
+
+    class CommandBus:
+        def send(self, body) -> None:
+            if not isinstance(body, bytes):
+                body = json.dumps(body).encode()
+            ch.basic_publish(amqp.Message(body, delivery_mode=2), exchange="", routing_key=names["commands"])
+
+        def depth(self, queue: str) -> int:
+            return ch.queue_declare(queue, passive=True).message_count
+
+        def dead_letters(self) -> list:
+            out = []
+            while (m := ch.basic_get(names["dlq"], no_ack=True)) is not None:
+                out.append(m)
+            return out
+
+    yield CommandBus()
+    conn.release()
+
+
+def _start_consumers(background, names, n=1) -> list[CommandConsumer]:
+    consumers = []
+    for i in range(n):
+        c = CommandConsumer(stop=threading.Event())
+        background.start(c.run, c.stop, f"commands-{i}")
+        consumers.append(c)
+    return consumers
+
+
+def _wait(predicate, timeout=15.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not reached in time")
+
+
+def test_each_command_delivered_three_times_is_applied_once(
+    events_config, command_bus, background, names, svc, alice, queue
+):
+    events_config({"relay": {"nudge": "none"}})
+    consumers = _start_consumers(background, names, n=2)  # two consumers race on the duplicates
+    create_id, corr = str(uuid.uuid4()), f"corr-{uuid.uuid4().hex[:8]}"
+    create = {
+        "command_id": create_id,
+        "command": "create",
+        "actor": "svc",
+        "correlation_id": corr,
+        "data": {"workflow_id": "wf-in", "task_name": "review", "queue": queue.name},
+    }
+    for _ in range(3):
+        command_bus.send(create)
+    _wait(lambda: sum(c.handled for c in consumers) >= 3)
+    _wait(lambda: InboxCommand.objects.filter(command_id=create_id).exclude(outcome="").exists())
+    item = WorkItem.objects.get(workflow_id="wf-in")
+    claim = {"command_id": str(uuid.uuid4()), "command": "claim", "actor": "alice", "item_id": item.pk}
+    for _ in range(3):
+        command_bus.send(claim)
+    _wait(lambda: sum(c.handled for c in consumers) >= 6)
+    _wait(lambda: command_bus.depth(names["commands"]) == 0)
+
+    assert WorkItem.objects.filter(workflow_id="wf-in").count() == 1
+    item.refresh_from_db()
+    assert item.state == "ASSIGNED" and item.assignee == alice and item.version == 2
+    assert InboxCommand.objects.count() == 2
+    assert set(InboxCommand.objects.values_list("outcome", flat=True)) == {"applied"}
+    outcomes = OutboxEvent.objects.filter(aggregate_type="command").order_by("id")
+    assert [(o.aggregate_id, o.event_type) for o in outcomes] == [
+        (create_id, "command.applied.v1"),
+        (claim["command_id"], "command.applied.v1"),
+    ]
+    assert outcomes[0].correlation_id == corr
+    assert outcomes[0].payload["work_item"]["id"] == item.pk
+    created = OutboxEvent.objects.get(event_type="workitem.created.v1")
+    assert created.correlation_id == corr
+    assert OutboxEvent.objects.filter(aggregate_type="workitem").count() == 2  # created + claimed, once each
+    assert inbound.seen(create_id)  # the Redis fast path knows it
+    assert command_bus.dead_letters() == []
+
+
+def test_refused_commands_are_outcomes_not_poison(events_config, command_bus, background, names, svc):
+    events_config({"relay": {"nudge": "none"}})
+    (consumer,) = _start_consumers(background, names)
+    cmd = {
+        "command_id": str(uuid.uuid4()),
+        "command": "claim",
+        "actor": "svc",
+        "item_id": 999999,
+        "correlation_id": "c9",
+    }
+    command_bus.send(cmd)
+    _wait(lambda: consumer.handled >= 1)
+    _wait(lambda: InboxCommand.objects.exclude(outcome="").exists())
+    row = InboxCommand.objects.get()
+    assert row.outcome == "rejected" and row.error["type"] == "not-found"
+    ev = OutboxEvent.objects.get()
+    assert ev.event_type == "command.rejected.v1" and ev.correlation_id == "c9"
+    assert ev.payload["error"]["type"] == "not-found"
+    assert command_bus.dead_letters() == []
+
+
+def test_poison_goes_to_the_dlq_with_its_reason_and_the_consumer_carries_on(
+    events_config, command_bus, background, names, svc, queue
+):
+    events_config({"relay": {"nudge": "none"}})
+    command_bus.send(b"{not json")
+    command_bus.send({"command_id": "x1", "command": "explode", "actor": "svc"})
+    # Valid, but PostgreSQL refuses the NUL byte every time: fails 3 times, then dead-lettered.
+    nul = {
+        "command_id": str(uuid.uuid4()),
+        "command": "create",
+        "actor": "svc",
+        "data": {"workflow_id": "wf\u0000", "task_name": "t", "queue": queue.name},
+    }
+    command_bus.send(nul)
+    good = {
+        "command_id": str(uuid.uuid4()),
+        "command": "create",
+        "actor": "svc",
+        "data": {"workflow_id": "wf-after-poison", "task_name": "t", "queue": queue.name},
+    }
+    command_bus.send(good)
+    _start_consumers(background, names)
+    _wait(lambda: WorkItem.objects.filter(workflow_id="wf-after-poison").exists())
+    _wait(lambda: command_bus.depth(names["dlq"]) == 3)
+    _wait(lambda: command_bus.depth(names["commands"]) == 0)
+    dead = command_bus.dead_letters()
+    reasons = [m.headers["x-workstream-reason"] for m in dead]
+    assert reasons[0].startswith("invalid command: not JSON")
+    assert reasons[1].startswith("invalid command: command must be one of")
+    assert reasons[2].startswith("failed 3 times: DataError") or reasons[2].startswith("failed 3 times: ValueError")
+    assert dead[0].body == b"{not json"  # the original message, untouched
+    assert json.loads(dead[2].body)["command_id"] == nul["command_id"]
+    assert not InboxCommand.objects.filter(command_id=nul["command_id"]).exists()  # nothing half-applied
+    assert InboxCommand.objects.get(command_id=good["command_id"]).outcome == "applied"
+
+
+def test_consumers_do_not_start_when_subscribing_is_off(events_config):
+    events_config({"features": {"events": {"subscribe": False}}})
+    with pytest.raises(CommandError, match="subscribe is off"):
+        call_command("consume_commands")
+    with pytest.raises(CommandError, match="subscribe is off"):
+        call_command("consume_notifications")
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"[1]", "not a JSON object"),
+        (b'{"command": "claim", "actor": "a", "item_id": 1}', "command_id"),
+        (b'{"command_id": "' + b"x" * 65 + b'", "command": "claim", "actor": "a", "item_id": 1}', "command_id"),
+        (b'{"command_id": "1", "command": "claim", "item_id": 1}', "actor"),
+        (b'{"command_id": "1", "command": "claim", "actor": "a", "item_id": "1"}', "item_id"),
+        (b'{"command_id": "1", "command": "create", "actor": "a"}', "data"),
+    ],
+)
+def test_parse_names_what_is_wrong(body, reason):
+    with pytest.raises(inbound.Poison, match=reason):
+        inbound.parse(body)
