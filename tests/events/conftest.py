@@ -6,6 +6,7 @@ concurrent runs on the same broker never see each other's messages.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -140,10 +141,8 @@ class Tap:
         deadline = time.monotonic() + timeout
         last_len, last_change = 0, time.monotonic()
         while time.monotonic() < deadline:
-            try:
+            with contextlib.suppress(TimeoutError):
                 self.conn.drain_events(timeout=0.2)
-            except TimeoutError:
-                pass
             if len(out) != last_len:
                 last_len, last_change = len(out), time.monotonic()
             elif len(out) >= expect and time.monotonic() - last_change > idle:

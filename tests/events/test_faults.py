@@ -7,6 +7,7 @@ and at this test's exchange through WORKSTREAM_CONFIG.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -83,7 +84,7 @@ def _analyse(received: list[tuple[bytes, dict]], expected: dict[str, tuple[str, 
     last_seq: dict[str, int] = {}
     inversions = 0
     mismatched = 0
-    for body, headers in received:
+    for body, _headers in received:
         env = json.loads(body)
         eid = env["event_id"]
         by_id[eid].append(body)
@@ -182,17 +183,13 @@ class FlakyProxy:
     def down(self) -> None:
         listener, self.listener = self.listener, None
         if listener is not None:
-            try:
-                listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() (close alone does not, on Linux)
-            except OSError:
-                pass
+            with contextlib.suppress(OSError):  # shutdown wakes the accept(); close alone does not, on Linux
+                listener.shutdown(socket.SHUT_RDWR)
             listener.close()
         with self.lock:
             for s in self.conns:
-                try:
+                with contextlib.suppress(OSError):
                     s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
                 s.close()
             self.conns.clear()
 
@@ -221,10 +218,8 @@ class FlakyProxy:
             pass
         finally:
             for s in (src, dst):
-                try:
+                with contextlib.suppress(OSError):
                     s.close()
-                except OSError:
-                    pass
 
     @property
     def url(self) -> str:
