@@ -157,8 +157,13 @@ def _relation_allows(action: str, item: WorkItem, actor) -> bool:
 
 def allowed_actions_for(item: WorkItem, actor) -> list[str]:
     """What `actor` may do to `item` now: the lifecycle's available actions that the
-    actor's roles and relation to the item permit (constraints on a target user aside)."""
-    return [a for a in item.available_actions() if _role_allows(a, item, actor) and _relation_allows(a, item, actor)]
+    actor's roles and relation to the item permit (constraints on a target user aside).
+    Only actions a caller can fire are listed (`reserve` is distribution's own step)."""
+    return [
+        a
+        for a in item.available_actions()
+        if a in COMMANDS and _role_allows(a, item, actor) and _relation_allows(a, item, actor)
+    ]
 
 
 def validate_lifecycle_allows(cmd: Command) -> None:
@@ -319,7 +324,9 @@ def _field_values(item: WorkItem) -> dict[str, Any]:
     return {f.attname: getattr(item, f.attname) for f in item._meta.concrete_fields}
 
 
-def _enqueue_event(*, item: WorkItem, name: str, actor, from_state: str, data: dict, correlation_id: str = "") -> None:
+def _enqueue_event(
+    *, item: WorkItem, name: str, action: str, actor, from_state: str, data: dict, correlation_id: str = ""
+) -> None:
     outbox_enqueue(
         event_type=f"workitem.{name}.v1",
         aggregate_id=item.pk,
@@ -329,7 +336,7 @@ def _enqueue_event(*, item: WorkItem, name: str, actor, from_state: str, data: d
         payload={
             "work_item": work_item_snapshot(item),
             "transition": {
-                "action": name,
+                "action": action,
                 "from_state": from_state,
                 "to_state": item.state,
                 "actor": getattr(actor, "username", None),
@@ -357,6 +364,7 @@ def _record_change(
     _enqueue_event(
         item=item,
         name=EVENT_NAMES[action],
+        action=action,
         actor=actor,
         from_state=from_state,
         data=data,
@@ -373,6 +381,7 @@ def _emit_unassigned(item: WorkItem, route) -> None:
     _enqueue_event(
         item=item,
         name="unassigned",
+        action="unassigned",
         actor=None,
         from_state=item.state,
         data={"strategy": route.strategy, "reason": route.reason},

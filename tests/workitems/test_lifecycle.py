@@ -137,7 +137,7 @@ def test_every_state_action_pair(state, action, cast):
         assert event.sequence == row["version"]
     assert event.event_type == f"workitem.{services.EVENT_NAMES[action]}.v1"
     assert event.payload["work_item"]["state"] == expected_state
-    # (transition["action"] is checked in test_services: see the xfail there)
+    assert event.payload["transition"]["action"] == action
     assert {k: v for k, v in event.payload["transition"].items() if k != "action"} == {
         "from_state": item.state,
         "to_state": expected_state,
@@ -463,12 +463,6 @@ def test_rejecting_a_reservation_offers_the_item_to_everyone_else(cast):
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG workitems/services.py allowed_actions_for: lists 'reserve' (DEFAULT_ACTION_ROLES gives it to "
-    "supervisors) although no command or endpoint performs it (not in services.COMMANDS); API clients are "
-    "told they may do something they cannot",
-)
 def test_allowed_actions_lists_only_actions_a_caller_can_perform(cast):
     item = drive("OFFERED", cast)
     assert set(services.allowed_actions_for(item, cast.sam)) <= set(services.COMMANDS)

@@ -343,12 +343,6 @@ def test_each_command_writes_the_envelope(make_item, alice):
     assert event.published_at is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG workitems/services.py:332 (_enqueue_event): payload.transition.action carries the event "
-    "name ('claimed') instead of the command ('claim') since 1e6390b; the audit record and the foundation "
-    "say 'claim'",
-)
 def test_event_transition_names_the_command(make_item, alice):
     item = make_item(correlation_id="corr-9")
     item = services.work_item_claim(item_id=item.pk, actor=alice)
