@@ -21,6 +21,7 @@ from workitems.models import WorkItem
 TOKEN = "/api/v1/auth/token"
 REFRESH = "/api/v1/auth/token/refresh"
 
+
 def client() -> APIClient:
     return APIClient(raise_request_exception=False)
 
