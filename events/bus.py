@@ -117,7 +117,8 @@ class ConfirmingPublisher:
         self.close()
         conn = connection(self.url)
         try:
-            conn.connect()
+            # Two quick tries, no 2 s pause (kombu's connect() default): the caller has its own backoff.
+            conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0, reraise_as_library_errors=False)
             raw = conn.connection  # the py-amqp Connection
             raw.on_blocked = self._on_blocked
             raw.on_unblocked = self._on_unblocked

@@ -16,7 +16,6 @@ import socket
 import subprocess
 import threading
 import time
-import uuid
 from collections import defaultdict
 
 import pytest
@@ -290,6 +289,7 @@ def test_broker_outage_the_api_keeps_accepting_and_nothing_is_lost(events_config
     assert len(created) == len(set(created)) == figures["distinct"]
 
 
+@pytest.mark.slow
 def test_1000_rolled_back_writes_produce_no_events(events_config, tap, names, svc, alice, queue):
     """Writes forced to roll back (after the service wrote its outbox row) leave nothing to publish."""
     events_config({"relay": {"nudge": "process"}})
@@ -320,9 +320,9 @@ def test_1000_rolled_back_writes_produce_no_events(events_config, tap, names, sv
             rolled_back += 1
     assert rolled_back == 1000
     assert OutboxEvent.objects.count() == baseline
-    nudges = 0
-    while sub.get_message(timeout=0.2) is not None:
-        nudges += 1
+    nudges, deadline = 0, time.monotonic() + 0.5
+    while time.monotonic() < deadline:  # (None is also what the subscribe ack reads as)
+        nudges += sub.get_message(timeout=0.1) is not None
     sub.close()
     assert nudges == 0  # no commit, no nudge
     pub = ConfirmingPublisher(exchange=names["exchange"])
@@ -332,5 +332,4 @@ def test_1000_rolled_back_writes_produce_no_events(events_config, tap, names, sv
         pub.close()
     events = t.drain(expect=baseline, timeout=5)
     assert [e["payload"]["work_item"]["workflow_id"] for e, _ in events] == ["wf-kept"]
-    unique = uuid.uuid4()  # nothing else is pending either
-    assert not OutboxEvent.objects.filter(published_at__isnull=True).exclude(event_id=unique).exists()
+    assert not OutboxEvent.objects.filter(published_at__isnull=True).exists()

@@ -173,19 +173,3 @@ def test_consumers_do_not_start_when_subscribing_is_off(events_config):
         call_command("consume_commands")
     with pytest.raises(CommandError, match="subscribe is off"):
         call_command("consume_notifications")
-
-
-@pytest.mark.parametrize(
-    ("body", "reason"),
-    [
-        (b"[1]", "not a JSON object"),
-        (b'{"command": "claim", "actor": "a", "item_id": 1}', "command_id"),
-        (b'{"command_id": "' + b"x" * 65 + b'", "command": "claim", "actor": "a", "item_id": 1}', "command_id"),
-        (b'{"command_id": "1", "command": "claim", "item_id": 1}', "actor"),
-        (b'{"command_id": "1", "command": "claim", "actor": "a", "item_id": "1"}', "item_id"),
-        (b'{"command_id": "1", "command": "create", "actor": "a"}', "data"),
-    ],
-)
-def test_parse_names_what_is_wrong(body, reason):
-    with pytest.raises(inbound.Poison, match=reason):
-        inbound.parse(body)

@@ -1,0 +1,43 @@
+"""The configuration keys of event delivery are validated like the rest of the file."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from config import wsconfig
+from events import inbound
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key"),
+    [
+        ({"relay": {"nudge": "sometimes"}}, "relay.nudge"),
+        ({"webhooks": {"allowPrivateTargets": "yes"}}, "webhooks.allowPrivateTargets"),
+        ({"webhooks": {"maxAttempts": 0}}, "webhooks.maxAttempts"),
+        ({"webhooks": {"retryBaseSeconds": -1}}, "webhooks.retryBaseSeconds"),
+        ({"eventBus": {"notificationBindings": []}}, "eventBus.notificationBindings"),
+        ({"relay": {"batchSize": 10}}, "relay.batchSize (unknown key)"),
+    ],
+)
+def test_bad_event_settings_name_the_key(tmp_path, overrides, key):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(overrides))
+    with pytest.raises(wsconfig.ConfigError, match=key.replace(".", r"\.").replace("(", r"\(").replace(")", r"\)")):
+        wsconfig.load(path)
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"[1]", "not a JSON object"),
+        (b'{"command": "claim", "actor": "a", "item_id": 1}', "command_id"),
+        (b'{"command_id": "' + b"x" * 65 + b'", "command": "claim", "actor": "a", "item_id": 1}', "command_id"),
+        (b'{"command_id": "1", "command": "claim", "item_id": 1}', "actor"),
+        (b'{"command_id": "1", "command": "claim", "actor": "a", "item_id": "1"}', "item_id"),
+        (b'{"command_id": "1", "command": "create", "actor": "a"}', "data"),
+    ],
+)
+def test_inbound_parse_names_what_is_wrong(body, reason):
+    with pytest.raises(inbound.Poison, match=reason):
+        inbound.parse(body)
