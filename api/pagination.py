@@ -1,23 +1,123 @@
-from rest_framework.pagination import CursorPagination
+"""Keyset ("cursor") pagination over (ordering field, id).
 
+DRF's CursorPagination keeps only the first ordering field in its cursor plus
+an offset, which skips and repeats rows when walking backwards through ties
+(many items share a priority). This one puts the whole key — the field's
+value and the id — in the cursor, so `next` and `previous` are exact in every
+ordering and cost one index range scan each, however deep the page.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from datetime import datetime
+
+from django.db.models import Q
+from django.utils.dateparse import parse_datetime
+from rest_framework.pagination import BasePagination
+from rest_framework.response import Response
+from rest_framework.utils.urls import replace_query_param
+
+from api.problems import ProblemException
 from config import wsconfig
 
 
-class Cursor(CursorPagination):
-    """`{"results", "next", "previous"}`, `page_size` up to performance.maxPageSize."""
+def _bad_cursor() -> ProblemException:
+    return ProblemException(
+        "validation-error",
+        "cursor is not valid: use the `next` or `previous` link of a page as it is",
+        errors=[{"field": "cursor", "message": "invalid cursor"}],
+    )
+
+
+class Cursor(BasePagination):
+    """`{"results", "next", "previous"}`; `page_size` from 1 to performance.maxPageSize (default 50)."""
 
     page_size = 50
     page_size_query_param = "page_size"
-    ordering = "-id"
+    cursor_query_param = "cursor"
 
     @property
-    def max_page_size(self):
+    def max_page_size(self) -> int:
         return wsconfig.get().performance.maxPageSize
 
-    def get_ordering(self, request, queryset, view):
-        # The view's `ordering` filter (django-filter) decides; the id breaks ties so
-        # the cursor is stable even when many rows share a priority or due date.
+    def get_page_size(self, request) -> int:
+        raw = request.query_params.get(self.page_size_query_param)
+        if raw is None:
+            return self.page_size
+        if not raw.isdigit() or not 1 <= int(raw) <= self.max_page_size:
+            raise ProblemException(
+                "validation-error",
+                f"page_size must be an integer from 1 to {self.max_page_size}",
+                errors=[{"field": "page_size", "message": "out of range"}],
+            )
+        return int(raw)
+
+    # --- cursor encoding ---------------------------------------------------------------
+
+    @staticmethod
+    def _encode(value, pk: int, reverse: bool) -> str:
+        kind = "dt" if isinstance(value, datetime) else "v"
+        raw = {"k": kind, "v": value.isoformat() if kind == "dt" else value, "i": pk, "r": int(reverse)}
+        return base64.urlsafe_b64encode(json.dumps(raw, separators=(",", ":")).encode()).decode().rstrip("=")
+
+    @staticmethod
+    def _decode(token: str):
+        try:
+            raw = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+            value = raw["v"]
+            if raw["k"] == "dt":
+                value = parse_datetime(value)
+                if value is None:
+                    raise ValueError
+            pk, reverse = raw["i"], bool(raw["r"])
+            if not isinstance(pk, int) or isinstance(pk, bool) or not isinstance(value, int | str | datetime):
+                raise ValueError
+            return value, pk, reverse
+        except (ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError):
+            raise _bad_cursor() from None
+
+    # --- paging ------------------------------------------------------------------------
+
+    def paginate_queryset(self, queryset, request, view=None):
+        self.request = request
         ordering = getattr(view, "cursor_ordering", None)
-        if ordering:
-            return ordering(request)
-        return (self.ordering,)
+        first = ordering(request)[0] if ordering else "-id"
+        desc, field = first.startswith("-"), first.lstrip("-")
+        size = self.get_page_size(request)
+        token = request.query_params.get(self.cursor_query_param)
+        position = self._decode(token) if token else None
+        reverse = bool(position and position[2])
+        scan_desc = desc != reverse
+        qs = queryset.order_by(f"-{field}", "-id") if scan_desc else queryset.order_by(field, "id")
+        if position is not None:
+            value, pk, _ = position
+            op = "lt" if scan_desc else "gt"
+            qs = qs.filter(Q(**{f"{field}__{op}": value}) | Q(**{field: value, f"id__{op}": pk}))
+        rows = list(qs[: size + 1])
+        more = len(rows) > size
+        rows = rows[:size]
+        if reverse:
+            rows.reverse()
+        key = (lambda row: (getattr(row, field), row.pk)) if field != "id" else (lambda row: (row.pk, row.pk))
+        came_from = position is not None
+        self.next_key = key(rows[-1]) if rows and (more if not reverse else came_from) else None
+        self.previous_key = key(rows[0]) if rows and (more if reverse else came_from) else None
+        return rows
+
+    def _link(self, key, reverse: bool):
+        if key is None:
+            return None
+        url = self.request.build_absolute_uri()
+        return replace_query_param(url, self.cursor_query_param, self._encode(key[0], key[1], reverse))
+
+    def get_paginated_response(self, data):
+        return Response(
+            {
+                "results": data,
+                "next": self._link(self.next_key, False),
+                "previous": self._link(self.previous_key, True),
+            }
+        )

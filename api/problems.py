@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 
 from django.core.exceptions import PermissionDenied
+from django.db import DataError
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
@@ -139,6 +140,12 @@ def exception_handler(exc, context):
         return _domain_to_problem(exc, request)
     if isinstance(exc, ProblemException):
         return problem_response(exc.kind, str(exc.detail), request=request, headers=exc.headers, **exc.extra)
+    if isinstance(exc, DataError):
+        # The last line of defence: input the validators let through and the database refused.
+        log.warning("database refused a value: %s", type(exc).__name__)
+        return problem_response(
+            "validation-error", "a value was refused by the database (bad characters or size)", request=request
+        )
     if isinstance(exc, Http404):
         exc = drf.NotFound()
     elif isinstance(exc, PermissionDenied):

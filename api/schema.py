@@ -5,7 +5,7 @@ from __future__ import annotations
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse
 from rest_framework import serializers
 
-from api.problems import KINDS, type_uri
+from api.problems import CONTENT_TYPE, KINDS, type_uri
 
 
 class FieldErrorOut(serializers.Serializer):
@@ -57,5 +57,6 @@ def problem(status: int) -> OpenApiResponse:
     )
 
 
-def PROBLEM_RESPONSES(*statuses: int) -> dict[int, OpenApiResponse]:  # noqa: N802 - reads as a constant
-    return {code: problem(code) for code in statuses}
+def PROBLEM_RESPONSES(*statuses: int) -> dict:  # noqa: N802 - reads as a constant
+    """Error responses for `extend_schema`, declared with the media type they are sent with."""
+    return {(code, CONTENT_TYPE): problem(code) for code in statuses}

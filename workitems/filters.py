@@ -9,6 +9,14 @@ from django.utils import timezone
 from workitems.models import OPEN_STATES, State, WorkItem
 from workitems.selectors import claimable_filter
 
+_BOOL_CHOICES = [("true", "true"), ("false", "false")]
+
+
+def _strict_bool(method: str, help_text: str) -> df.ChoiceFilter:
+    """`true`/`false` only: anything else is a 400, not silently "no filter"."""
+    return df.ChoiceFilter(choices=_BOOL_CHOICES, method=method, help_text=help_text)
+
+
 ORDERINGS = ("priority", "-priority", "due_at", "-due_at", "created_at", "-created_at")
 
 
@@ -24,10 +32,10 @@ class WorkItemFilter(df.FilterSet):
     priority_max = df.NumberFilter(field_name="priority", lookup_expr="lte")
     due_before = df.IsoDateTimeFilter(field_name="due_at", lookup_expr="lt")
     due_after = df.IsoDateTimeFilter(field_name="due_at", lookup_expr="gte")
-    overdue = df.BooleanFilter(method="filter_overdue")
+    overdue = _strict_bool("filter_overdue", "`true`: open items past due_at; `false`: the others")
     created_after = df.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
     created_before = df.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
-    escalated = df.BooleanFilter(method="filter_escalated")
+    escalated = _strict_bool("filter_escalated", "`true`: escalation_level > 0")
     ordering = df.ChoiceFilter(choices=[(o, o) for o in ORDERINGS], method="filter_noop", help_text="sort order")
 
     class Meta:
@@ -45,10 +53,10 @@ class WorkItemFilter(df.FilterSet):
 
     def filter_overdue(self, qs, name, value):
         overdue = Q(due_at__lt=timezone.now(), state__in=OPEN_STATES)
-        return qs.filter(overdue) if value else qs.exclude(overdue)
+        return qs.filter(overdue) if value == "true" else qs.exclude(overdue)
 
     def filter_escalated(self, qs, name, value):
-        return qs.filter(escalation_level__gt=0) if value else qs.filter(escalation_level=0)
+        return qs.filter(escalation_level__gt=0) if value == "true" else qs.filter(escalation_level=0)
 
     def filter_noop(self, qs, name, value):
         return qs  # applied by the cursor paginator, which must know the order

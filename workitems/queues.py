@@ -18,6 +18,7 @@ from directory.roles import ADMIN, SERVICE, SUPERVISOR, roles_of
 from workitems.errors import NotAllowed, NotFound, ValidationFailed
 from workitems.models import HELD_STATES, OPEN_STATES, STRATEGY_CHOICES, Lifecycle, Queue, State, WorkItem
 from workitems.selectors import group_ids_of
+from workitems.services import nul_errors
 
 FIELDS = (
     "name",
@@ -61,6 +62,9 @@ def _clean(data: dict, *, partial: bool, current: Queue | None) -> dict[str, Any
     out: dict[str, Any] = {}
     if not isinstance(data, dict):
         raise ValidationFailed([{"field": "body", "message": "must be a JSON object"}])
+    nul = nul_errors(data)
+    if nul:
+        raise ValidationFailed(nul)
     for key in sorted(set(data) - set(FIELDS)):
         errors.append({"field": key, "message": "unknown field"})
 

@@ -207,6 +207,9 @@ def validate_input_shape(cmd: Command) -> None:
         reason = args["reason"]
         if not isinstance(reason, str) or len(reason) > MAX_REASON:
             raise ValidationFailed([{"field": "reason", "message": f"must be a string of at most {MAX_REASON} chars"}])
+    nul = nul_errors(args)
+    if nul:
+        raise ValidationFailed(nul)
     if cmd.action == "complete":
         result = args.get("result")
         if not isinstance(result, dict):
@@ -897,9 +900,30 @@ _create_validator = jsonschema.Draft202012Validator(CREATE_SCHEMA)
 _url_validator = URLValidator(schemes=["http", "https"])
 
 
+def nul_errors(data: Any, prefix: str = "") -> list[dict[str, str]]:
+    """NUL characters anywhere in a JSON value (PostgreSQL stores none, in text or jsonb)."""
+    out: list[dict[str, str]] = []
+    if isinstance(data, str):
+        if "\x00" in data:
+            out.append({"field": prefix or "body", "message": "must not contain NUL (\\u0000) characters"})
+    elif isinstance(data, dict):
+        for key, value in data.items():
+            field = _dotted(prefix, [str(key).replace("\x00", "\\u0000")])
+            if "\x00" in str(key):
+                out.append({"field": field, "message": "keys must not contain NUL (\\u0000) characters"})
+            out.extend(nul_errors(value, field))
+    elif isinstance(data, list):
+        for i, value in enumerate(data):
+            out.extend(nul_errors(value, f"{prefix or 'body'}[{i}]"))
+    return out
+
+
 def _shape_errors(data: Any, prefix: str = "") -> list[dict[str, str]]:
     if not isinstance(data, dict):
         return [{"field": prefix or "body", "message": "must be a JSON object"}]
+    nul = nul_errors(data, prefix)
+    if nul:
+        return nul
     out = []
     for err in sorted(_create_validator.iter_errors(data), key=lambda e: (list(e.path), e.message)):
         if err.validator == "required":

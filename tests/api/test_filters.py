@@ -142,14 +142,6 @@ def test_bad_filter_is_400_naming_it(api, sam, query, field):
     assert field in body["detail"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a boolean filter with a value that is not a boolean (overdue=maybe, escalated=2) is ignored "
-    "(200 with every item) instead of a 400: workitems/filters.py uses django_filters.BooleanFilter, whose "
-    "NullBooleanField turns any unknown value into None = 'no filter'. Fix: a strict boolean filter, e.g. "
-    "ChoiceFilter(choices=[('true','true'),('false','false')]) or a BooleanFilter with a field that rejects "
-    "other values.",
-)
 @pytest.mark.parametrize("query", ["overdue=maybe", "escalated=2"])
 def test_non_boolean_value_of_a_boolean_filter_is_400(api, sam, query):
     resp = api(sam).get(f"/api/v1/workitems?{query}")

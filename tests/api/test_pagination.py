@@ -68,15 +68,6 @@ def _walk(client, first_url: str) -> tuple[list[int], list[int], list[str]]:
 
 
 ORDERINGS = ["priority", "-priority", "due_at", "-due_at", "created_at", "-created_at"]
-BUG_PREVIOUS = pytest.mark.xfail(
-    strict=True,
-    reason="BUG: following `previous` skips and repeats items when the ordering field has ties. "
-    "api/pagination.Cursor orders by (field, id), but DRF's CursorPagination keeps only ordering[0] in the "
-    "cursor position and counts ties with an offset, which is wrong on the reverse path: from the last page "
-    "of ?ordering=-priority&page_size=50 `previous` returns 50 items of page 1 and 2 mixed, then 20. Fix: a "
-    "keyset cursor over the whole (field, id) tuple (filter Q(field__lt=v) | Q(field=v, id__lt=id)), or "
-    "order by a unique key first.",
-)
 
 
 @pytest.mark.parametrize("ordering", ORDERINGS)
@@ -89,7 +80,7 @@ def test_next_walks_every_item_exactly_once_in_order(api, sam, many_items, order
 
 @pytest.mark.parametrize(
     "ordering",
-    [pytest.param(o, marks=BUG_PREVIOUS) if o in ("priority", "-priority", "due_at") else o for o in ORDERINGS],
+    ORDERINGS,
 )
 def test_previous_walks_back_over_the_same_pages(api, sam, many_items, ordering):
     client = api(sam)
@@ -145,13 +136,6 @@ def test_garbage_cursor_is_a_4xx_problem_not_a_500(api, sam):
     assert_problem(resp, resp.status_code, resp.json()["type"].rsplit("/", 1)[1], detail_contains="cursor")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: an invalid cursor is 404 not-found (DRF's CursorPagination.decode_cursor raises NotFound), "
-    "but GET /workitems and GET /audit document only 200/400/401(/403)/429, and API.md gives 400 for a bad "
-    "query; schemathesis flags the undocumented 404. Fix in api/pagination.Cursor: override decode_cursor "
-    "to raise ProblemException('validation-error', 'invalid cursor', errors=[{field: 'cursor', …}]).",
-)
 @pytest.mark.parametrize("path", ["/api/v1/workitems", "/api/v1/audit"])
 def test_garbage_cursor_is_400_naming_the_cursor(api, sam, path):
     resp = api(sam).get(f"{path}?cursor=not-a-cursor")

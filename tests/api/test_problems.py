@@ -149,18 +149,6 @@ def test_validation_problem_lists_every_field(api, svc, queue):
     assert body["detail"].split(":")[0] in fields
 
 
-BUG_NUL = (
-    "BUG: a NUL character (\\u0000) in a JSON string of a create or queue body is a 500: the create path "
-    "(workitems/services.py work_item_create/_shape_errors with CREATE_SCHEMA) and workitems/queues.py _clean "
-    "validate with jsonschema/by hand, which accept NUL, and PostgreSQL then refuses it (DataError: text and "
-    "jsonb cannot contain NUL) inside the query. DRF serializers and django-filter reject NUL already (actions, "
-    "filters: 400). Fix: refuse strings (values and keys) containing \\x00 at the boundary, e.g. in "
-    "_shape_errors/_clean or a JSONParser subclass, as a 400 validation-error naming the field; and map "
-    "django.db.DataError to a 400 problem in api/problems.exception_handler as a safety net."
-)
-
-
-@pytest.mark.xfail(strict=True, reason=BUG_NUL)
 @pytest.mark.parametrize(
     ("path", "body"),
     [

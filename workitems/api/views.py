@@ -95,7 +95,6 @@ class WorkItemListCreateView(WorkstreamAPIView):
                 f"unknown query parameter(s): {', '.join(unknown)}",
                 errors=[{"field": u, "message": "unknown filter"} for u in unknown],
             )
-        _check_page_size(request)
         qs = work_item_list_for(actor=request.user)
         qs = self.filter_backends[0]().filter_queryset(request, qs, self)
         qs = with_relations(qs.annotate(due_sort=Coalesce(F("due_at"), Value(FAR_FUTURE))))
@@ -243,15 +242,3 @@ def _not_object():
         "the request body must be a JSON object",
         errors=[{"field": "body", "message": "not an object"}],
     )
-
-
-def _check_page_size(request) -> None:
-    raw = request.query_params.get("page_size")
-    if raw is None:
-        return
-    if not raw.isdigit() or not 1 <= int(raw) <= Cursor().max_page_size:
-        raise ProblemException(
-            "validation-error",
-            f"page_size must be an integer from 1 to {Cursor().max_page_size}",
-            errors=[{"field": "page_size", "message": "out of range"}],
-        )
