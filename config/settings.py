@@ -233,7 +233,6 @@ if _LDAP:
 # Scheduled absences hand their held items over when they begin.
 CELERY_BEAT_SCHEDULE["directory-availability"] = {"task": "directory.availability_sweep", "schedule": 60.0}
 
-
 # Brute-force protection on password logins (the token endpoint and the admin).
 AXES_FAILURE_LIMIT = envint("AXES_FAILURE_LIMIT", "10")
 AXES_COOLOFF_TIME = envint("AXES_COOLOFF_MINUTES", "15") / 60  # hours
