@@ -47,6 +47,7 @@ DEFAULTS: dict[str, Any] = {
     },
     "relay": {
         "nudge": "celery",
+        "workers": 2,
         "pollSeconds": 1,
         "retryBaseSeconds": 1,
         "retryMaxSeconds": 300,
@@ -127,6 +128,7 @@ SCHEMA: dict[str, Any] = _obj(
         "relay": _obj(
             {
                 "nudge": {"enum": ["celery", "process", "none"]},
+                "workers": _pos(16),
                 "pollSeconds": _seconds(3600),
                 "retryBaseSeconds": _seconds(86400),
                 "retryMaxSeconds": _seconds(86400),

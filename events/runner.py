@@ -76,20 +76,22 @@ class RelayProcess:
         self,
         *,
         batch_size: int | None = None,
+        workers: int | None = None,
         webhooks_enabled: bool = True,
         stop: threading.Event | None = None,
-        publisher: ConfirmingPublisher | None = None,
     ):
         self.batch_size = batch_size
+        self.workers = workers or wsconfig.get().relay.workers
         self.webhooks_enabled = webhooks_enabled
         self.stop = stop or threading.Event()
-        self.publisher = publisher or ConfirmingPublisher()
         self.published = 0
+        self._lock = threading.Lock()
         self._deliveries = threading.Event()
         self._webhook_thread: threading.Thread | None = None
 
     def _on_batch(self, result: relay.BatchResult) -> None:
-        self.published += result.published
+        with self._lock:
+            self.published += result.published
         if result.deliveries:
             self._deliveries.set()
 
@@ -109,20 +111,23 @@ class RelayProcess:
         finally:
             connection.close()
 
-    def run(self, *, until_empty: bool = False) -> int:
-        """Relay until stopped (or, with `until_empty`, until nothing is due). Returns events published."""
-        if self.webhooks_enabled and not until_empty:
-            self._webhook_thread = threading.Thread(target=self._webhook_loop, name="webhooks", daemon=True)
-            self._webhook_thread.start()
+    def _relay_loop(self, until_empty: bool) -> None:
+        """One relay worker: its own database connection and broker connection.
+
+        Several workers overlap one batch's wait for confirms with another's database
+        work; per-item order holds between them as between separate relay processes.
+        """
         poll = float(wsconfig.get().relay.pollSeconds)
+        publisher = ConfirmingPublisher()
         wakeup = _Wakeup(nudge.relay_channel())
-        wakeup.subscribe()  # before the first pass, so a commit during it is not missed
+        if not until_empty:
+            wakeup.subscribe()  # before the first pass, so a commit during it is not missed
         backoff = 0.5
         last_heartbeat = time.monotonic()
         try:
             while not self.stop.is_set():
                 try:
-                    relay.relay_drain(self.publisher, batch_size=self.batch_size, on_batch=self._on_batch)
+                    relay.relay_drain(publisher, batch_size=self.batch_size, on_batch=self._on_batch)
                     backoff = 0.5
                 except BrokerUnavailable as exc:
                     metrics.RELAY_BROKER_ERRORS.inc()
@@ -137,18 +142,38 @@ class RelayProcess:
                     backoff = min(backoff * 2, MAX_BACKOFF)
                     continue
                 if until_empty:
-                    if self.webhooks_enabled:
-                        webhooks.deliver_until_idle()
                     break
                 if time.monotonic() - last_heartbeat > 5:
-                    self.publisher.heartbeat()
+                    publisher.heartbeat()
                     close_old_connections()
                     last_heartbeat = time.monotonic()
                 wakeup.wait(poll, self.stop)
         finally:
-            self.stop.set()
             wakeup.close()
-            self.publisher.close()
+            publisher.close()
+            connection.close()
+
+    def run(self, *, until_empty: bool = False) -> int:
+        """Relay until stopped (or, with `until_empty`, until nothing is due). Returns events published."""
+        if self.webhooks_enabled and not until_empty:
+            self._webhook_thread = threading.Thread(target=self._webhook_loop, name="webhooks", daemon=True)
+            self._webhook_thread.start()
+        threads = [
+            threading.Thread(target=self._relay_loop, args=(until_empty,), name=f"relay-{i}", daemon=True)
+            for i in range(self.workers)
+        ]
+        try:
+            for t in threads:
+                t.start()
+            while any(t.is_alive() for t in threads):
+                for t in threads:
+                    t.join(timeout=0.5)
+            if until_empty and self.webhooks_enabled:
+                webhooks.deliver_until_idle()
+        finally:
+            self.stop.set()
+            for t in threads:
+                t.join(timeout=30)
             if self._webhook_thread is not None:
                 self._deliveries.set()
                 self._webhook_thread.join(timeout=10)

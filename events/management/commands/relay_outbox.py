@@ -14,6 +14,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--batch-size", type=int, default=None, help="default: performance.outboxBatchSize")
+        parser.add_argument("--workers", type=int, default=None, help="relay threads (default: relay.workers)")
         parser.add_argument("--until-empty", action="store_true", help="exit when nothing is due")
         parser.add_argument("--no-webhooks", action="store_true", help="leave webhook sending to Celery")
         parser.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus metrics on this port")
@@ -23,7 +24,10 @@ class Command(BaseCommand):
             raise CommandError("features.events.publish is off: nothing to relay (outbox rows are kept)")
         serve_metrics(opts["metrics_port"])
         process = RelayProcess(
-            batch_size=opts["batch_size"], webhooks_enabled=not opts["no_webhooks"], stop=stop_on_signals()
+            batch_size=opts["batch_size"],
+            workers=opts["workers"],
+            webhooks_enabled=not opts["no_webhooks"],
+            stop=stop_on_signals(),
         )
         published = process.run(until_empty=opts["until_empty"])
         self.stdout.write(f"published {published} event(s)")
