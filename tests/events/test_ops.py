@@ -102,3 +102,28 @@ def test_purge_keeps_recent_rows_and_rows_with_pending_deliveries(events_config,
     assert relay.purge_published() == 1
     assert list(OutboxEvent.objects.order_by("id").values_list("pk", flat=True)) == [b.pk, c.pk]
     assert Delivery.objects.count() == 1
+
+
+def test_admin_shows_the_event_tables_and_replays_dead_letters(events_config, make_item):
+    from django.contrib.auth import get_user_model
+
+    from events.models import InboxCommand, ProcessedEvent, Subscription
+
+    events_config()
+    make_item()
+    ev = OutboxEvent.objects.get()
+    OutboxEvent.objects.update(dead_lettered_at=timezone.now(), attempts=3, last_error="nacked by the broker")
+    Subscription.objects.create(url="http://127.0.0.1:1/x", event_types=["workitem.created.v1"], secret="whsec_x")
+    Delivery.objects.create(event=ev, event_type=ev.event_type, url="http://127.0.0.1:1/x")
+    InboxCommand.objects.create(command_id="c1", command="claim", outcome="rejected")
+    ProcessedEvent.objects.create(event_id=ev.event_id, event_type=ev.event_type, envelope=ev.envelope())
+    admin = get_user_model().objects.create_superuser("root", "root@example.com", "pw-root-123")
+    c = Client()
+    c.force_login(admin)
+    for name in ("outboxevent", "subscription", "delivery", "inboxcommand", "processedevent"):
+        assert c.get(f"/admin/events/{name}/").status_code == 200, name
+    assert c.get("/admin/events/outboxevent/?delivery=dead").status_code == 200
+    r = c.post("/admin/events/outboxevent/", {"action": "replay", "_selected_action": [ev.pk]})
+    assert r.status_code == 302
+    ev.refresh_from_db()
+    assert ev.dead_lettered_at is None and ev.attempts == 0
