@@ -171,7 +171,7 @@ _VISIBILITY = envint("CELERY_VISIBILITY_TIMEOUT", "3600")  # longer than any tas
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": _VISIBILITY}
 CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"visibility_timeout": _VISIBILITY}
 CELERY_VISIBILITY_TIMEOUT = _VISIBILITY
-CELERY_TASK_DEFAULT_QUEUE = "workstream"
+CELERY_TASK_DEFAULT_QUEUE = env("CELERY_TASK_DEFAULT_QUEUE", "workstream")  # tests give theirs a unique name
 CELERY_BEAT_SCHEDULE: dict = {
     "expire-reservations": {"task": "distribution.expire_reservations", "schedule": 10.0},
     "purge-idempotency-keys": {"task": "api.purge_idempotency_keys", "schedule": 3600.0},
