@@ -94,11 +94,19 @@ class ConfirmingPublisher:
     published: the rows are sent again, and consumers dedupe by `event_id`).
     """
 
-    def __init__(self, *, url: str | None = None, exchange: str | None = None, confirm_timeout: float | None = None):
+    def __init__(
+        self,
+        *,
+        url: str | None = None,
+        exchange: str | None = None,
+        confirm_timeout: float | None = None,
+        heartbeat: int = 30,
+    ):
         cfg = wsconfig.get().eventBus
         self.url = url or settings.AMQP_URL
         self.exchange = exchange or cfg.exchange
         self.confirm_timeout = confirm_timeout or cfg.confirmTimeoutSeconds
+        self.heartbeat_seconds = heartbeat
         self.conn: Connection | None = None
         self.channel = None
         self._next_tag = 1
@@ -116,7 +124,7 @@ class ConfirmingPublisher:
     def connect(self) -> None:
         """Open the connection and a confirm-mode channel, and declare the exchange (idempotent)."""
         self.close()
-        conn = connection(self.url)
+        conn = connection(self.url, heartbeat=self.heartbeat_seconds)
         try:
             # Two quick tries, no 2 s pause (kombu's connect() default): the caller has its own backoff.
             conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0, reraise_as_library_errors=False)

@@ -28,10 +28,14 @@ def _budget() -> float:
 
 
 def _shared_publisher() -> ConfirmingPublisher:
-    """One publisher (one connection) per worker process, reused across tasks."""
+    """One publisher (one connection) per worker process, reused across tasks.
+
+    No AMQP heartbeats: nothing would send them between tasks, and the broker would
+    close the idle connection; a dead connection shows on the next publish instead.
+    """
     global _publisher
     if _publisher is None:
-        _publisher = ConfirmingPublisher()
+        _publisher = ConfirmingPublisher(heartbeat=0)
     return _publisher
 
 
@@ -50,7 +54,12 @@ def relay_outbox() -> int:
 
     publisher = _shared_publisher()
     try:
-        total = relay.relay_drain(publisher, deadline=deadline, on_batch=on_batch)
+        try:
+            total = relay.relay_drain(publisher, deadline=deadline, on_batch=on_batch)
+        except BrokerUnavailable:
+            # Often just the connection kept from an earlier task, gone stale: one fresh try.
+            publisher.close()
+            total = relay.relay_drain(publisher, deadline=deadline, on_batch=on_batch)
         if time.monotonic() >= deadline:
             relay_outbox.apply_async()  # work left: a fresh task (the nudge key stays set)
         else:
