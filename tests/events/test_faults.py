@@ -308,12 +308,14 @@ def test_1000_rolled_back_writes_produce_no_events(events_config, tap, names, sv
     for i in range(1000):
         try:
             with transaction.atomic():
-                if i % 2:
-                    services.work_item_claim(item_id=kept.pk, actor=alice)
-                else:
+                if i % 10 == 0:  # creates, and the cheaper transitions on the kept item
                     services.work_item_create(
                         actor=svc, data={"workflow_id": f"wf-rb-{i}", "task_name": "t", "queue": queue.name}
                     )
+                elif i % 2:
+                    services.work_item_claim(item_id=kept.pk, actor=alice)
+                else:
+                    services.work_item_escalate(item_id=kept.pk, actor=None, reason="rolled back")
                 assert OutboxEvent.objects.count() == baseline + 1  # the row exists inside the transaction
                 raise Rollback
         except Rollback:
