@@ -306,6 +306,17 @@ def purge_published(*, older_than_days: int | None = None, chunk: int = 5000) ->
     days = older_than_days or wsconfig.get().relay.retainPublishedDays
     cutoff = timezone.now() - timedelta(days=days)
     total = 0
+    with connection.cursor() as cur:
+        # A disabled subscription's deliveries wait for it to be re-enabled, but not forever.
+        cur.execute(
+            """
+            UPDATE events_delivery d
+            SET status = 'failed', last_error = 'abandoned: the subscription stayed disabled past the retention'
+            FROM events_subscription s
+            WHERE d.subscription_id = s.id AND NOT s.active AND d.status = 'pending' AND d.created_at < %s
+            """,
+            [cutoff],
+        )
     while True:
         with transaction.atomic(), connection.cursor() as cur:
             # Rows whose deliveries are still pending stay (the sender needs the envelope);

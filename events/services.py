@@ -10,7 +10,7 @@ from django.utils import timezone
 from audit.services import audit_record
 from directory.roles import ADMIN, SERVICE, roles_of
 from events import webhooks
-from events.models import Subscription
+from events.models import Delivery, Subscription
 from workitems.errors import NotAllowed, NotFound, ValidationFailed
 
 MAX_URL = 1000
@@ -91,6 +91,7 @@ def subscription_delete(*, actor, subscription_id: int) -> None:
     before = "active" if sub.active else "disabled"
     sub.active, sub.deleted_at = False, timezone.now()
     sub.save(update_fields=["active", "deleted_at"])
+    sub.deliveries.filter(status=Delivery.PENDING).update(status=Delivery.FAILED, last_error="subscription deleted")
     audit_record(stream=f"subscription:{sub.pk}", action="delete", actor=actor, from_state=before, to_state="deleted")
 
 
