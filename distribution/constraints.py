@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.contrib.auth import get_user_model
-from django.db.models import Count, Q
+from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
 from workitems.errors import ConstraintViolated
@@ -77,61 +77,83 @@ def _item_named_ids(item: WorkItem, related: dict | None) -> tuple[set[int], set
     return users, groups
 
 
-def pool_user_ids(item: WorkItem, *, at: datetime | None = None, related: dict | None = None) -> set[int]:
-    """The users who could be candidates before any constraint."""
+def pool_queryset(item: WorkItem, *, at: datetime | None = None, related: dict | None = None):
+    """The users who could be candidates before any constraint, as a subquery of user ids
+    (kept in the database: a pool of thousands never travels as a parameter list)."""
     from directory.models import RoleAssignment
     from workitems.models import Queue
 
     User = get_user_model()
     named_users, named_groups = _item_named_ids(item, related)
     if named_users or named_groups:
-        members = (
-            set(User.objects.filter(groups__in=named_groups).values_list("id", flat=True)) if named_groups else set()
-        )
-        return named_users | members
+        return User.objects.filter(Q(pk__in=named_users) | Q(groups__in=named_groups)).values("id")
     queue_groups = Queue.candidate_groups.through.objects.filter(queue_id=item.queue_id).values("group_id")
-    members = set(User.objects.filter(groups__in=queue_groups).values_list("id", flat=True))
-    role_holders = set(
-        RoleAssignment.objects.valid_at(at).filter(role__queues=item.queue_id).values_list("user_id", flat=True)
-    )
-    return members | role_holders
+    members = User.groups.through.objects.filter(group_id__in=queue_groups).values("user_id")
+    holders = RoleAssignment.objects.valid_at(at).filter(role__queues=item.queue_id).values("user_id")
+    return User.objects.filter(Q(pk__in=members) | Q(pk__in=holders)).values("id")
 
 
-def load_candidates(user_ids: Iterable[int], item: WorkItem) -> dict[int, Candidate]:
-    """Profiles and current loads of `user_ids`, in three queries."""
-    from directory.models import Profile
+def pool_user_ids(item: WorkItem, *, at: datetime | None = None, related: dict | None = None) -> set[int]:
+    """The pool as a set of ids."""
+    return {row["id"] for row in pool_queryset(item, at=at, related=related)}
 
-    ids = list(set(user_ids))
-    if not ids:
-        return {}
+
+_CANDIDATE_COLUMNS = (
+    "id",
+    "username",
+    "is_active",
+    "workstream_profile__skills",
+    "workstream_profile__capacity",
+    "workstream_profile__out_of_office_from",
+    "workstream_profile__out_of_office_until",
+    "workstream_profile__delegate_id",
+    "workstream_profile__last_assigned_at",
+)
+
+
+def load_candidates(users, item: WorkItem) -> dict[int, Candidate]:
+    """Profiles and current loads of `users` (ids, or a subquery of ids), in three queries
+    returning plain tuples. Load is what a user holds plus what is reserved for them."""
+    if not isinstance(users, QuerySet):
+        users = list(set(users))
+        if not users:
+            return {}
     now = timezone.now()
-    users = get_user_model().objects.filter(pk__in=ids).values_list("id", "username", "is_active")
-    out = {uid: Candidate(user_id=uid, username=name, is_active=active) for uid, name, active in users}
-    for p in Profile.objects.filter(user_id__in=ids).only(
-        "user_id",
-        "skills",
-        "capacity",
-        "out_of_office_from",
-        "out_of_office_until",
-        "delegate_id",
-        "last_assigned_at",
-    ):
-        c = out.get(p.user_id)
-        if c is None:
+    out: dict[int, Candidate] = {}
+    rows = get_user_model().objects.filter(pk__in=users).values_list(*_CANDIDATE_COLUMNS)
+    for uid, name, active, skills, capacity, ooo_from, ooo_until, delegate_id, last in rows:
+        if uid in out:
             continue
-        c.capacity = p.capacity
-        c.skills = p.skills if isinstance(p.skills, dict) else {}
-        c.out_of_office = p.is_out_of_office(now)
-        c.delegate_id = p.delegate_id
-        c.last_assigned_at = p.last_assigned_at
-    loads = (
-        WorkItem.objects.filter(assignee_id__in=ids, state__in=HELD_STATES)
-        .values("assignee_id")
-        .annotate(total=Count("id"), here=Count("id", filter=Q(queue_id=item.queue_id)))
+        out[uid] = Candidate(
+            user_id=uid,
+            username=name,
+            is_active=active,
+            capacity=capacity,
+            skills=skills if isinstance(skills, dict) else {},
+            out_of_office=ooo_from is not None and ooo_from <= now and (ooo_until is None or now < ooo_until),
+            delegate_id=delegate_id,
+            last_assigned_at=last,
+        )
+    if not out:
+        return out
+    here = Q(queue_id=item.queue_id)
+    others = WorkItem.objects.exclude(pk=item.pk) if item.pk else WorkItem.objects.all()  # not the item itself
+    held = (
+        others.filter(assignee_id__in=users, state__in=HELD_STATES)
+        .values_list("assignee_id")
+        .annotate(total=Count("id"), here=Count("id", filter=here))
     )
-    for row in loads:
-        c = out[row["assignee_id"]]
-        c.load, c.queue_load = row["total"], row["here"]
+    reserved = (
+        others.filter(reserved_for_id__in=users, state="OFFERED")
+        .values_list("reserved_for_id")
+        .annotate(total=Count("id"), here=Count("id", filter=here))
+    )
+    for rows in (held, reserved):
+        for uid, total, in_queue in rows:
+            c = out.get(uid)
+            if c is not None:
+                c.load += total
+                c.queue_load += in_queue
     return out
 
 
@@ -231,10 +253,9 @@ def _substitute_delegates(cs: list[Candidate], item: WorkItem) -> list[Candidate
 
 def resolve(item: WorkItem, *, at: datetime | None = None, related: dict | None = None) -> Resolution:
     """Candidates for `item` after every constraint, sorted by user id (strategies rely on it)."""
-    ids = pool_user_ids(item, at=at, related=related)
-    if not ids:
+    cands = sorted(load_candidates(pool_queryset(item, at=at, related=related), item).values(), key=lambda c: c.user_id)
+    if not cands:
         return Resolution([], "candidates", 0)
-    cands = sorted(load_candidates(ids, item).values(), key=lambda c: c.user_id)
     res = apply_constraints(cands, item, related=related)
     res.candidates.sort(key=lambda c: c.user_id)
     return res

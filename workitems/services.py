@@ -435,6 +435,8 @@ def _execute(
     item.save(update_fields=[name for name, value in after.items() if before[name] != value])
     if item.assignee_id and item.assignee_id != before["assignee_id"]:
         _touch_last_assigned(item.assignee_id)
+    elif item.reserved_for_id and item.reserved_for_id != before["reserved_for_id"]:
+        _touch_last_assigned(item.reserved_for_id)  # a reservation is an assignment offered
     _record_change(item=item, action=action, actor=actor, from_state=from_state, data=audit_data or {})
     return item
 
@@ -648,7 +650,12 @@ def work_item_hand_over_for_absence(*, item_id: int, user, reason: str = "out of
         return item
     profile = Profile.objects.filter(user_id=user.pk).select_related("delegate").first()
     delegate = profile.delegate if profile is not None else None
-    if delegate is not None and delegate.is_active and user.is_active:
+    if delegate is not None and delegate.is_active:
+        # A deactivated user is not coming back: the delegate keeps the item.
+        owner = user if user.is_active else None
+        data = {"assignee": delegate.username, "reason": reason}
+        if owner is not None:
+            data["return_to"] = owner.username
         try:
             with transaction.atomic():
                 return _execute(
@@ -657,15 +664,15 @@ def work_item_hand_over_for_absence(*, item_id: int, user, reason: str = "out of
                     actor=None,
                     expected_version=None,
                     target_user=delegate,
-                    transition_kwargs={"user": delegate, "return_to": user},
-                    audit_data={"assignee": delegate.username, "reason": reason, "return_to": user.username},
+                    transition_kwargs={"user": delegate, "return_to": owner},
+                    audit_data=data,
                     locked_item=item,
                 )
         except ConstraintViolated:
             item = work_item_get_for(actor=None, item_id=item_id, for_update=True)
     if item.state == State.IN_PROGRESS:
-        # Release only leaves ASSIGNED; an item in progress is first handed back to ASSIGNED
-        # by delegating to... nobody can hold it, so it is suspended for a supervisor to decide.
+        # The lifecycle has no way from IN_PROGRESS back to the queue, and nobody may take
+        # it over: it is suspended (still showing its owner) for a supervisor to decide.
         return _execute(
             action="suspend",
             item_id=item_id,
@@ -1067,7 +1074,7 @@ def _insert_item(item: WorkItem, related: dict, actor, prefix: str) -> WorkItem:
         data["on_behalf_of"] = route.on_behalf_of
     if route.unassigned:
         data["unassigned_reason"] = route.reason
-    if route.action == "assign":
+    if route.user is not None:
         _touch_last_assigned(route.user.pk)
     _record_change(item=item, action="create", actor=actor, from_state="", data=data)
     if route.unassigned:

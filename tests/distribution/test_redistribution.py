@@ -184,12 +184,6 @@ def test_deactivated_user_items_go_back_to_distribution(svc, team_a, trio):
     assert AuditRecord.objects.get(work_item=item, action="release").data["reason"] == "deactivated"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: work_item_hand_over_for_absence delegates only when `user.is_active` "
-    "(workitems/services.py), so a deactivated user's items never reach their delegate, "
-    "contrary to its docstring ('absent or deactivated … to their delegate')",
-)
 def test_deactivated_user_items_go_to_the_delegate(svc, queue, trio):
     owner, delegate = trio[0], trio[1]
     item = factories.item(actor=svc, queue=queue, assignee=owner.username)
