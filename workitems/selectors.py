@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from django.contrib.auth.models import Group
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Exists, F, OuterRef, Q, QuerySet
+from django.utils import timezone
 
 from directory.roles import ADMIN, SERVICE, SUPERVISOR, roles_of, user_groups
 from workitems.errors import NotFound
@@ -98,3 +99,91 @@ def group_names_of_queue(queue: Queue) -> list[str]:
 
 def groups_by_name(names: list[str]) -> dict[str, Group]:
     return {g.name: g for g in Group.objects.filter(name__in=names)}
+
+
+# claim-next's candidate walk: for each of the caller's queues, the first rows of the
+# partial index wi_claim_next_idx (queue, priority desc, due_at, created_at) that the
+# caller may take, merged; plus OFFERED items that name the caller outside those queues.
+# Nothing is locked here: the caller locks the chosen ids one by one with SKIP LOCKED.
+_CLAIM_FILTERS = """
+      AND (w.follow_up_at IS NULL OR w.follow_up_at <= %(now)s)
+      AND (w.reserved_for_id IS NULL OR w.reserved_for_id = %(uid)s)
+      AND NOT EXISTS (SELECT 1 FROM workitems_workitem_excluded_users e
+                      WHERE e.workitem_id = w.id AND e.user_id = %(uid)s)
+"""
+_CLAIM_NEXT_SQL = (
+    """
+SELECT id FROM (
+  SELECT c.id, c.priority, c.due_at, c.created_at
+  FROM unnest(%(qids)s::bigint[]) AS q(id)
+  CROSS JOIN LATERAL (
+    SELECT w.id, w.priority, w.due_at, w.created_at
+    FROM workitems_workitem w
+    WHERE w.queue_id = q.id AND w.state = 'OFFERED'
+"""
+    + _CLAIM_FILTERS
+    + """
+      AND (
+        (NOT EXISTS (SELECT 1 FROM workitems_workitem_candidate_users cu WHERE cu.workitem_id = w.id)
+         AND NOT EXISTS (SELECT 1 FROM workitems_workitem_candidate_groups cg WHERE cg.workitem_id = w.id))
+        OR EXISTS (SELECT 1 FROM workitems_workitem_candidate_users cu
+                   WHERE cu.workitem_id = w.id AND cu.user_id = %(uid)s)
+        OR EXISTS (SELECT 1 FROM workitems_workitem_candidate_groups cg
+                   WHERE cg.workitem_id = w.id AND cg.group_id = ANY(%(gids)s::bigint[]))
+      )
+    ORDER BY w.priority DESC, w.due_at ASC NULLS LAST, w.created_at ASC
+    LIMIT %(k)s
+  ) c
+  UNION
+  SELECT w.id, w.priority, w.due_at, w.created_at
+  FROM workitems_workitem w JOIN workitems_queue qq ON qq.id = w.queue_id AND qq.active
+  WHERE w.state = 'OFFERED'
+    AND (%(only_queue)s::bigint IS NULL OR w.queue_id = %(only_queue)s::bigint)
+    AND w.id IN (SELECT workitem_id FROM workitems_workitem_candidate_users WHERE user_id = %(uid)s
+                 UNION SELECT workitem_id FROM workitems_workitem_candidate_groups
+                       WHERE group_id = ANY(%(gids)s::bigint[]))
+"""
+    + _CLAIM_FILTERS
+    + """
+) best
+ORDER BY priority DESC, due_at ASC NULLS LAST, created_at ASC, id ASC
+LIMIT %(k)s
+"""
+)
+
+
+def claim_next_candidate_ids(*, actor, queue_ids: list[int], only_queue: int | None, k: int) -> list[int]:
+    """Up to `k` ids of OFFERED items `actor` may claim, best first (priority desc, due_at asc,
+    created_at asc), walking the claim-next index per queue so the cost does not grow with the
+    number of open items."""
+    from django.db import connection
+
+    params = {
+        "uid": actor.pk,
+        "gids": group_ids_of(actor),
+        "qids": queue_ids,
+        "only_queue": only_queue,
+        "k": k,
+        "now": timezone.now(),  # the application's clock, like every other time check
+    }
+    if connection.vendor != "postgresql":  # the embedded SQLite default: the ORM's portable query
+        qs = WorkItem.objects.filter(claimable_filter(actor), queue__active=True).filter(
+            Q(follow_up_at__isnull=True) | Q(follow_up_at__lte=timezone.now())
+        )
+        if only_queue is not None:
+            qs = qs.filter(queue_id=only_queue)
+        order = (F("priority").desc(), F("due_at").asc(nulls_last=True), "created_at", "id")
+        return list(qs.order_by(*order).values_list("id", flat=True)[:k])
+    with connection.cursor() as cur:
+        cur.execute(_CLAIM_NEXT_SQL, params)
+        return [row[0] for row in cur.fetchall()]
+
+
+def member_queue_ids(actor, *, only_queue: int | None = None) -> list[int]:
+    """Active queues whose items `actor` may take as a member (its groups, valid roles)."""
+    qs = Queue.objects.filter(active=True).filter(
+        Q(candidate_groups__in=group_ids_of(actor)) | Q(pk__in=role_queue_ids(actor))
+    )
+    if only_queue is not None:
+        qs = qs.filter(pk=only_queue)
+    return sorted(set(qs.values_list("id", flat=True)))

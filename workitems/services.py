@@ -21,7 +21,7 @@ from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import URLValidator
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import Count, Q
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -46,8 +46,8 @@ from workitems.errors import (
     StaleVersion,
     ValidationFailed,
 )
-from workitems.models import STRATEGY_CHOICES, Queue, State, WorkItem
-from workitems.selectors import claimable_filter, work_item_get_for
+from workitems.models import HELD_STATES, STRATEGY_CHOICES, Queue, State, WorkItem
+from workitems.selectors import claim_next_candidate_ids, member_queue_ids, work_item_get_for
 from workitems.snapshots import work_item_snapshot
 
 User = get_user_model()
@@ -412,6 +412,7 @@ def _execute(
     audit_data: dict[str, Any] | None = None,
     prepare: Callable[[Command], None] | None = None,
     locked_item: WorkItem | None = None,
+    skip: tuple[str, ...] = (),
 ) -> WorkItem:
     """Lock, check, validate, transition, save, audit, enqueue: the body of every command."""
     item = locked_item or work_item_get_for(actor=actor, item_id=item_id, for_update=True)
@@ -422,7 +423,7 @@ def _execute(
             CLAIM_CONFLICTS_TOTAL.inc()
         raise
     cmd = Command(action=action, item=item, actor=actor, target_user=target_user, args=args or {})
-    run_pipeline(cmd, PIPELINES[action])
+    run_pipeline(cmd, [name for name in PIPELINES[action] if name not in skip])
     if prepare is not None:
         prepare(cmd)
     before = _field_values(item)
@@ -533,52 +534,86 @@ def work_item_claim(*, item_id: int, actor, expected_version: int | None = None)
     )
 
 
+def _full_queue_ids(actor) -> tuple[bool, set[int]]:
+    """(at personal capacity?, queues where `actor` is at capacity_per_user), counting
+    reservations as load, so claim-next does not walk items it could not take."""
+    from directory.models import Profile
+
+    held = dict(
+        WorkItem.objects.filter(
+            Q(assignee_id=actor.pk, state__in=HELD_STATES) | Q(reserved_for_id=actor.pk, state=State.OFFERED)
+        )
+        .values_list("queue_id")
+        .annotate(n=Count("id"))
+    )
+    personal = Profile.objects.filter(user_id=actor.pk).values_list("capacity", flat=True).first()
+    if personal is not None and sum(held.values()) >= personal:
+        return True, set()
+    caps = dict(
+        Queue.objects.filter(pk__in=list(held), capacity_per_user__isnull=False).values_list("id", "capacity_per_user")
+    )
+    return False, {qid for qid, n in held.items() if qid in caps and n >= caps[qid]}
+
+
 @transaction.atomic
-def work_item_claim_next(*, actor, queue: str | None = None, attempts: int = 20) -> WorkItem | None:
+def work_item_claim_next(*, actor, queue: str | None = None, k: int = 32, rounds: int = 3) -> WorkItem | None:
     """Claim the best OFFERED item `actor` may take (priority desc, due_at asc, created_at asc),
     across its queues or in the one named; None when there is none.
 
-    One row at a time is taken with FOR UPDATE SKIP LOCKED, so concurrent callers
-    never wait on each other or get the same item. Each attempt runs in a
-    savepoint: when the row fails a holding constraint (capacity, separation of
-    duties, skills) the savepoint is rolled back, which releases that row's lock
-    at once, so another caller who may take it is not kept from it.
+    The candidates come from an index walk per queue (selectors.claim_next_candidate_ids:
+    its cost does not grow with the number of open items), without locks. They are then
+    locked one at a time with FOR UPDATE SKIP LOCKED, each in a savepoint: a row another
+    caller holds is skipped without waiting, and a row that fails a holding constraint
+    (separation of duties, skills) is released at once by the savepoint's rollback, so
+    no caller keeps another from an item it may take.
     """
     if actor is None or not actor.is_authenticated:
         raise NotAllowed("claim-next needs a user")
     if not roles_of(actor) & DEFAULT_ACTION_ROLES["claim"]:
         raise NotAllowed("your roles do not allow claiming work items")
-    if queue is not None and not Queue.objects.filter(name=queue).exists():
-        raise NotFound(f"queue {queue!r} not found")
-    qs = WorkItem.objects.filter(claimable_filter(actor), queue__active=True).filter(
-        Q(follow_up_at__isnull=True) | Q(follow_up_at__lte=timezone.now())
-    )
+    only = None
     if queue is not None:
-        qs = qs.filter(queue__name=queue)
-    qs = (
-        qs.select_related("queue__lifecycle", "assignee", "created_by")
-        .order_by(F("priority").desc(), F("due_at").asc(nulls_last=True), "created_at", "id")
-        .select_for_update(skip_locked=True, of=("self",))
-    )
-    passed_over: list[int] = []
-    for _ in range(attempts):
-        try:
-            with transaction.atomic():
-                item = qs.exclude(pk__in=passed_over).first()
-                if item is None:
-                    return None
-                return _execute(
-                    action="claim",
-                    item_id=item.pk,
-                    actor=actor,
-                    expected_version=None,
-                    target_user=actor,
-                    transition_kwargs={"user": actor},
-                    audit_data={"assignee": actor.username, "via": "claim-next"},
-                    locked_item=item,
-                )
-        except (ConstraintViolated, NotAllowed):
-            passed_over.append(item.pk)
+        only = Queue.objects.filter(name=queue).values_list("id", flat=True).first()
+        if only is None:
+            raise NotFound(f"queue {queue!r} not found")
+    at_capacity, full = _full_queue_ids(actor)
+    if at_capacity:
+        return None
+    queue_ids = [q for q in member_queue_ids(actor, only_queue=only) if q not in full]
+    passed_over: set[int] = set()
+    for _ in range(rounds):
+        ids = [
+            i
+            for i in claim_next_candidate_ids(actor=actor, queue_ids=queue_ids, only_queue=only, k=k)
+            if i not in passed_over
+        ]
+        if not ids:
+            return None
+        for item_id in ids:
+            try:
+                with transaction.atomic():
+                    item = (
+                        WorkItem.objects.select_related("queue__lifecycle", "assignee", "created_by")
+                        .select_for_update(skip_locked=True, of=("self",))
+                        .filter(pk=item_id, state=State.OFFERED)
+                        .first()
+                    )
+                    if item is None:  # taken meanwhile, or being taken right now
+                        passed_over.add(item_id)
+                        continue
+                    return _execute(
+                        action="claim",
+                        item_id=item.pk,
+                        actor=actor,
+                        expected_version=None,
+                        target_user=actor,
+                        transition_kwargs={"user": actor},
+                        audit_data={"assignee": actor.username, "via": "claim-next"},
+                        locked_item=item,
+                        skip=("candidate",),  # the walk selected only items the caller may take
+                    )
+            except (ConstraintViolated, NotAllowed, InvalidTransition):
+                passed_over.add(item_id)
     return None
 
 
