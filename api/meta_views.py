@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema, inline_serializer
-from rest_framework import serializers
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework.response import Response
 
 from api.schema import PROBLEM_RESPONSES
@@ -15,17 +15,10 @@ class FeaturesView(WorkstreamAPIView):
     @extend_schema(
         operation_id="features",
         responses={
-            200: inline_serializer(
-                "Features",
-                fields={
-                    "features": serializers.DictField(),
-                    "assignment": serializers.DictField(),
-                    "performance": serializers.DictField(),
-                    "eventBus": serializers.DictField(),
-                    "rateLimits": serializers.DictField(),
-                    "idempotency": serializers.DictField(),
-                    "roles": serializers.DictField(),
-                },
+            200: OpenApiResponse(
+                response=OpenApiTypes.OBJECT,
+                description="The configuration in force: one key per section of the configuration file "
+                "(features, assignment, performance, eventBus, rateLimits, idempotency, roles, relay, webhooks, …)",
             ),
             **PROBLEM_RESPONSES(401, 429),
         },

@@ -32,7 +32,7 @@ def _check_rabbitmq() -> None:
     from kombu import Connection
 
     with Connection(settings.AMQP_URL, connect_timeout=2) as conn:
-        conn.ensure_connection(max_retries=1, timeout=2)
+        conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=2)
 
 
 def readiness_checks() -> dict[str, callable]:

@@ -24,7 +24,7 @@ from config import wsconfig
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
-APP_SERVICES = ("migrate", "web", "worker", "beat")
+APP_SERVICES = ("migrate", "web", "worker", "beat", "relay", "commands")
 
 
 def compose_binary() -> Path:
@@ -100,7 +100,7 @@ def test_compose_services_health_and_order(stack):
     assert services["migrate"]["command"] == ["python", "manage.py", "migrate", "--no-input"]
     assert services["migrate"]["depends_on"] == {"postgres": {"condition": "service_healthy", "required": True}}
     assert services["migrate"]["restart"] == "no"
-    for name in ("web", "worker", "beat"):
+    for name in ("web", "worker", "beat", "relay", "commands"):
         deps = {dep: spec["condition"] for dep, spec in services[name]["depends_on"].items()}
         assert deps == {
             "postgres": "service_healthy",
@@ -112,6 +112,8 @@ def test_compose_services_health_and_order(stack):
     assert services["worker"]["command"][:6] == ["celery", "-A", "config", "worker", "-l", "info"]
     assert services["beat"]["command"][:6] == ["celery", "-A", "config", "beat", "-l", "info"]
     assert services["web"]["command"][:2] == ["gunicorn", "config.wsgi:application"]
+    assert services["relay"]["command"] == ["python", "manage.py", "relay_outbox"]
+    assert services["commands"]["command"] == ["python", "manage.py", "consume_commands"]
     assert "/health/live" in " ".join(services["web"]["healthcheck"]["test"])
 
 

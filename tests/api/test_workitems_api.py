@@ -469,3 +469,27 @@ def test_list_shape(api, sam, make_item):
     assert body["next"] is None and body["previous"] is None
     assert {r["id"] for r in body["results"]} == {i.pk for i in items}
     assert all("allowed_actions" in r for r in body["results"])
+
+
+def test_sub_status_action_moves_between_named_sub_statuses(svc, alice):
+    from rest_framework.test import APIClient
+
+    from tests import factories
+    from workitems import services
+
+    lc = factories.lifecycle(
+        "subs-api", sub_statuses={"initial": "drafting", "moves": {"drafting": ["review"], "review": ["drafting"]}}
+    )
+    group = factories.group("subs-team")
+    alice.groups.add(group)
+    q = factories.queue("subs-q", groups=[group], lifecycle=lc)
+    item = factories.item(actor=svc, queue=q)
+    services.work_item_claim(item_id=item.pk, actor=alice)
+    services.work_item_start(item_id=item.pk, actor=alice)
+    c = APIClient()
+    c.force_authenticate(alice)
+    r = c.post(f"/api/v1/workitems/{item.pk}/sub-status", {"sub_status": "review"}, format="json")
+    assert r.status_code == 200, r.content
+    assert r.json()["sub_status"] == "review"
+    r = c.post(f"/api/v1/workitems/{item.pk}/sub-status", {"sub_status": "nowhere"}, format="json")
+    assert r.status_code == 400 and r.json()["errors"][0]["field"] == "sub_status"

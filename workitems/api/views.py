@@ -190,7 +190,7 @@ class WorkItemActionView(WorkstreamAPIView):
             args = dict(ser.validated_data)
         else:
             _body(request)  # still reject malformed JSON
-        command = services.COMMANDS[action.replace("-", "_")]
+        command = services.COMMANDS["set_sub_status" if action == "sub-status" else action]
         item = command(item_id=item_id, actor=request.user, expected_version=expected, **args)
         return item_response(item, request.user)
 
