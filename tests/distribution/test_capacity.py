@@ -232,7 +232,7 @@ def test_capacity_holds_after_every_step():
     run_state_machine_as_test(
         CapacityMachine,
         settings=settings(
-            max_examples=25,
+            max_examples=12,
             stateful_step_count=30,
             deadline=None,
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],

@@ -143,7 +143,7 @@ def test_separation_of_duties_and_exclusions_are_never_violated():
     run_state_machine_as_test(
         SoDMachine,
         settings=settings(
-            max_examples=30,
+            max_examples=15,
             stateful_step_count=30,
             deadline=None,
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
