@@ -28,7 +28,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.contrib.auth import get_user_model
+from django.db import connection
 from django.db.models import Count, Q, QuerySet
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from workitems.errors import ConstraintViolated
@@ -111,13 +113,22 @@ _CANDIDATE_COLUMNS = (
 )
 
 
+def id_set(ids: list[int]):
+    """`ids` for an `__in` filter: on PostgreSQL one array parameter (`IN (SELECT unnest(%s))`)
+    instead of one placeholder per id, which for a pool of 1,000 is most of the cost."""
+    if connection.vendor == "postgresql":
+        return RawSQL("SELECT unnest(%s::bigint[])", [ids])
+    return ids
+
+
 def load_candidates(users, item: WorkItem) -> dict[int, Candidate]:
     """Profiles and current loads of `users` (ids, or a subquery of ids), in three queries
     returning plain tuples. Load is what a user holds plus what is reserved for them."""
-    if not isinstance(users, QuerySet):
-        users = list(set(users))
-        if not users:
-            return {}
+    if isinstance(users, QuerySet):
+        users = [row["id"] for row in users]
+    users = id_set(sorted(set(users)))
+    if isinstance(users, list) and not users:
+        return {}
     now = timezone.now()
     out: dict[int, Candidate] = {}
     rows = get_user_model().objects.filter(pk__in=users).values_list(*_CANDIDATE_COLUMNS)
@@ -171,7 +182,7 @@ def sod_blocked_ids(item: WorkItem, user_ids: Iterable[int]) -> set[int]:
         return set()
     from audit.models import AuditRecord
 
-    ids = list(user_ids)
+    ids = id_set(list(user_ids))
     siblings = WorkItem.objects.filter(workflow_id=item.workflow_id, run_id=item.run_id, sod_key=item.sod_key)
     if item.pk:
         siblings = siblings.exclude(pk=item.pk)
