@@ -108,6 +108,7 @@ def groups_by_name(names: list[str]) -> dict[str, Group]:
 _CLAIM_FILTERS = """
       AND (w.follow_up_at IS NULL OR w.follow_up_at <= %(now)s)
       AND (w.reserved_for_id IS NULL OR w.reserved_for_id = %(uid)s)
+      AND NOT (w.id = ANY(%(skip)s::bigint[]))
       AND NOT EXISTS (SELECT 1 FROM workitems_workitem_excluded_users e
                       WHERE e.workitem_id = w.id AND e.user_id = %(uid)s)
 """
@@ -152,10 +153,12 @@ LIMIT %(k)s
 )
 
 
-def claim_next_candidate_ids(*, actor, queue_ids: list[int], only_queue: int | None, k: int) -> list[int]:
+def claim_next_candidate_ids(
+    *, actor, queue_ids: list[int], only_queue: int | None, k: int, skip: list[int] | None = None
+) -> list[int]:
     """Up to `k` ids of OFFERED items `actor` may claim, best first (priority desc, due_at asc,
-    created_at asc), walking the claim-next index per queue so the cost does not grow with the
-    number of open items."""
+    created_at asc), leaving out `skip` (rows already tried), walking the claim-next index per
+    queue so the cost does not grow with the number of open items."""
     from django.db import connection
 
     params = {
@@ -165,6 +168,7 @@ def claim_next_candidate_ids(*, actor, queue_ids: list[int], only_queue: int | N
         "only_queue": only_queue,
         "k": k,
         "now": timezone.now(),  # the application's clock, like every other time check
+        "skip": list(skip or []),
     }
     if connection.vendor != "postgresql":  # the embedded SQLite default: the ORM's portable query
         qs = WorkItem.objects.filter(claimable_filter(actor), queue__active=True).filter(
@@ -172,6 +176,7 @@ def claim_next_candidate_ids(*, actor, queue_ids: list[int], only_queue: int | N
         )
         if only_queue is not None:
             qs = qs.filter(queue_id=only_queue)
+        qs = qs.exclude(pk__in=list(skip or []))
         order = (F("priority").desc(), F("due_at").asc(nulls_last=True), "created_at", "id")
         return list(qs.order_by(*order).values_list("id", flat=True)[:k])
     with connection.cursor() as cur:

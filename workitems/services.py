@@ -21,7 +21,7 @@ from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import URLValidator
 from django.db import transaction
-from django.db.models import Count, Q
+from django.db.models import Count, F, Q
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -556,7 +556,7 @@ def _full_queue_ids(actor) -> tuple[bool, set[int]]:
 
 
 @transaction.atomic
-def work_item_claim_next(*, actor, queue: str | None = None, k: int = 32, rounds: int = 3) -> WorkItem | None:
+def work_item_claim_next(*, actor, queue: str | None = None, k: int = 32, rounds: int = 50) -> WorkItem | None:
     """Claim the best OFFERED item `actor` may take (priority desc, due_at asc, created_at asc),
     across its queues or in the one named; None when there is none.
 
@@ -580,27 +580,29 @@ def work_item_claim_next(*, actor, queue: str | None = None, k: int = 32, rounds
     if at_capacity:
         return None
     queue_ids = [q for q in member_queue_ids(actor, only_queue=only) if q not in full]
-    passed_over: set[int] = set()
+    # Each round walks the index for the next `k` candidates, then locks the best of them
+    # that nobody else holds in ONE statement (FOR UPDATE SKIP LOCKED over those ids), so a
+    # crowd of callers sharing the same top rows does not pay a round trip per locked row.
+    # Rows taken, locked by others, or failing a constraint are left out of the next walk.
+    passed_over: list[int] = []
+    order = (F("priority").desc(), F("due_at").asc(nulls_last=True), "created_at", "id")
     for _ in range(rounds):
-        ids = [
-            i
-            for i in claim_next_candidate_ids(actor=actor, queue_ids=queue_ids, only_queue=only, k=k)
-            if i not in passed_over
-        ]
-        if not ids:
+        remaining = claim_next_candidate_ids(actor=actor, queue_ids=queue_ids, only_queue=only, k=k, skip=passed_over)
+        if not remaining:
             return None
-        for item_id in ids:
+        while remaining:
+            item = None
             try:
                 with transaction.atomic():
                     item = (
                         WorkItem.objects.select_related("queue__lifecycle", "assignee", "created_by")
                         .select_for_update(skip_locked=True, of=("self",))
-                        .filter(pk=item_id, state=State.OFFERED)
+                        .filter(pk__in=remaining, state=State.OFFERED)
+                        .order_by(*order)
                         .first()
                     )
-                    if item is None:  # taken meanwhile, or being taken right now
-                        passed_over.add(item_id)
-                        continue
+                    if item is None:  # every one of them is taken or being taken right now
+                        break
                     return _execute(
                         action="claim",
                         item_id=item.pk,
@@ -613,7 +615,9 @@ def work_item_claim_next(*, actor, queue: str | None = None, k: int = 32, rounds
                         skip=("candidate",),  # the walk selected only items the caller may take
                     )
             except (ConstraintViolated, NotAllowed, InvalidTransition):
-                passed_over.add(item_id)
+                remaining.remove(item.pk)
+                passed_over.append(item.pk)
+        passed_over.extend(remaining)
     return None
 
 
