@@ -69,7 +69,7 @@ def work_item_list_for(*, actor) -> QuerySet[WorkItem]:
 
 def work_item_get_for(*, actor, item_id: int, for_update: bool = False) -> WorkItem:
     """One item `actor` may see, optionally row-locked; NotFound otherwise."""
-    qs = WorkItem.objects.select_related("queue__lifecycle", "assignee", "created_by")
+    qs = WorkItem.objects.select_related("queue__lifecycle", "assignee", "created_by", "reserved_for")
     if for_update:
         # `of` keeps the lock on the item row: the joined rows are only read.
         qs = qs.select_for_update(of=("self",))

@@ -23,6 +23,8 @@ def work_item_snapshot(item: WorkItem) -> dict:
         "state": item.state,
         "sub_status": item.sub_status,
         "assignee": item.assignee.username if item.assignee_id else None,
+        "reserved_for": item.reserved_for.username if item.reserved_for_id else None,
+        "reserved_until": _iso(item.reserved_until),
         "version": item.version,
         "escalation_level": item.escalation_level,
         "due_at": _iso(item.due_at),

@@ -217,3 +217,13 @@ def test_reservations_respect_capacity(svc, team_a, trio):
     )
     got = [factories.item(actor=svc, queue=q).reserved_for for _ in range(4)]
     assert got[:3] == trio and got[3] is None  # everyone has one pending: the fourth stays plainly offered
+
+
+def test_the_reservation_is_visible_in_the_item_and_its_event(svc, res_queue, trio):
+    from events.models import OutboxEvent
+
+    item = factories.item(actor=svc, queue=res_queue)
+    body = api(trio[0]).get(f"/api/v1/workitems/{item.pk}").json()
+    assert body["reserved_for"] == trio[0].username and body["reserved_until"]
+    created = OutboxEvent.objects.get(aggregate_id=str(item.pk), event_type="workitem.created.v1")
+    assert created.payload["work_item"]["reserved_for"] == trio[0].username

@@ -67,6 +67,10 @@ class WorkItemOut(serializers.Serializer):
     state = serializers.ChoiceField(choices=State.choices)
     sub_status = serializers.CharField()
     assignee = serializers.CharField(allow_null=True)
+    reserved_for = serializers.CharField(
+        allow_null=True, help_text="the user the item is reserved for (push with acceptance)"
+    )
+    reserved_until = serializers.DateTimeField(allow_null=True)
     version = serializers.IntegerField()
     escalation_level = serializers.IntegerField()
     created_at = serializers.DateTimeField()
@@ -176,6 +180,8 @@ def item_representation(item: WorkItem, actor) -> dict:
         "state": item.state,
         "sub_status": item.sub_status,
         "assignee": item.assignee.username if item.assignee_id else None,
+        "reserved_for": item.reserved_for.username if item.reserved_for_id else None,
+        "reserved_until": _iso(item.reserved_until),
         "version": item.version,
         "escalation_level": item.escalation_level,
         "created_at": _iso(item.created_at),

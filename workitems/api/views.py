@@ -56,7 +56,7 @@ API_ACTIONS = (
 
 def with_relations(qs):
     return qs.prefetch_related("candidate_users", "candidate_groups", "excluded_users").select_related(
-        "queue__lifecycle", "assignee"
+        "queue__lifecycle", "assignee", "reserved_for"
     )
 
 
