@@ -2,7 +2,8 @@
 
 A nudge is only a wake-up call: the outbox row is already committed, and the
 Celery beat safety net (or the relay process's own poll) finds it even when a
-nudge is lost (NOTES.md: `on_commit(task.delay)` is not an outbox).
+nudge is lost (`on_commit(task.delay)` alone is not an outbox: a crash or a broker
+outage between the commit and the publish would lose the message).
 
 `relay.nudge` chooses what a commit wakes:
 - `celery`: the `events.relay_outbox` task, debounced through a Redis key so a

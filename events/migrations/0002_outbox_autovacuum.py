@@ -1,6 +1,6 @@
 """PostgreSQL only: vacuum the outbox aggressively. Rows are inserted and then
 marked published at a high rate; without this the partial index on unpublished
-rows fills with dead entries during a long drain (NOTES.md)."""
+rows fills with dead entries during a long drain, until VACUUM runs."""
 
 from django.db import migrations
 
