@@ -1,4 +1,4 @@
-"""The API's endpoints as :class:`Call` builders (API.md), shared by both clients."""
+"""The API's endpoints as :class:`Call` builders (docs/api.md), shared by both clients."""
 
 from __future__ import annotations
 

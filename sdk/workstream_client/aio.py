@@ -166,7 +166,7 @@ class AsyncWorkstreamClient(BaseClient):
         return await self._call(self._with(ep.get_work_item(item_id), request_id))
 
     async def list_work_items(self, *, request_id: str | None = None, **filters: Any) -> AsyncIterator[WorkItem]:
-        """Every item matching the filters (API.md "Filters"), following ``next`` across pages
+        """Every item matching the filters (docs/api.md, "Filters"), following ``next`` across pages
         lazily. ``state`` may be a list; booleans and datetimes are encoded for you."""
         async for x in self._iterate(self._with(ep.list_work_items(filters), request_id)):
             yield x
@@ -367,7 +367,7 @@ class AsyncWorkstreamClient(BaseClient):
         request_id: str | None = None,
     ) -> WorkItem:
         """Take an item reserved for the caller (a push queue with a reservation timeout):
-        OFFERED → ASSIGNED. Not in API.md's action list yet; the server has it."""
+        OFFERED → ASSIGNED."""
         return await self.action(
             item_id, "accept", if_match=if_match, idempotency_key=idempotency_key, request_id=request_id
         )
@@ -381,8 +381,7 @@ class AsyncWorkstreamClient(BaseClient):
         idempotency_key: str | None = None,
         request_id: str | None = None,
     ) -> WorkItem:
-        """Decline an item reserved for the caller: it moves on to the next candidate.
-        Not in API.md's action list yet; the server has it."""
+        """Decline an item reserved for the caller: it moves on to the next candidate."""
         return await self.action(
             item_id,
             "reject",
@@ -436,7 +435,7 @@ class AsyncWorkstreamClient(BaseClient):
     async def create_queue(
         self, *, idempotency_key: str | None = None, request_id: str | None = None, **fields: Any
     ) -> Queue:
-        """``POST /queues`` (admins): ``name`` plus the fields of API.md "Queue fields"."""
+        """``POST /queues`` (admins): ``name`` plus the fields of docs/api.md, "Queue fields"."""
         return await self._call(self._with(ep.create_queue(fields), request_id, idempotency_key))
 
     async def update_queue(self, name: str, *, request_id: str | None = None, **fields: Any) -> Queue:

@@ -165,7 +165,7 @@ class WorkstreamClient(BaseClient):
         return self._call(self._with(ep.get_work_item(item_id), request_id))
 
     def list_work_items(self, *, request_id: str | None = None, **filters: Any) -> Iterator[WorkItem]:
-        """Every item matching the filters (API.md "Filters"), following ``next`` across pages
+        """Every item matching the filters (docs/api.md, "Filters"), following ``next`` across pages
         lazily. ``state`` may be a list; booleans and datetimes are encoded for you."""
         return self._iterate(self._with(ep.list_work_items(filters), request_id))
 
@@ -359,7 +359,7 @@ class WorkstreamClient(BaseClient):
         request_id: str | None = None,
     ) -> WorkItem:
         """Take an item reserved for the caller (a push queue with a reservation timeout):
-        OFFERED → ASSIGNED. Not in API.md's action list yet; the server has it."""
+        OFFERED → ASSIGNED."""
         return self.action(item_id, "accept", if_match=if_match, idempotency_key=idempotency_key, request_id=request_id)
 
     def reject(
@@ -371,8 +371,7 @@ class WorkstreamClient(BaseClient):
         idempotency_key: str | None = None,
         request_id: str | None = None,
     ) -> WorkItem:
-        """Decline an item reserved for the caller: it moves on to the next candidate.
-        Not in API.md's action list yet; the server has it."""
+        """Decline an item reserved for the caller: it moves on to the next candidate."""
         return self.action(
             item_id,
             "reject",
@@ -425,7 +424,7 @@ class WorkstreamClient(BaseClient):
     def create_queue(
         self, *, idempotency_key: str | None = None, request_id: str | None = None, **fields: Any
     ) -> Queue:
-        """``POST /queues`` (admins): ``name`` plus the fields of API.md "Queue fields"."""
+        """``POST /queues`` (admins): ``name`` plus the fields of docs/api.md, "Queue fields"."""
         return self._call(self._with(ep.create_queue(fields), request_id, idempotency_key))
 
     def update_queue(self, name: str, *, request_id: str | None = None, **fields: Any) -> Queue:

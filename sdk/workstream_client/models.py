@@ -66,7 +66,7 @@ def _build(cls: type[T], data: dict[str, Any], datetimes: frozenset[str]) -> T:
 
 @dataclass(eq=False)
 class WorkItem(_RawAccess):
-    """A work item as the API represents it (API.md, "Item representation")."""
+    """A work item as the API represents it (docs/api.md, "Item representation")."""
 
     id: int
     state: str | None = None
@@ -121,7 +121,7 @@ class WorkItem(_RawAccess):
 
 @dataclass(eq=False)
 class Queue(_RawAccess):
-    """A queue (API.md, "Queue fields")."""
+    """A queue (docs/api.md, "Queue fields")."""
 
     name: str
     description: str | None = None
