@@ -62,12 +62,12 @@ def unrouted_item(*, queue: Queue, created_by=None, **fields) -> WorkItem:
     return WorkItem.objects.create(queue=queue, created_by=created_by, **values)
 
 
-# DESIGN.md's lifecycle table (the default lifecycle), as data: action → {from: to}.
-# `resume` goes back to the state the item was suspended from (RESUME_STATE stands for
-# it); `escalate` keeps the state. Beyond DESIGN's table, from WorkItem's docstring:
-# `set_sub_status` exists only in lifecycles that name sub-statuses, so the default
-# lifecycle allows it nowhere; reservations (push with acceptance) hold an OFFERED item
-# for one user ("OFFERED:reserved" below), who accepts (→ ASSIGNED) or rejects (→ OFFERED).
+# The default lifecycle's table (WorkItem's docstring; docs/api.md "Actions"), as data:
+# action → {from: to}. `resume` goes back to the state the item was suspended from
+# (RESUME_STATE stands for it); `escalate` keeps the state. `set_sub_status` exists only
+# in lifecycles that name sub-statuses, so the default lifecycle allows it nowhere;
+# reservations (push with acceptance) hold an OFFERED item for one user
+# ("OFFERED:reserved" below), who accepts (→ ASSIGNED) or rejects (→ OFFERED).
 # `reserve` is applied by distribution only (it has no command of its own).
 RESUME_STATE = "<the state it left>"
 RESERVED = "OFFERED:reserved"

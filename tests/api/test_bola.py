@@ -1,7 +1,7 @@
 """Object-level authorization (BOLA), generated: every object endpoint × every persona.
 
 The table below states, per endpoint, what the personas who may see the object get; the
-rest follows from two rules of API.md: a worker outside the object's queues gets 404
+rest follows from two rules of docs/api.md: a worker outside the object's queues gets 404
 (exactly as for an object that does not exist) and an anonymous caller gets 401. Every
 case also checks that a refused request changed nothing.
 """
@@ -15,7 +15,7 @@ import pytest
 from tests import factories
 from tests.api.helpers import assert_problem, drive, item_state
 from workitems import services
-from workitems.models import Queue
+from workitems.models import Queue, WorkItem
 
 PERSONAS = ("owner", "outsider", "supervisor", "admin", "anonymous")
 # Who plays each persona. The owner is the item's assignee when it has one, else a member of
@@ -258,7 +258,7 @@ def test_bola(api, cast, svc, alice, sam, queue, team_b, endpoint, persona, stat
 
 
 def test_matrix_covers_every_object_endpoint_and_action():
-    """The table names every action of API.md and every object endpoint."""
+    """The table names every action of docs/api.md and every object endpoint."""
     from workitems.api.views import API_ACTIONS
 
     actions = {e.path.rsplit("/", 1)[1] for e in ENDPOINTS if e.method == "post"}
@@ -279,7 +279,7 @@ def test_list_shows_only_what_the_caller_may_see(request, api, make_item, person
     for query in (
         "",
         "?queue=team-a-queue",
-        f"?workflow_id={services.WorkItem.objects.get(pk=min(items)).workflow_id}",
+        f"?workflow_id={WorkItem.objects.get(pk=min(items)).workflow_id}",
     ):
         resp = api(user).get("/api/v1/workitems" + query)
         assert resp.status_code == 200

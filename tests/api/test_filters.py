@@ -1,4 +1,4 @@
-"""The filters of GET /workitems (API.md), each returning exactly the expected items."""
+"""The filters of GET /workitems (docs/api.md), each returning exactly the expected items."""
 
 from __future__ import annotations
 

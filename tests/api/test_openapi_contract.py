@@ -1,4 +1,4 @@
-"""The generated OpenAPI document agrees with API.md and with what the API really sends."""
+"""The generated OpenAPI document agrees with docs/api.md and with what the API really sends."""
 
 from __future__ import annotations
 

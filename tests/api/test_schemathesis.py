@@ -31,7 +31,7 @@ from workitems import services
 MAX_EXAMPLES = 25
 CHECKS = [st_checks.not_a_server_error, st_checks.response_schema_conformance, st_checks.status_code_conformance]
 
-# The operations of API.md's tables (all must be in the document; the test runs every documented one).
+# The operations of docs/api.md's tables (all must be in the document; the test runs every documented one).
 API_MD_OPERATIONS = {
     ("POST", "/api/v1/auth/token"),
     ("POST", "/api/v1/auth/token/refresh"),

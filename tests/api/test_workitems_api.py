@@ -1,4 +1,4 @@
-"""Work-item endpoints of API.md: each success and each error the contract names."""
+"""Work-item endpoints of docs/api.md: each success and each error the contract names."""
 
 from __future__ import annotations
 

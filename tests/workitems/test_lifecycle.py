@@ -1,7 +1,7 @@
-"""The lifecycle: every (state, action) pair of DESIGN.md's table, and lifecycle definitions.
+"""The lifecycle: every (state, action) pair of the default table, and lifecycle definitions.
 
 The matrix is generated from `State` × `ACTIONS`; the expected outcome of each pair
-comes from `factories.DEFAULT_TRANSITIONS` (DESIGN.md's table as data).
+comes from `factories.DEFAULT_TRANSITIONS` (the table of docs/api.md "Actions" as data).
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def drive(state: str, cast, *, queue=None, suspended_from: str = "IN_PROGRESS") 
 
 
 def command_for(action: str, item: WorkItem, cast):
-    """An actor entitled to `action` by DESIGN.md's "who" column, and the command's arguments.
+    """An actor entitled to `action` by the "who" column (docs/api.md "Actions"), and the command's arguments.
 
     The assignee's actions go to the assignee (alice, the worker who claims, when nobody
     holds the item); supervisor actions to sam; cancel to the creating client.
