@@ -258,6 +258,9 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "api.problems.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    # ISO 8601 in the current time zone (UTC), +00:00 written as Z: what config.timefmt.isoformat_z
+    # writes everywhere else (tests/config/test_timefmt.py holds the two together).
+    "DATETIME_FORMAT": "iso-8601",
 }
 
 SIMPLE_JWT = {

@@ -24,6 +24,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from audit.services import audit_record
+from config.timefmt import isoformat_z
 from directory.models import Department, Profile, Role, RoleAssignment
 from directory.roles import is_supervisor
 from workitems.errors import NotAllowed, ValidationFailed
@@ -50,7 +51,7 @@ MAX_SKILLS = 100
 def _jsonable(value: Any) -> Any:
     """Audit data is stored as JSON and re-hashed on verify: keep it JSON-native."""
     if isinstance(value, datetime):
-        return value.isoformat()
+        return isoformat_z(value)
     if isinstance(value, User):
         return value.username
     if isinstance(value, Department | Role):
@@ -644,7 +645,7 @@ def role_assignment_revoke(
     locked = RoleAssignment.objects.select_for_update().get(pk=assignment.pk)
     if locked.valid_to is not None and locked.valid_to <= now:
         return locked  # already over
-    data = {**_assignment_snapshot(locked), "revoked_at": now.isoformat(), "revoke_reason": reason}
+    data = {**_assignment_snapshot(locked), "revoked_at": _jsonable(now), "revoke_reason": reason}
     if locked.valid_from >= now:
         audit_record(stream=f"roleassignment:{locked.pk}", action="roleassignment.deleted", actor=actor, data=data)
         locked.delete()

@@ -10,13 +10,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from datetime import UTC, datetime
 
 import amqp
 from django.db import InterfaceError, OperationalError, close_old_connections, connection
 from kombu import Consumer, Queue
 
 from config import wsconfig
+from config.timefmt import now_z
 from events import bus, inbound, metrics, notifications
 
 log = logging.getLogger(__name__)
@@ -136,7 +136,7 @@ class CommandConsumer(ConsumerLoop):
             {
                 "x-workstream-reason": reason[:1000],
                 "x-workstream-queue": self.queue_name,
-                "x-workstream-dead-lettered-at": datetime.now(UTC).isoformat(),
+                "x-workstream-dead-lettered-at": now_z(),
             }
         )
         bus.publish_confirmed(

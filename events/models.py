@@ -9,6 +9,8 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from config.timefmt import isoformat_z
+
 
 class OutboxEvent(models.Model):
     """One event to deliver, written in the same transaction as the change it describes.
@@ -70,7 +72,7 @@ class OutboxEvent(models.Model):
         return {
             "event_id": str(self.event_id),
             "event_type": self.event_type,
-            "occurred_at": self.occurred_at.isoformat(),
+            "occurred_at": isoformat_z(self.occurred_at),
             "producer": self.producer,
             "trace_id": self.trace_id,
             "correlation_id": self.correlation_id,

@@ -41,6 +41,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from config import wsconfig
+from config.timefmt import isoformat_z
 from events import metrics
 from events.bus import ChannelFailed, ConfirmingPublisher, OutgoingMessage
 from events.models import Delivery, OutboxEvent, Subscription
@@ -112,7 +113,7 @@ class Row:
             {
                 "event_id": self.event_id,
                 "event_type": self.event_type,
-                "occurred_at": self.occurred_at.isoformat(),
+                "occurred_at": isoformat_z(self.occurred_at),
                 "producer": self.producer,
                 "trace_id": self.trace_id,
                 "correlation_id": self.correlation_id,

@@ -37,6 +37,7 @@ from django.utils import timezone
 
 from audit.services import audit_record
 from config import wsconfig
+from config.timefmt import isoformat_z
 from events import metrics
 from events.models import Delivery, Subscription
 
@@ -258,7 +259,7 @@ def record(delivery: Delivery, outcome: AttemptOutcome) -> None:
             *d.attempt_log,
             {
                 "attempt": d.attempts,
-                "at": now.isoformat(),
+                "at": isoformat_z(now),
                 "status_code": outcome.status_code,
                 "error": outcome.error,
                 "ms": round(outcome.seconds * 1000, 1),

@@ -14,6 +14,7 @@ from django.utils.duration import duration_iso_string
 
 from audit.services import audit_record
 from config import wsconfig
+from config.timefmt import isoformat_z
 from directory.roles import ADMIN, SERVICE, SUPERVISOR, roles_of
 from workitems.errors import NotAllowed, NotFound, ValidationFailed
 from workitems.models import HELD_STATES, OPEN_STATES, STRATEGY_CHOICES, Lifecycle, Queue, State, WorkItem
@@ -175,8 +176,8 @@ def queue_snapshot(queue: Queue) -> dict[str, Any]:
         "sensitive_keys": queue.sensitive_keys,
         "reservation_timeout": duration_iso_string(queue.reservation_timeout) if queue.reservation_timeout else None,
         "active": queue.active,
-        "created_at": queue.created_at.isoformat().replace("+00:00", "Z"),
-        "updated_at": queue.updated_at.isoformat().replace("+00:00", "Z"),
+        "created_at": isoformat_z(queue.created_at),
+        "updated_at": isoformat_z(queue.updated_at),
     }
 
 

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
+from config.timefmt import isoformat_z
 from workitems.models import WorkItem
-
-
-def _iso(value):
-    return value.isoformat() if value else None
 
 
 def work_item_snapshot(item: WorkItem) -> dict:
@@ -24,21 +21,21 @@ def work_item_snapshot(item: WorkItem) -> dict:
         "sub_status": item.sub_status,
         "assignee": item.assignee.username if item.assignee_id else None,
         "reserved_for": item.reserved_for.username if item.reserved_for_id else None,
-        "reserved_until": _iso(item.reserved_until),
+        "reserved_until": isoformat_z(item.reserved_until),
         "version": item.version,
         "escalation_level": item.escalation_level,
-        "due_at": _iso(item.due_at),
-        "follow_up_at": _iso(item.follow_up_at),
+        "due_at": isoformat_z(item.due_at),
+        "follow_up_at": isoformat_z(item.follow_up_at),
         "context_data": item.context_data,
         "result": item.result,
         "outcome_reason": item.outcome_reason,
         "sod_key": item.sod_key,
         "callback_url": item.callback_url,
         "correlation_id": item.correlation_id,
-        "created_at": _iso(item.created_at),
-        "updated_at": _iso(item.updated_at),
-        "assigned_at": _iso(item.assigned_at),
-        "started_at": _iso(item.started_at),
-        "completed_at": _iso(item.completed_at),
-        "closed_at": _iso(item.closed_at),
+        "created_at": isoformat_z(item.created_at),
+        "updated_at": isoformat_z(item.updated_at),
+        "assigned_at": isoformat_z(item.assigned_at),
+        "started_at": isoformat_z(item.started_at),
+        "completed_at": isoformat_z(item.completed_at),
+        "closed_at": isoformat_z(item.closed_at),
     }
