@@ -21,11 +21,19 @@ WORKITEM_TRANSITIONS_TOTAL = Counter("workitem_transitions_total", "Work-item co
 
 
 class RequestIdFilter(logging.Filter):
-    """Adds `request_id` to every record (empty outside a request)."""
+    """Adds `request_id` to every record (empty outside a request).
+
+    The id of the record's own request comes first: Django logs a 4xx/5xx response
+    (`django.request`, `log_response`) in the handler after the whole middleware chain has
+    returned, when `RequestIdMiddleware` has already reset the context; the record carries
+    that request in `record.request`. Everything logged while the request runs reads the
+    context.
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not hasattr(record, "request_id"):
-            record.request_id = context.current_request_id()
+            request = getattr(record, "request", None)
+            record.request_id = getattr(request, "request_id", "") or context.current_request_id()
         return True
 
 
