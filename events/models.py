@@ -15,7 +15,7 @@ from config.timefmt import isoformat_z
 class OutboxEvent(models.Model):
     """One event to deliver, written in the same transaction as the change it describes.
 
-    The envelope is DESIGN.md's: `event_id`, `event_type` (`workitem.<action>.v1`),
+    The envelope (docs/events.md, "On the bus"): `event_id`, `event_type` (`workitem.<action>.v1`),
     `occurred_at`, `producer`, `trace_id`, `correlation_id`, `payload`. `sequence`
     is the per-aggregate order (for a work item, its `version` after the change),
     so consumers can detect gaps and reordering. Rows stay unpublished
