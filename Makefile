@@ -1,5 +1,5 @@
-# Workstream: `make run` (embedded SQLite, nothing else needed) and `make test`
-# (PostgreSQL, Redis and RabbitMQ at their default local addresses).
+# Workstream: `make run` (embedded SQLite, nothing but Python 3.11 needed) and `make test`
+# (PostgreSQL, Redis and RabbitMQ at their default local addresses, plus TEST_PACKAGES below).
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -8,17 +8,19 @@ PORT   ?= 8000
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/workstream
 PYTEST_ARGS ?=
 
-.PHONY: run test install install-dev migrate demo lint format check clean
+.PHONY: run test test-packages test-prereqs install install-dev migrate demo lint format check clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
+# Wheels only: `make run` never compiles (tests/test_requirements.py keeps it so).
 $(VENV)/.installed: requirements.txt | $(BIN)/python
-	$(BIN)/pip install --quiet -r requirements.txt
+	$(BIN)/pip install --quiet --only-binary :all: -r requirements.txt
 	touch $@
 
-$(VENV)/.installed-dev: requirements.txt requirements-dev.txt | $(BIN)/python
+# requirements-dev.txt includes requirements-ldap.txt: python-ldap builds from source here.
+$(VENV)/.installed-dev: requirements.txt requirements-dev.txt requirements-ldap.txt | $(BIN)/python
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	touch $(VENV)/.installed $@
 
@@ -33,7 +35,40 @@ run: install
 	$(RUN_ENV) $(BIN)/python manage.py demo_data
 	$(RUN_ENV) $(BIN)/python manage.py runserver $(HOST):$(PORT)
 
-test: install-dev
+# The Debian packages `make test` needs besides Python 3.11 (CI installs them: .ci/run):
+#   slapd ldap-utils                           the directory tests start a real OpenLDAP server
+#   build-essential libldap2-dev libsasl2-dev  a C compiler and the headers to build python-ldap
+#                                              (requirements-ldap.txt; it has no wheel)
+#   chromium chromium-driver                   the browser tests (headless Chromium, chromedriver)
+# Install them with:  sudo apt-get update && sudo apt-get install -y $(make -s test-packages)
+# (a Debian-packaged Python 3.11 also needs python3-dev to build python-ldap).
+TEST_PACKAGES := slapd ldap-utils build-essential libldap2-dev libsasl2-dev chromium chromium-driver
+
+test-packages:
+	@echo $(TEST_PACKAGES)
+
+# Names what is missing, and how to install it, before anything is built or run.
+test-prereqs: | $(BIN)/python
+	@missing=""; has() { command -v "$$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$$1" ]; }; \
+	has slapd || missing="$$missing slapd"; \
+	has ldapadd || missing="$$missing ldap-utils"; \
+	has chromium || has chromium-browser || missing="$$missing chromium"; \
+	has chromedriver || missing="$$missing chromium-driver"; \
+	if ! $(BIN)/python -c "import ldap" 2>/dev/null; then \
+	  if ! has cc; then missing="$$missing build-essential"; else \
+	    echo '#include <ldap.h>' | cc -E -x c - >/dev/null 2>&1 || missing="$$missing libldap2-dev"; \
+	    echo '#include <sasl/sasl.h>' | cc -E -x c - >/dev/null 2>&1 || missing="$$missing libsasl2-dev"; \
+	    $(BIN)/python -c "import os, sysconfig as s; assert os.path.isfile(s.get_paths()['include'] + '/Python.h')" \
+	      2>/dev/null || missing="$$missing python3-dev"; \
+	  fi; \
+	fi; \
+	if [ -n "$$missing" ]; then \
+	  echo "make test needs these system packages, missing here:$$missing"; \
+	  echo "install them (Debian/Ubuntu):  sudo apt-get update && sudo apt-get install -y $(TEST_PACKAGES)"; \
+	  exit 1; \
+	fi
+
+test: test-prereqs install-dev
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 check: install-dev

@@ -9,6 +9,10 @@ AUTH_LDAP_SERVER_URI, AUTH_LDAP_BIND_DN, AUTH_LDAP_BIND_PASSWORD (or _FILE),
 AUTH_LDAP_USER_SEARCH_BASE and AUTH_LDAP_DIRECTORY (`ad`, the default, or
 `openldap`), whose preset fills in the filters, group type and attribute map.
 
+LDAP support is an optional extra (requirements-ldap.txt: python-ldap, django-auth-ldap).
+Nothing here or in settings imports it until AUTH_LDAP_SERVER_URI is set; when it is set
+and the extra is missing, start-up stops with EXTRA_MISSING (the variable and the fix).
+
 The bind password comes only from the environment or a secret file; it lives in
 memory (settings) and is never written to the database or a log line.
 """
@@ -112,13 +116,29 @@ def secret(environ: Mapping[str, str], name: str) -> str:
     return environ.get(name, "")
 
 
+EXTRA_MISSING = (
+    "AUTH_LDAP_SERVER_URI is set, but LDAP support is not installed ({error}). Install the LDAP "
+    "extra with `pip install -r requirements-ldap.txt` (python-ldap builds from source: a C compiler "
+    "and the libldap2-dev and libsasl2-dev packages on Debian), or unset AUTH_LDAP_SERVER_URI."
+)
+
+
+def _ldap_modules():
+    """python-ldap and django-auth-ldap (requirements-ldap.txt), imported only once LDAP is on."""
+    try:
+        import ldap
+        from django_auth_ldap import config as dal
+    except ImportError as exc:
+        raise LdapConfigError(EXTRA_MISSING.format(error=exc)) from None
+    return ldap, dal
+
+
 def from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
     """The LDAP settings for `environ`: `{}` (LDAP off) unless AUTH_LDAP_SERVER_URI is set."""
     uri = environ.get("AUTH_LDAP_SERVER_URI", "").strip()
     if not uri:
         return {}
-    import ldap
-    from django_auth_ldap import config as dal
+    ldap, dal = _ldap_modules()
 
     def get(key: str, default: str = "") -> str:
         return environ.get(f"AUTH_LDAP_{key}", default).strip()
