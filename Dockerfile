@@ -23,6 +23,8 @@
 #   AMQP_URL              RabbitMQ event bus (default amqp://guest:guest@127.0.0.1:5672//)
 #   WORKSTREAM_CONFIG     features/knobs file (default /app/config/workstream.yaml)
 #   LOG_LEVEL, LOG_FORMAT INFO / json (or plain)
+#   AUTH_LDAP_SERVER_URI  turns LDAP / Active Directory login and sync on (the image has the extra);
+#                         the other AUTH_LDAP_* variables: README, "LDAP / Active Directory"
 #   DB_CONN_MAX_AGE       seconds a database connection is kept (default 60)
 #   CELERY_TASK_TIME_LIMIT, CELERY_VISIBILITY_TIMEOUT   seconds (defaults 300, 3600)
 # gunicorn reads these itself:
@@ -30,21 +32,28 @@
 #   GUNICORN_CMD_ARGS     any further gunicorn options, e.g. "--threads 4 --timeout 60"; behind a
 #                         proxy, "--forwarded-allow-ips <proxy address>" (gunicorn trusts only 127.0.0.1)
 
+# Both stages on the same Debian release (bookworm): python-ldap, compiled in the builder
+# against libldap 2.5, loads the same shared libraries in the final image.
+
 # --- builder: the dependencies, in a virtualenv that the final stage copies whole ---
-FROM python:3.11-slim AS builder
+FROM python:3.11-slim-bookworm AS builder
 
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 
-RUN python -m venv /opt/venv
-COPY requirements.txt /tmp/requirements.txt
-# Every pinned dependency ships a manylinux wheel (psycopg[binary] bundles libpq), so no
-# compiler is needed; a dependency that must compile would add build-essential here only.
-RUN /opt/venv/bin/pip install --no-cache-dir -r /tmp/requirements.txt
+# A compiler and the OpenLDAP/SASL headers, here only: python-ldap (the LDAP extra,
+# requirements-ldap.txt) has no wheel. Every runtime pin ships one (requirements.txt).
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends gcc libc6-dev libldap2-dev libsasl2-dev \
+    && rm -rf /var/lib/apt/lists/*
 
-# --- final: the runtime, without pip caches or build tools ---
-FROM python:3.11-slim
+RUN python -m venv /opt/venv
+COPY requirements.txt requirements-ldap.txt /tmp/
+RUN /opt/venv/bin/pip install --no-cache-dir -r /tmp/requirements.txt -r /tmp/requirements-ldap.txt
+
+# --- final: the runtime, without pip caches, compilers or headers ---
+FROM python:3.11-slim-bookworm
 
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
@@ -57,7 +66,15 @@ RUN groupadd --system --gid 10001 workstream \
     && useradd --system --uid 10001 --gid workstream --no-create-home --home-dir /nonexistent \
         --shell /usr/sbin/nologin workstream
 
+# python-ldap's shared libraries (libldap/liblber 2.5 and libsasl2; apt brings GnuTLS with them),
+# so the image can turn LDAP on with AUTH_LDAP_SERVER_URI alone.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libldap-2.5-0 libsasl2-2 \
+    && rm -rf /var/lib/apt/lists/*
+
 COPY --from=builder /opt/venv /opt/venv
+# Fails the build if a shared library of the LDAP extra is missing here.
+RUN python -c "import ldap, django_auth_ldap.config"
 WORKDIR /app
 # The code stays owned by root: the app user can read it but not change it.
 COPY . .
@@ -67,7 +84,8 @@ RUN python manage.py collectstatic --no-input --verbosity 0
 USER 10001:10001
 EXPOSE 8000
 
-# Liveness only (the process answers); /health/ready also checks PostgreSQL, Redis and RabbitMQ.
+# Liveness only (the process answers); /health/ready also checks what the configuration uses
+# (PostgreSQL; Redis as cache; the Celery broker; RabbitMQ when events are on).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/health/live', timeout=4)"]
 

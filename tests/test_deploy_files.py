@@ -156,7 +156,7 @@ def test_dockerfile_shape():
     assert len(stages) >= 2, "multi-stage: a builder and the final image"
     builder, final = stages[0], stages[-1]
     assert any("requirements.txt" in i and "pip install" in i for i in builder)
-    assert final[0] == "FROM python:3.11-slim"
+    assert final[0] == "FROM python:3.11-slim-bookworm"
     assert any(i.startswith("COPY --from=") and "/opt/venv" in i for i in final)
     assert any("collectstatic" in i for i in final)
 
@@ -167,6 +167,33 @@ def test_dockerfile_shape():
     assert cmd[:2] == ["gunicorn", "config.wsgi:application"]
     assert cmd[cmd.index("--bind") + 1] == "0.0.0.0:8000"
     assert any(i.startswith("ENV ") and "WEB_CONCURRENCY" in i for i in final)
+
+
+def apt_packages(stage: list[str]) -> set[str]:
+    """What a stage's RUN instructions `apt-get install`."""
+    out: set[str] = set()
+    for instruction in stage:
+        for command in instruction.split("&&"):
+            words = command.split()
+            if "apt-get" in words and "install" in words:
+                out |= {w for w in words[words.index("install") + 1 :] if not w.startswith("-")}
+    return out
+
+
+def test_dockerfile_ldap_extra_builds_in_the_builder_and_runs_in_the_final_image():
+    """python-ldap compiles in the builder only; the final image has its shared libraries and
+    imports it at build time, on the same Debian release the builder compiled against."""
+    stages = dockerfile_stages()
+    builder, final = stages[0], stages[-1]
+    assert builder[0].split()[1] == final[0].split()[1] == "python:3.11-slim-bookworm"
+    assert any("pip install" in i and "requirements-ldap.txt" in i for i in builder)
+    assert {"gcc", "libldap2-dev", "libsasl2-dev"} <= apt_packages(builder)
+    runtime = apt_packages(final)
+    assert runtime == {"libldap-2.5-0", "libsasl2-2"}, runtime
+    assert not [p for p in runtime if p.endswith("-dev") or p in ("gcc", "build-essential")]
+    copied = next(n for n, i in enumerate(final) if i.startswith("COPY --from=") and "/opt/venv" in i)
+    assert any("import ldap" in i for i in final[copied:]), "the final stage imports the extra"
+    assert not any("requirements" in i for i in final), "the final stage installs nothing with pip"
 
 
 def test_dockerignore_keeps_local_state_out_and_the_deploy_files_in():
