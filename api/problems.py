@@ -29,6 +29,7 @@ KINDS: dict[str, tuple[int, str]] = {
     "malformed-request": (400, "Malformed request"),
     "unauthorized": (401, "Authentication required"),
     "not-allowed": (403, "Not allowed"),
+    "feature-disabled": (403, "Switched off in the configuration"),
     "not-found": (404, "Not found"),
     "method-not-allowed": (405, "Method not allowed"),
     "not-acceptable": (406, "Not acceptable"),
@@ -117,6 +118,8 @@ def _domain_to_problem(exc: domain.WorkstreamError, request) -> Response:
         return problem_response("stale-version", exc.detail, request=request, current_version=exc.current)
     if isinstance(exc, domain.ConstraintViolated):
         return problem_response("constraint-violated", exc.detail, request=request, constraint=exc.constraint)
+    if isinstance(exc, domain.FeatureDisabled):
+        return problem_response(exc.kind, exc.detail, request=request, toggle=exc.toggle)
     return problem_response(exc.kind, exc.detail, request=request)
 
 

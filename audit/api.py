@@ -15,8 +15,8 @@ from api.schema import PROBLEM_RESPONSES
 from api.views import WorkstreamAPIView
 from audit.models import AuditRecord
 from audit.services import audit_verify
-from directory.roles import is_supervisor
 from workitems.api.serializers import AuditRecordOut, audit_representation
+from workitems.policy import is_supervisor
 
 
 class IsSupervisor(BasePermission):

@@ -173,7 +173,7 @@ CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"visibility_timeout": _VISIBILITY}
 CELERY_VISIBILITY_TIMEOUT = _VISIBILITY
 CELERY_TASK_DEFAULT_QUEUE = env("CELERY_TASK_DEFAULT_QUEUE", "workstream")  # tests give theirs a unique name
 CELERY_BEAT_SCHEDULE: dict = {
-    "expire-reservations": {"task": "distribution.expire_reservations", "schedule": 10.0},
+    "expire-reservations": {"task": "workitems.expire_reservations", "schedule": 10.0},
     "purge-idempotency-keys": {"task": "api.purge_idempotency_keys", "schedule": 3600.0},
     # Safety nets for the on-commit nudges (events/nudge.py): a lost nudge costs seconds, not events.
     "events-relay-outbox": {"task": "events.relay_outbox", "schedule": 10.0},
@@ -284,7 +284,7 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "SECURITY": [{"jwtAuth": []}, {"ApiKeyAuth": []}],
     "ENUM_NAME_OVERRIDES": {
-        "ItemStrategyEnum": "workitems.models.STRATEGY_CHOICES",
+        "ItemStrategyEnum": "workitems.api.serializers.ITEM_STRATEGY_CHOICES",
         "QueueStrategyEnum": "workitems.api.queue_views.QUEUE_STRATEGY_CHOICES",
     },
 }

@@ -15,9 +15,12 @@ from typing import Any
 import jsonschema
 import yaml
 
+from distribution.strategies import strategy_names
+
 DEFAULT_PATH = Path(__file__).resolve().parent / "workstream.yaml"
 
-STRATEGIES = ("offer", "direct", "round_robin", "random", "least_loaded", "longest_idle", "skill_based")
+# The strategy registry is the one list of names: each gets its on/off switch here.
+STRATEGIES = tuple(strategy_names())
 
 DEFAULTS: dict[str, Any] = {
     "features": {

@@ -10,6 +10,7 @@ from config import wsconfig
 
 ADMIN, SUPERVISOR, WORKER, SERVICE = "admin", "supervisor", "worker", "service"
 ROLES = (ADMIN, SUPERVISOR, WORKER, SERVICE)
+SYSTEM = "system"  # the pseudo-role of actor=None: Celery jobs, distribution, the SLA scan
 
 
 def role_group_name(role: str) -> str:
@@ -39,11 +40,6 @@ def user_groups(user) -> list[tuple[int, str]]:
         cached = list(user.groups.values_list("id", "name"))
         user._workstream_groups = cached
     return cached
-
-
-def is_supervisor(user) -> bool:
-    """Supervisors and admins may act on any item of the queues they see."""
-    return bool(roles_of(user) & {ADMIN, SUPERVISOR})
 
 
 def forget_cached_roles(user) -> None:

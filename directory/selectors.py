@@ -19,17 +19,11 @@ from django.utils import timezone
 
 from config import wsconfig
 from directory.models import Department, Role, RoleAssignment
-from directory.roles import ADMIN, SERVICE, SUPERVISOR, roles_of
 from workitems.errors import NotFound
 from workitems.models import HELD_STATES
+from workitems.policy import sees_everything
 
 User = get_user_model()
-
-_SEES_ALL = {ADMIN, SUPERVISOR, SERVICE}
-
-
-def sees_everyone(actor) -> bool:
-    return actor is None or bool(roles_of(actor) & _SEES_ALL)
 
 
 def role_group_names() -> list[str]:
@@ -45,7 +39,7 @@ def user_list_for(*, actor, at: datetime | None = None) -> QuerySet:
     """Users `actor` may see, with profile, groups, current role assignments and load attached."""
     at = at or timezone.now()
     qs = User.objects.all()
-    if not sees_everyone(actor):
+    if not sees_everything(actor):
         if actor is None or not actor.is_authenticated:
             return qs.none()
         qs = qs.filter(Q(pk=actor.pk) | Q(groups__in=team_group_ids(actor))).distinct()
@@ -82,7 +76,7 @@ def user_get_for(*, actor, username: str, at: datetime | None = None):
 def group_list_for(*, actor) -> QuerySet[Group]:
     """Every group for admins, supervisors and services; a worker's own groups otherwise."""
     qs = Group.objects.annotate(member_count=Count("user", distinct=True))
-    if sees_everyone(actor):
+    if sees_everything(actor):
         return qs
     if actor is None or not actor.is_authenticated:
         return qs.none()

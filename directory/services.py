@@ -26,8 +26,9 @@ from django.utils import timezone
 from audit.services import audit_record
 from config.timefmt import isoformat_z
 from directory.models import Department, Profile, Role, RoleAssignment
-from directory.roles import is_supervisor
 from workitems.errors import NotAllowed, ValidationFailed
+from workitems.policy import is_supervisor
+from workitems.services import absence
 
 log = logging.getLogger(__name__)
 User = get_user_model()
@@ -93,17 +94,13 @@ def _may_manage_people(actor) -> bool:
 
 
 def _hand_over(user, reason: str) -> None:
-    """Send `user`'s held items back through distribution (its hook decides where they go)."""
-    from distribution import redistribute
-
-    redistribute.on_user_unavailable(user=user, reason=reason)
+    """Move `user`'s held items on (to their delegate or back through distribution), each in its own savepoint."""
+    absence.work_items_hand_over(user=user, reason=reason)
 
 
 def _take_back(user) -> None:
-    """Give a returning user back the items moved away during their absence (distribution decides)."""
-    from distribution import redistribute
-
-    redistribute.on_user_returned(user=user)
+    """Give a returning user back the items moved away during their absence that nobody touched since."""
+    absence.work_items_return_to(user=user)
 
 
 def validate_skills(skills: Any, field: str = "skills") -> dict[str, int]:
@@ -477,11 +474,24 @@ def availability_clear(*, actor, user) -> Profile:
 
 
 def availability_sweep(*, at: datetime | None = None) -> int:
-    """Hand over the held items of users whose scheduled absence has begun (once per absence).
+    """Hand over the held items of users whose scheduled absence has begun (once per absence),
+    and bring back those whose scheduled absence has ended: a return at `out_of_office_until`
+    is the explicit return (`availability_clear` by the system), so it restores exactly the same.
 
-    Run by Celery beat every minute; each user is its own transaction.
+    Run by Celery beat every minute; each user is its own transaction. Returns how many
+    absences began or ended.
     """
     now = at or timezone.now()
+    ended = Profile.objects.filter(out_of_office_handled_from__isnull=False, out_of_office_until__lte=now)
+    returned = 0
+    for user_id in list(ended.values_list("user_id", flat=True)):
+        with transaction.atomic():
+            profile = _locked_profile(User.objects.select_for_update().get(pk=user_id))
+            # Re-check under the lock: the absence may have been cleared or extended meanwhile.
+            if profile.out_of_office_handled_from is None or profile.is_out_of_office(now):
+                continue
+            availability_clear(actor=None, user=profile.user)
+            returned += 1
     due = (
         Profile.objects.filter(out_of_office_from__lte=now, user__is_active=True)
         .exclude(out_of_office_until__lte=now)
@@ -501,7 +511,7 @@ def availability_sweep(*, at: datetime | None = None) -> int:
             _audit_user(locked, "user.out_of_office_begun", None, {"from": profile.out_of_office_from})
             _hand_over(locked, "out_of_office")
             handed += 1
-    return handed
+    return handed + returned
 
 
 # --- roles and role assignments ------------------------------------------------------------

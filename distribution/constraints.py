@@ -24,7 +24,7 @@ constraint that empties the list is reported, so an unassigned item can say why.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 from django.contrib.auth import get_user_model
@@ -33,29 +33,16 @@ from django.db.models import Count, Q, QuerySet
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
+from audit.models import AuditRecord
+from directory.models import RoleAssignment
+from distribution.strategies import Candidate
+from workitems import policy
 from workitems.errors import ConstraintViolated
-from workitems.models import HELD_STATES, WorkItem
+from workitems.models import HELD_STATES, Queue, WorkItem
 
 CONSTRAINTS = ("active", "available", "capacity", "skills", "excluded", "separation_of_duties")
 # Audit actions by which a user "acts" on an item, for separation of duties.
 SOD_ACTIONS = ("claim", "accept", "start", "complete", "fail")
-
-
-@dataclass
-class Candidate:
-    """One user as the strategies see them."""
-
-    user_id: int
-    username: str
-    is_active: bool = True
-    load: int = 0  # open items held, all queues
-    queue_load: int = 0  # open items held in the item's queue
-    capacity: int | None = None  # personal limit across queues
-    skills: dict[str, int] = field(default_factory=dict)
-    last_assigned_at: datetime | None = None
-    out_of_office: bool = False
-    delegate_id: int | None = None
-    on_behalf_of: int | None = None  # set when standing in for an absent user
 
 
 @dataclass
@@ -82,9 +69,6 @@ def _item_named_ids(item: WorkItem, related: dict | None) -> tuple[set[int], set
 def pool_queryset(item: WorkItem, *, at: datetime | None = None, related: dict | None = None):
     """The users who could be candidates before any constraint, as a subquery of user ids
     (kept in the database: a pool of thousands never travels as a parameter list)."""
-    from directory.models import RoleAssignment
-    from workitems.models import Queue
-
     User = get_user_model()
     named_users, named_groups = _item_named_ids(item, related)
     if named_users or named_groups:
@@ -180,8 +164,6 @@ def sod_blocked_ids(item: WorkItem, user_ids: Iterable[int]) -> set[int]:
     """Users among `user_ids` who acted on another item of the run sharing the SoD key."""
     if not item.sod_key:
         return set()
-    from audit.models import AuditRecord
-
     ids = id_set(list(user_ids))
     siblings = WorkItem.objects.filter(workflow_id=item.workflow_id, run_id=item.run_id, sod_key=item.sod_key)
     if item.pk:
@@ -195,7 +177,7 @@ def sod_blocked_ids(item: WorkItem, user_ids: Iterable[int]) -> set[int]:
     return held | acted
 
 
-def _under_capacity(c: Candidate, queue_limit: int | None) -> bool:
+def under_capacity(c: Candidate, queue_limit: int | None) -> bool:
     if queue_limit is not None and c.queue_load >= queue_limit:
         return False
     return c.capacity is None or c.load < c.capacity
@@ -227,7 +209,7 @@ def apply_constraints(
 
     step("active", lambda cs: [c for c in cs if c.is_active])
     step("available", lambda cs: _substitute_delegates(cs, item))
-    step("capacity", lambda cs: [c for c in cs if _under_capacity(c, item.queue.capacity_per_user)])
+    step("capacity", lambda cs: [c for c in cs if under_capacity(c, item.queue.capacity_per_user)])
     required = item.required_skills or []
     if required:
         step("skills", lambda cs: [c for c in cs if _has_skills(c, required)])
@@ -277,10 +259,8 @@ def resolve(item: WorkItem, *, at: datetime | None = None, related: dict | None 
 
 def is_candidate(user, item: WorkItem) -> bool:
     """May `user` claim `item` now: OFFERED, in its pool (named, queue group member, or valid
-    role holder), not excluded, not reserved for someone else? One query."""
-    from workitems.selectors import claimable_filter
-
-    return WorkItem.objects.filter(claimable_filter(user), pk=item.pk).exists()
+    role holder), not excluded, not reserved for someone else (policy.may_claim)? One query."""
+    return WorkItem.objects.filter(policy.claimable_filter(user), pk=item.pk).exists()
 
 
 def check_candidate(user, item: WorkItem) -> None:

@@ -16,7 +16,8 @@ from prometheus_client import Counter, Histogram
 
 from config import wsconfig
 from distribution import constraints, strategies
-from distribution.constraints import Candidate
+from distribution.models import RoundRobinCursor
+from distribution.strategies import Candidate
 
 DISTRIBUTION_RESOLUTION_TIME_MS = Histogram(
     "distribution_resolution_time_ms",
@@ -81,15 +82,23 @@ def route_item(*, item, requested_assignee=None, related: dict | None = None, ex
 
 def _choose_and_lock(strategy, pool: list[Candidate], item) -> Candidate | None:
     """Choose, then lock the chosen user and re-check capacity: a concurrent assignment
-    may have filled them since the loads were read. Passed-over users drop out."""
+    may have filled them since the loads were read. Passed-over users drop out.
+
+    Round robin's cursor (one row per queue) is locked before the choice and written
+    after it, so concurrent creators queue on it and never take the same turn twice.
+    Lock order everywhere: item row, then round-robin cursor, then user row."""
     pool = list(pool)
+    cursor = RoundRobinCursor.lock_for(item.queue_id) if strategy.uses_cursor and pool else None
     while pool:
-        choice = strategy.choose(pool, item)
+        choice = strategy.choose(pool, item, last_user_id=cursor.last_user_id if cursor else None)
         if choice is None:
             return None
         constraints.lock_user(choice.user_id)
         fresh = constraints.load_candidates([choice.user_id], item).get(choice.user_id)
-        if fresh is not None and constraints._under_capacity(fresh, item.queue.capacity_per_user):
+        if fresh is not None and constraints.under_capacity(fresh, item.queue.capacity_per_user):
+            if cursor is not None:
+                cursor.last_user_id = choice.user_id
+                cursor.save(update_fields=["last_user_id"])
             return choice
         pool = [c for c in pool if c.user_id != choice.user_id]
     return None

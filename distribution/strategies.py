@@ -2,19 +2,41 @@
 
 A strategy is a class with `name` and `choose(candidates, item) -> Candidate | None`,
 registered with `@register`. Candidates arrive sorted by user id, already
-filtered by every constraint. Adding a strategy is one class here and one line
-(`features.distribution.strategies.<name>: true`) in the configuration file.
-Only round robin touches the database (its cursor); the rest are pure.
+filtered by every constraint. This registry is the only list of strategy names:
+the model fields' choices, the configuration schema, queue validation and the
+API's enums all derive from it, so adding a strategy is one class here and one
+line (`features.distribution.strategies.<name>: true`) in the configuration
+file, with no migration.
+
+Every strategy is pure (no database, no Django): round robin is handed the last
+user its queue served (`last_user_id`); the engine keeps that cursor.
 """
 
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from distribution.constraints import Candidate
-
 STRATEGIES: dict[str, type[Strategy]] = {}
+
+
+@dataclass
+class Candidate:
+    """One user as the strategies see them."""
+
+    user_id: int
+    username: str
+    is_active: bool = True
+    load: int = 0  # open items held, all queues
+    queue_load: int = 0  # open items held in the item's queue
+    capacity: int | None = None  # personal limit across queues
+    skills: dict[str, int] = field(default_factory=dict)
+    last_assigned_at: datetime | None = None
+    out_of_office: bool = False
+    delegate_id: int | None = None
+    on_behalf_of: int | None = None  # set when standing in for an absent user
+
 
 _NEVER = datetime.min.replace(tzinfo=UTC)
 
@@ -26,10 +48,29 @@ def register(cls: type[Strategy]) -> type[Strategy]:
 
 class Strategy:
     name = ""
+    label = ""
     pushes = True  # False for `offer`: the item is left for its candidates to claim
+    queue_default = True  # False for `direct`: only an item's own create names it
+    uses_cursor = False  # True for round robin: `choose` gets the queue's last served user
 
-    def choose(self, candidates: list[Candidate], item) -> Candidate | None:
+    def choose(self, candidates: list[Candidate], item, last_user_id: int | None = None) -> Candidate | None:
         raise NotImplementedError
+
+
+def strategy_names() -> list[str]:
+    """Every registered strategy, in registration order."""
+    return list(STRATEGIES)
+
+
+def strategy_choices() -> list[tuple[str, str]]:
+    """(name, label) of every strategy: the choices of the `strategy` model fields (a callable,
+    so that registering a strategy changes no migration)."""
+    return [(name, cls.label or name.replace("_", " ")) for name, cls in STRATEGIES.items()]
+
+
+def queue_strategy_choices() -> list[tuple[str, str]]:
+    """The strategies a queue may default to (all but `direct`, which names its user per item)."""
+    return [(name, label) for name, label in strategy_choices() if STRATEGIES[name].queue_default]
 
 
 def idle_key(c: Candidate):
@@ -40,9 +81,10 @@ def idle_key(c: Candidate):
 @register
 class Offer(Strategy):
     name = "offer"
+    label = "offer (pull)"
     pushes = False
 
-    def choose(self, candidates, item):
+    def choose(self, candidates, item, last_user_id=None):
         return None
 
 
@@ -51,8 +93,9 @@ class Direct(Strategy):
     """The named assignee (the engine resolves only that user, so the list has 0 or 1)."""
 
     name = "direct"
+    queue_default = False
 
-    def choose(self, candidates, item):
+    def choose(self, candidates, item, last_user_id=None):
         return candidates[0] if candidates else None
 
 
@@ -63,7 +106,7 @@ class Random(Strategy):
     def __init__(self, rng: random.Random | None = None):
         self.rng = rng or random.SystemRandom()
 
-    def choose(self, candidates, item):
+    def choose(self, candidates, item, last_user_id=None):
         return self.rng.choice(candidates) if candidates else None
 
 
@@ -73,7 +116,7 @@ class LeastLoaded(Strategy):
 
     name = "least_loaded"
 
-    def choose(self, candidates, item):
+    def choose(self, candidates, item, last_user_id=None):
         return min(candidates, key=lambda c: (c.load, *idle_key(c)), default=None)
 
 
@@ -83,7 +126,7 @@ class LongestIdle(Strategy):
 
     name = "longest_idle"
 
-    def choose(self, candidates, item):
+    def choose(self, candidates, item, last_user_id=None):
         return min(candidates, key=idle_key, default=None)
 
 
@@ -93,7 +136,7 @@ class SkillBased(Strategy):
 
     name = "skill_based"
 
-    def choose(self, candidates, item):
+    def choose(self, candidates, item, last_user_id=None):
         required = list(item.required_skills or [])
 
         def key(c: Candidate):
@@ -120,22 +163,15 @@ def next_after(candidates: list[Candidate], last_user_id: int | None) -> Candida
 
 @register
 class RoundRobin(Strategy):
-    """Each candidate in turn, fair across processes: the cursor is a row per queue,
-    locked FOR UPDATE while the next user is chosen and written back, so
+    """Each candidate in turn, fair across processes: the engine holds the queue's cursor
+    row locked FOR UPDATE while the next user is chosen and written back, so
     concurrent creators queue on it and never pick the same turn twice."""
 
     name = "round_robin"
+    uses_cursor = True
 
-    def choose(self, candidates, item):
-        from distribution.models import RoundRobinCursor
-
-        if not candidates:
-            return None
-        cursor = RoundRobinCursor.lock_for(item.queue_id)
-        choice = next_after(candidates, cursor.last_user_id)
-        cursor.last_user_id = choice.user_id
-        cursor.save(update_fields=["last_user_id"])
-        return choice
+    def choose(self, candidates, item, last_user_id=None):
+        return next_after(candidates, last_user_id)
 
 
 def get(name: str) -> Strategy:

@@ -15,9 +15,9 @@ from api.pagination import Cursor
 from api.problems import ProblemException
 from api.schema import PROBLEM_RESPONSES
 from api.views import WorkstreamAPIView
-from directory.roles import is_supervisor
 from events import services
 from events.models import Delivery, ProcessedEvent
+from workitems.policy import is_supervisor
 
 _IDEMPOTENCY = OpenApiParameter("Idempotency-Key", OpenApiTypes.STR, OpenApiParameter.HEADER)
 _PAGING = [

@@ -2,12 +2,15 @@
 
 A command is a JSON object on `eventBus.commandQueue`:
 
-    {"command_id": "<1–64 chars, unique per command>", "command": "create" | "claim" | "complete" | "cancel",
+    {"command_id": "<1–64 chars, unique per command>", "command": "create" | "<action>",
      "actor": "<username>", "correlation_id": "<optional>",
      "data": {...create body...},                       # create
-     "item_id": 42, "expected_version": 3,              # claim, complete, cancel (version optional)
-     "result": {...},                                   # complete
-     "reason": "..."}                                   # cancel
+     "item_id": 42, "expected_version": 3,              # every action (version optional)
+     "result": {...}, "reason": "...", "user": "...", "sub_status": "..."}   # as the action takes
+
+`<action>` is any action of the action table a caller fires by id (claim, release, start,
+complete, fail, suspend, resume, delegate, assign, escalate, cancel, set_sub_status,
+accept, reject: the same commands, arguments and checks as the REST routes).
 
 It is applied at most once: the inbox row (`command_id` unique) is inserted
 first, in the same transaction as the change, its audit record and the outcome
@@ -33,13 +36,14 @@ from django.db import connection, transaction
 from config import context
 from events.nudge import redis_client
 from events.outbox import outbox_enqueue
-from workitems import services
+from workitems import schemas, services
 from workitems.errors import NotAllowed, ValidationFailed, WorkstreamError
+from workitems.models import ACTIONS, CREATE
 from workitems.snapshots import work_item_snapshot
 
 log = logging.getLogger(__name__)
 
-COMMANDS = ("create", "claim", "complete", "cancel")
+COMMANDS = (CREATE, *(name for name, action in ACTIONS.items() if action.route))
 FAST_PATH_TTL = 24 * 3600
 MAX_COMMAND_ID = 64
 APPLIED, REJECTED, DUPLICATE = "applied", "rejected", "duplicate"
@@ -126,18 +130,10 @@ def _run(cmd: dict):
         if cmd.get("correlation_id"):
             data.setdefault("correlation_id", cmd["correlation_id"])
         return services.work_item_create(actor=user, data=data)
-    common = {"item_id": cmd["item_id"], "actor": user, "expected_version": cmd.get("expected_version")}
-    if name == "claim":
-        return services.work_item_claim(**common)
-    if name == "complete":
-        result = cmd.get("result", {})
-        if not isinstance(result, dict):
-            raise ValidationFailed([{"field": "result", "message": "must be a JSON object"}])
-        return services.work_item_complete(result=result, **common)
-    reason = cmd.get("reason", "")
-    if not isinstance(reason, str):
-        raise ValidationFailed([{"field": "reason", "message": "must be a string"}])
-    return services.work_item_cancel(reason=reason, **common)
+    args = schemas.action_arguments(ACTIONS[name].args, cmd)
+    return services.COMMANDS[name](
+        item_id=cmd["item_id"], actor=user, expected_version=cmd.get("expected_version"), **args
+    )
 
 
 def apply(cmd: dict) -> str:

@@ -73,3 +73,13 @@ class ConstraintViolated(WorkstreamError):
     def __init__(self, detail: str, *, constraint: str):
         super().__init__(detail)
         self.constraint = constraint
+
+
+class FeatureDisabled(NotAllowed):
+    """A configuration toggle switches this off; `toggle` is its dotted key in the configuration file."""
+
+    kind = "feature-disabled"
+
+    def __init__(self, detail: str, *, toggle: str):
+        super().__init__(f"{detail} ({toggle} is off in the configuration)")
+        self.toggle = toggle

@@ -1,4 +1,4 @@
-"""Query filters of GET /workitems (API.md), as a django-filter FilterSet."""
+"""Query filters of GET /workitems (docs/api.md, "Filters"), as a django-filter FilterSet."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from workitems.models import OPEN_STATES, State, WorkItem
-from workitems.selectors import claimable_filter
+from workitems.policy import claimable_filter
 
 _BOOL_CHOICES = [("true", "true"), ("false", "false")]
 

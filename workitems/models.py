@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import jsonschema
 from django.conf import settings
 from django.contrib.auth.models import Group
@@ -11,6 +13,10 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 from django_fsm import RETURN_VALUE, ConcurrentTransitionMixin, FSMField, transition
+
+from config import wsconfig
+from directory.roles import ROLES, SYSTEM
+from distribution.strategies import queue_strategy_choices, strategy_choices
 
 
 class State(models.TextChoices):
@@ -29,34 +35,44 @@ TERMINAL_STATES = (State.COMPLETED, State.FAILED, State.CANCELLED)
 # States in which an item is held by a user (SUSPENDED too when it was held when suspended).
 HELD_STATES = (State.ASSIGNED, State.IN_PROGRESS, State.SUSPENDED)
 
-ACTIONS = (
-    "offer",
-    "assign",
-    "claim",
-    "release",
-    "start",
-    "complete",
-    "fail",
-    "suspend",
-    "resume",
-    "delegate",
-    "escalate",
-    "cancel",
-    "set_sub_status",
-    "reserve",
-    "accept",
-    "reject",
-)
 
-STRATEGY_CHOICES = [
-    ("offer", "offer (pull)"),
-    ("direct", "direct"),
-    ("round_robin", "round robin"),
-    ("random", "random"),
-    ("least_loaded", "least loaded"),
-    ("longest_idle", "longest idle"),
-    ("skill_based", "skill based"),
-]
+@dataclass(frozen=True)
+class Action:
+    """One row of the action table: what a caller or the system may do to an item."""
+
+    event: str  # the event it emits: workitem.<event>.v1
+    route: str | None = None  # its REST route, POST /workitems/{id}/<route>; None: not fired by id
+    args: tuple[str, ...] = ()  # the inputs it takes besides the item and the actor
+
+
+# The action table: the only list of work-item actions. Each is a transition method of
+# WorkItem with the same name (checked by a test); the REST routes, the inbound bus
+# commands, the policy's role and relation tables and the lifecycle's `action_roles`
+# derive from it. `create` is not a transition (it makes the item): see CREATE.
+ACTIONS: dict[str, Action] = {
+    "offer": Action("offered"),
+    "assign": Action("assigned", "assign", ("user",)),
+    "claim": Action("claimed", "claim"),
+    "release": Action("released", "release"),
+    "start": Action("started", "start"),
+    "complete": Action("completed", "complete", ("result",)),
+    "fail": Action("failed", "fail", ("reason",)),
+    "suspend": Action("suspended", "suspend", ("reason",)),
+    "resume": Action("resumed", "resume"),
+    "delegate": Action("delegated", "delegate", ("user",)),
+    "escalate": Action("escalated", "escalate", ("reason",)),
+    "cancel": Action("cancelled", "cancel", ("reason",)),
+    "set_sub_status": Action("sub_status_changed", "sub-status", ("sub_status",)),
+    "reserve": Action("reserved"),
+    "accept": Action("accepted", "accept"),
+    "reject": Action("rejected", "reject", ("reason",)),
+}
+CREATE = "create"
+CREATE_EVENT = "created"
+# The event name of every action, create included.
+EVENT_NAMES: dict[str, str] = {CREATE: CREATE_EVENT, **{name: a.event for name, a in ACTIONS.items()}}
+# REST route segment → action name.
+ROUTED_ACTIONS: dict[str, str] = {a.route: name for name, a in ACTIONS.items() if a.route}
 
 
 class Lifecycle(models.Model):
@@ -98,8 +114,6 @@ class Lifecycle(models.Model):
         return self.name
 
     def clean(self) -> None:
-        from directory.roles import ROLES
-
         errors: dict[str, str] = {}
         if self.result_schema is not None:
             try:
@@ -124,7 +138,7 @@ class Lifecycle(models.Model):
             for action, allowed in roles.items():
                 if action not in ACTIONS:
                     errors["action_roles"] = f"unknown action {action!r}; known: {', '.join(ACTIONS)}"
-                elif not isinstance(allowed, list) or set(allowed) - set(ROLES) - {"system"}:
+                elif not isinstance(allowed, list) or set(allowed) - set(ROLES) - {SYSTEM}:
                     errors["action_roles"] = f"roles for {action!r} must be a list drawn from {ROLES}"
         if errors:
             raise ValidationError(errors)
@@ -149,7 +163,7 @@ class Queue(models.Model):
 
     name = models.SlugField(max_length=100, unique=True)
     description = models.TextField(blank=True)
-    strategy = models.CharField(max_length=20, choices=STRATEGY_CHOICES, default="offer")
+    strategy = models.CharField(max_length=20, choices=queue_strategy_choices, default="offer")
     candidate_groups = models.ManyToManyField(Group, blank=True, related_name="workstream_queues")
     capacity_per_user = models.PositiveIntegerField(
         null=True, blank=True, help_text="open items one user may hold in this queue; empty = no limit"
@@ -179,8 +193,6 @@ class Queue(models.Model):
 
 
 def _lifecycle_of(item: WorkItem) -> Lifecycle:
-    from config import wsconfig
-
     if item.queue.lifecycle_id and wsconfig.get().features.lifecycle.custom:
         return item.queue.lifecycle
     return DEFAULT_LIFECYCLE
@@ -259,7 +271,7 @@ class WorkItem(ConcurrentTransitionMixin, models.Model):
     excluded_users = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="excluded_work_items")
     required_skills = models.JSONField(default=list, blank=True)
     sod_key = models.CharField(max_length=100, blank=True)
-    strategy = models.CharField(max_length=20, choices=STRATEGY_CHOICES, blank=True)
+    strategy = models.CharField(max_length=20, choices=strategy_choices, blank=True)
     assignee = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,
@@ -436,8 +448,11 @@ class WorkItem(ConcurrentTransitionMixin, models.Model):
         target=State.SUSPENDED,
         conditions=[_suspend_enabled],
     )
-    def suspend(self) -> None:
+    def suspend(self, return_to=None) -> None:
         self.resume_state = self.state
+        # Suspended for an absence: it resumes when `return_to` comes back, if untouched.
+        self.return_to = return_to
+        self.return_version = self.version + 1 if return_to is not None else None
 
     @transition(
         field=state,
@@ -446,6 +461,8 @@ class WorkItem(ConcurrentTransitionMixin, models.Model):
     )
     def resume(self) -> str:
         back, self.resume_state = self.resume_state, ""
+        self.return_to = None
+        self.return_version = None
         return back
 
     @transition(

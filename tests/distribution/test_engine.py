@@ -9,6 +9,7 @@ from directory.models import Profile
 from events.models import OutboxEvent
 from tests import factories
 from workitems import services
+from workitems.errors import NotAllowed
 from workitems.models import State
 
 
@@ -53,15 +54,13 @@ def test_reservation_reject_moves_on_and_never_returns(svc, team_a, workers):
 
 
 def test_reservation_timeout_and_accept(svc, team_a, workers):
-    from distribution.redistribute import expire_reservations
-
     q = factories.queue("res2", groups=[team_a], strategy="round_robin", reservation_timeout=timedelta(minutes=5))
     item = factories.item(actor=svc, queue=q)
     type(item).objects.filter(pk=item.pk).update(reserved_until=timezone.now() - timedelta(seconds=1))
-    assert expire_reservations() == 1
+    assert services.work_items_expire_reservations() == 1
     item.refresh_from_db()
     assert item.reserved_for.username == "w1"
-    with pytest.raises(services.NotAllowed):
+    with pytest.raises(NotAllowed):
         services.work_item_accept(item_id=item.pk, actor=workers[0])
     item = services.work_item_accept(item_id=item.pk, actor=workers[1])
     assert item.state == State.ASSIGNED and item.assignee.username == "w1"
@@ -70,15 +69,13 @@ def test_reservation_timeout_and_accept(svc, team_a, workers):
 
 
 def test_absence_moves_items_to_delegate_and_back(svc, team_a, workers, sam):
-    from distribution.redistribute import on_user_returned, on_user_unavailable
-
     owner, delegate = workers[0], workers[1]
     q = factories.queue("abs", groups=[team_a])
     item = factories.item(actor=svc, queue=q, assignee=owner.username)
     Profile.objects.update_or_create(user=owner, defaults={"delegate": delegate, "out_of_office_from": timezone.now()})
-    assert on_user_unavailable(user=owner) == 1
+    assert services.work_items_hand_over(user=owner) == 1
     item.refresh_from_db()
     assert item.assignee == delegate and item.return_to == owner
-    assert on_user_returned(user=owner) == 1
+    assert services.work_items_return_to(user=owner) == 1
     item.refresh_from_db()
     assert item.assignee == owner and item.return_to is None

@@ -11,8 +11,6 @@ from django.utils import timezone
 
 from audit.models import AuditRecord
 from directory.models import Profile
-from distribution import tasks
-from distribution.redistribute import on_user_returned, on_user_unavailable
 from events.models import OutboxEvent
 from tests import factories
 from workitems import services
@@ -89,7 +87,7 @@ def test_out_of_office_items_go_to_the_delegate_and_come_back_untouched(svc, que
         item_id=factories.item(actor=svc, queue=queue, assignee=owner.username).pk, actor=owner
     )
     away(owner, delegate)
-    assert tasks.user_unavailable(owner.pk) == 2
+    assert services.work_items_hand_over(user=owner) == 2
     for it in (assigned, started):
         it.refresh_from_db()
         assert it.assignee == delegate and it.return_to == owner and it.state == State.ASSIGNED
@@ -98,7 +96,7 @@ def test_out_of_office_items_go_to_the_delegate_and_come_back_untouched(svc, que
     assert rec.action == "delegate" and rec.channel == "system"
     assert rec.data["return_to"] == owner.username and rec.data["reason"] == "out of office"
     back(owner)
-    assert tasks.user_returned(owner.pk) == 2
+    assert services.work_items_return_to(user=owner) == 2
     for it in (assigned, started):
         it.refresh_from_db()
         assert it.assignee == owner and it.return_to is None
@@ -111,11 +109,11 @@ def test_items_the_delegate_touched_stay_with_the_delegate(svc, queue, trio, sam
     escalated = factories.item(actor=svc, queue=queue, assignee=owner.username)
     untouched = factories.item(actor=svc, queue=queue, assignee=owner.username)
     away(owner, delegate)
-    assert on_user_unavailable(user=owner) == 3
+    assert services.work_items_hand_over(user=owner) == 3
     services.work_item_start(item_id=started.pk, actor=delegate)
     services.work_item_escalate(item_id=escalated.pk, actor=sam, reason="late")
     back(owner)
-    assert on_user_returned(user=owner) == 1
+    assert services.work_items_return_to(user=owner) == 1
     assert WorkItem.objects.get(pk=started.pk).assignee == delegate
     assert WorkItem.objects.get(pk=started.pk).state == State.IN_PROGRESS
     assert WorkItem.objects.get(pk=escalated.pk).assignee == delegate
@@ -129,7 +127,7 @@ def test_delegate_without_room_sends_the_item_back_to_distribution(svc, team_a, 
     theirs = factories.item(actor=svc, queue=q)  # d1: full now
     assert (mine.assignee, theirs.assignee) == (owner, delegate)
     away(owner, delegate)
-    on_user_unavailable(user=owner)
+    services.work_items_hand_over(user=owner)
     mine.refresh_from_db()
     assert mine.assignee == trio[2] and mine.return_to is None  # released and pushed to d2
     assert list(AuditRecord.objects.filter(work_item=mine).order_by("seq").values_list("action", flat=True)) == [
@@ -147,30 +145,45 @@ def test_absent_without_delegate_assigned_items_go_back_to_distribution(svc, tea
     item = factories.item(actor=svc, queue=q)
     assert item.assignee == trio[0]
     away(trio[0])
-    assert on_user_unavailable(user=trio[0]) == 1
+    assert services.work_items_hand_over(user=trio[0]) == 1
     item.refresh_from_db()
     assert item.state == State.ASSIGNED and item.assignee == trio[1]
 
 
-def test_absent_without_delegate_in_progress_items_are_suspended(svc, queue, trio):
-    """Current behaviour: an IN_PROGRESS item cannot be released (the lifecycle releases only
-    ASSIGNED), so it is suspended for a supervisor, still held by the absent user, and it is
-    not resumed when they return."""
+def test_absent_without_delegate_in_progress_items_are_suspended_and_resume_on_return(svc, queue, trio):
+    """An IN_PROGRESS item cannot be released (the lifecycle releases only ASSIGNED), so it is
+    suspended, still held by the absent user; when they return it resumes where it was."""
     owner = trio[0]
     item = services.work_item_start(
         item_id=factories.item(actor=svc, queue=queue, assignee=owner.username).pk, actor=owner
     )
     away(owner)
-    assert on_user_unavailable(user=owner) == 0  # nothing moved away from the owner
+    assert services.work_items_hand_over(user=owner) == 0  # nothing moved away from the owner
     item.refresh_from_db()
     assert item.state == State.SUSPENDED and item.resume_state == State.IN_PROGRESS
     assert item.assignee == owner  # still counts against the owner's capacity
     rec = AuditRecord.objects.filter(work_item=item).order_by("-seq").first()
     assert rec.action == "suspend" and rec.data["reason"] == "out of office; no delegate could take it"
     back(owner)
-    assert on_user_returned(user=owner) == 0
+    assert services.work_items_return_to(user=owner) == 1
     item.refresh_from_db()
-    assert item.state == State.SUSPENDED  # a supervisor must resume it
+    assert item.state == State.IN_PROGRESS and item.assignee == owner and item.return_to is None
+    rec = AuditRecord.objects.filter(work_item=item).order_by("-seq").first()
+    assert rec.action == "resume" and rec.actor_id is None and rec.data["reason"] == "owner returned"
+
+
+def test_an_item_suspended_for_an_absence_and_touched_since_stays_suspended(svc, queue, trio, sam):
+    owner = trio[0]
+    item = services.work_item_start(
+        item_id=factories.item(actor=svc, queue=queue, assignee=owner.username).pk, actor=owner
+    )
+    away(owner)
+    services.work_items_hand_over(user=owner)
+    services.work_item_escalate(item_id=item.pk, actor=sam, reason="a supervisor looked at it")
+    back(owner)
+    assert services.work_items_return_to(user=owner) == 0
+    item.refresh_from_db()
+    assert item.state == State.SUSPENDED  # a supervisor decides now
 
 
 def test_deactivated_user_items_go_back_to_distribution(svc, team_a, trio):
@@ -178,7 +191,7 @@ def test_deactivated_user_items_go_back_to_distribution(svc, team_a, trio):
     item = factories.item(actor=svc, queue=q)
     assert item.assignee == trio[0]
     deactivate(trio[0])
-    assert on_user_unavailable(user=trio[0], reason="deactivated") == 1
+    assert services.work_items_hand_over(user=trio[0], reason="deactivated") == 1
     item.refresh_from_db()
     assert item.assignee == trio[1] and item.return_to is None
     assert AuditRecord.objects.get(work_item=item, action="release").data["reason"] == "deactivated"
@@ -189,6 +202,6 @@ def test_deactivated_user_items_go_to_the_delegate(svc, queue, trio):
     item = factories.item(actor=svc, queue=queue, assignee=owner.username)
     Profile.objects.update_or_create(user=owner, defaults={"delegate": delegate})
     deactivate(owner)
-    on_user_unavailable(user=owner, reason="deactivated")
+    services.work_items_hand_over(user=owner, reason="deactivated")
     item.refresh_from_db()
     assert item.state == State.ASSIGNED and item.assignee == delegate

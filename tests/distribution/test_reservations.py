@@ -10,11 +10,9 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from audit.models import AuditRecord
-from distribution import tasks
-from distribution.redistribute import expire_reservations
 from events.models import OutboxEvent
 from tests import factories
-from workitems import services
+from workitems import services, tasks
 from workitems.errors import AlreadyClaimed, ConstraintViolated, InvalidTransition, NotAllowed
 from workitems.models import State, WorkItem
 
@@ -129,18 +127,18 @@ def test_timeout_job_moves_the_reservation_on(svc, res_queue, trio):
     reserve = AuditRecord.objects.get(work_item=item, action="reserve")
     assert reserve.data["assignee"] == "r2" and reserve.data["strategy"] == "round_robin"
     assert events_of(item) == ["workitem.created.v1", "workitem.rejected.v1", "workitem.reserved.v1"]
-    assert expire_reservations() == 0  # nothing else is due
+    assert services.work_items_expire_reservations() == 0  # nothing else is due
 
 
 def test_timeouts_after_every_candidate_leave_it_offered(svc, res_queue, trio):
     item = factories.item(actor=svc, queue=res_queue)
     for _ in trio:
         lapse(item)
-        assert expire_reservations() == 1
+        assert services.work_items_expire_reservations() == 1
         item.refresh_from_db()
     assert item.state == State.OFFERED and item.reserved_for is None
     assert sorted(item.declined_by) == sorted(u.pk for u in trio)
-    assert expire_reservations() == 0
+    assert services.work_items_expire_reservations() == 0
     assert events_of(item)[-1] == "workitem.unassigned.v1"
 
 

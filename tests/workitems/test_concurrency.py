@@ -35,7 +35,7 @@ def slow_audit(monkeypatch):
         time.sleep(0.2)
         return audit_services.audit_record(**kwargs)
 
-    monkeypatch.setattr(services, "audit_record", slow_record)
+    monkeypatch.setattr(services._core, "audit_record", slow_record)
 
 
 def race(n: int, fn: Callable[[int], object]) -> list[tuple[str, object]]:

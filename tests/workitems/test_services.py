@@ -59,7 +59,7 @@ def test_audit_failure_after_the_save_rolls_back_the_transition(make_item, alice
         calls.append(kwargs["action"])
         raise Boom("after the audit record")
 
-    monkeypatch.setattr(services, "audit_record", record_then_fail)
+    monkeypatch.setattr(services._core, "audit_record", record_then_fail)
     with pytest.raises(Boom):
         services.work_item_suspend(item_id=item.pk, actor=sam, reason="hold")
     assert calls == ["suspend"]

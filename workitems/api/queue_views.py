@@ -10,10 +10,10 @@ from rest_framework.response import Response
 from api.problems import ProblemException
 from api.schema import PROBLEM_RESPONSES
 from api.views import WorkstreamAPIView
-from workitems import queues
-from workitems.models import STRATEGY_CHOICES
+from distribution.strategies import queue_strategy_choices
+from workitems import queues, services
 
-QUEUE_STRATEGY_CHOICES = [c for c in STRATEGY_CHOICES if c[0] != "direct"]
+QUEUE_STRATEGY_CHOICES = queue_strategy_choices()
 
 
 class QueueIn(serializers.Serializer):
@@ -78,7 +78,7 @@ class QueueListCreateView(WorkstreamAPIView):
         responses={201: QueueOut, **PROBLEM_RESPONSES(400, 401, 403, 409, 413, 422, 429)},
     )
     def post(self, request):
-        queue = queues.queue_create(actor=request.user, data=_object_body(request))
+        queue = services.queue_create(actor=request.user, data=_object_body(request))
         return Response(
             queues.queue_snapshot(queue), status=201, headers={"Location": reverse("queue-detail", args=[queue.name])}
         )
@@ -96,7 +96,7 @@ class QueueDetailView(WorkstreamAPIView):
     )
     def patch(self, request, name: str):
         queues.queue_get_for(actor=request.user, name=name)  # 404 before 403 for what one may not see
-        queue = queues.queue_update(actor=request.user, name=name, data=_object_body(request))
+        queue = services.queue_update(actor=request.user, name=name, data=_object_body(request))
         return Response(queues.queue_snapshot(queue))
 
 

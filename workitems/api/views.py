@@ -20,38 +20,18 @@ from audit.models import AuditRecord
 from workitems import services
 from workitems.api import serializers as s
 from workitems.filters import WorkItemFilter
+from workitems.models import ACTIONS, ROUTED_ACTIONS
 from workitems.selectors import work_item_get_for, work_item_list_for
 
 FAR_FUTURE = parse_datetime("9999-12-31T00:00:00+00:00")
 KNOWN_LIST_PARAMS = set(WorkItemFilter.base_filters) | {"cursor", "page_size"}
 
+# The routes and their bodies derive from the action table (workitems.models.ACTIONS).
+ARG_BODIES = {"result": s.ResultIn, "reason": s.ReasonIn, "user": s.UserIn, "sub_status": s.SubStatusIn}
+API_ACTIONS = tuple(ROUTED_ACTIONS)
 ACTION_BODIES = {
-    "complete": s.ResultIn,
-    "fail": s.ReasonIn,
-    "cancel": s.ReasonIn,
-    "escalate": s.ReasonIn,
-    "suspend": s.ReasonIn,
-    "delegate": s.UserIn,
-    "assign": s.UserIn,
-    "sub-status": s.SubStatusIn,
-    "reject": s.ReasonIn,
+    route: ARG_BODIES[ACTIONS[name].args[0]] for route, name in ROUTED_ACTIONS.items() if ACTIONS[name].args
 }
-API_ACTIONS = (
-    "claim",
-    "release",
-    "start",
-    "complete",
-    "fail",
-    "suspend",
-    "resume",
-    "delegate",
-    "assign",
-    "escalate",
-    "cancel",
-    "sub-status",
-    "accept",
-    "reject",
-)
 
 
 def with_relations(qs):
@@ -190,7 +170,7 @@ class WorkItemActionView(WorkstreamAPIView):
             args = dict(ser.validated_data)
         else:
             _body(request)  # still reject malformed JSON
-        command = services.COMMANDS["set_sub_status" if action == "sub-status" else action]
+        command = services.COMMANDS[ROUTED_ACTIONS[action]]
         item = command(item_id=item_id, actor=request.user, expected_version=expected, **args)
         return item_response(item, request.user)
 

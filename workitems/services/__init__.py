@@ -1,0 +1,96 @@
+"""Commands on work items, queues and lifecycle definitions: the one way they change.
+
+One module per action family (as Zulip's `zerver/actions/` does), all running on
+the command runner in `_core` (lock, version check, named validation pipeline,
+transition, audit record and outbox event in one transaction):
+
+    create       work_item_create, work_item_create_many
+    assignment   offer, assign, claim, claim_next, release, accept, reject, delegate
+    lifecycle    start, complete, fail, suspend, resume, cancel, set_sub_status
+    escalation   escalate
+    absence      hand-over and return for absences, reservation expiry
+    definitions  queue and lifecycle-definition commands
+
+Callers write `from workitems import services` and call `services.<command>`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from workitems.models import ACTIONS, EVENT_NAMES, WorkItem
+from workitems.policy import allowed_actions_for
+from workitems.schemas import MAX_REASON
+from workitems.services._core import check_version
+from workitems.services.absence import (
+    work_item_expire_reservation,
+    work_item_hand_over_for_absence,
+    work_item_return_to_owner,
+    work_items_expire_reservations,
+    work_items_hand_over,
+    work_items_return_to,
+)
+from workitems.services.assignment import (
+    work_item_accept,
+    work_item_assign,
+    work_item_claim,
+    work_item_claim_next,
+    work_item_delegate,
+    work_item_offer,
+    work_item_reject,
+    work_item_release,
+)
+from workitems.services.create import work_item_create, work_item_create_many
+from workitems.services.definitions import lifecycle_create, lifecycle_update, queue_create, queue_update
+from workitems.services.escalation import work_item_escalate
+from workitems.services.lifecycle import (
+    work_item_cancel,
+    work_item_complete,
+    work_item_fail,
+    work_item_resume,
+    work_item_set_sub_status,
+    work_item_start,
+    work_item_suspend,
+)
+
+# The command of each action a caller can fire by id, keyed by the action table's names
+# (`reserve` is distribution's own step inside push). A name missing here is an import error.
+COMMANDS: dict[str, Callable[..., WorkItem]] = {
+    name: globals()[f"work_item_{name}"] for name in ACTIONS if name != "reserve"
+}
+
+__all__ = [
+    "COMMANDS",
+    "EVENT_NAMES",
+    "MAX_REASON",
+    "allowed_actions_for",
+    "check_version",
+    "lifecycle_create",
+    "lifecycle_update",
+    "queue_create",
+    "queue_update",
+    "work_item_accept",
+    "work_item_assign",
+    "work_item_cancel",
+    "work_item_claim",
+    "work_item_claim_next",
+    "work_item_complete",
+    "work_item_create",
+    "work_item_create_many",
+    "work_item_delegate",
+    "work_item_escalate",
+    "work_item_expire_reservation",
+    "work_item_fail",
+    "work_item_hand_over_for_absence",
+    "work_item_offer",
+    "work_item_reject",
+    "work_item_release",
+    "work_item_resume",
+    "work_item_return_to_owner",
+    "work_item_set_sub_status",
+    "work_item_start",
+    "work_item_suspend",
+    "work_items_expire_reservations",
+    "work_items_hand_over",
+    "work_items_return_to",
+]

@@ -1,0 +1,340 @@
+"""The command runner every work-item command uses.
+
+A command runs in one transaction that (1) locks the item row, (2) checks the
+caller's expected version, (3) runs the command's named validation pipeline,
+(4) fires the django-fsm transition, (5) bumps `version` and saves the changed
+fields, and (6) writes the audit record and the outbox event. The family
+modules beside this one (create, assignment, lifecycle, escalation, absence,
+definitions) hold the commands; nothing else changes a work item.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.utils import timezone
+
+from audit.services import audit_record
+from config.observability import CLAIM_CONFLICTS_TOTAL, WORKITEM_TRANSITIONS_TOTAL
+from directory.models import Profile
+from distribution import constraints
+from distribution.engine import route_item
+from events.outbox import outbox_enqueue
+from workitems import policy, schemas
+from workitems.errors import AlreadyClaimed, InvalidTransition, NotAllowed, StaleVersion, ValidationFailed
+from workitems.models import EVENT_NAMES, State, WorkItem
+from workitems.selectors import work_item_get_for
+from workitems.snapshots import work_item_snapshot
+
+User = get_user_model()
+
+
+@dataclass
+class Command:
+    """One command in flight: what the validators look at."""
+
+    action: str
+    item: WorkItem
+    actor: Any  # a User, or None for the system
+    target_user: Any = None  # the user who will hold the item (claim, assign, delegate)
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+# --- the validation pipeline --------------------------------------------------------------
+
+
+def validate_lifecycle_allows(cmd: Command) -> None:
+    item = cmd.item
+    if cmd.action in item.available_actions():
+        return
+    allowed = policy.allowed_actions_for(item, cmd.actor)
+    if cmd.action == "claim" and item.state in (State.ASSIGNED, State.IN_PROGRESS):
+        CLAIM_CONFLICTS_TOTAL.inc()
+        raise AlreadyClaimed(
+            f"work item {item.pk} is already claimed", action="claim", state=item.state, allowed_actions=allowed
+        )
+    raise InvalidTransition(
+        f"cannot {cmd.action} work item {item.pk} in state {item.state}",
+        action=cmd.action,
+        state=item.state,
+        allowed_actions=allowed,
+    )
+
+
+def validate_actor_allowed(cmd: Command) -> None:
+    if not policy.role_allows(cmd.action, cmd.item, cmd.actor):
+        raise NotAllowed(f"your roles do not allow {cmd.action} on work item {cmd.item.pk}")
+    if not policy.relation_allows(cmd.action, cmd.item, cmd.actor):
+        who = policy.RELATION_NAMES[policy.RELATIONS[cmd.action]]
+        raise NotAllowed(f"only {who} may {cmd.action} work item {cmd.item.pk}")
+
+
+def validate_queue_active(cmd: Command) -> None:
+    if not cmd.item.queue.active:
+        raise ValidationFailed([{"field": "queue", "message": f"queue {cmd.item.queue.name} is not active"}])
+
+
+def validate_input_shape(cmd: Command) -> None:
+    args = cmd.args
+    schemas.check_reason(args)
+    nul = schemas.nul_errors(args)
+    if nul:
+        raise ValidationFailed(nul)
+    if cmd.action == "complete":
+        errors = schemas.result_errors(args.get("result"), cmd.item.lifecycle.result_schema)
+        if errors:
+            raise ValidationFailed(errors)
+    if cmd.action == "set_sub_status":
+        name = args.get("sub_status")
+        lifecycle = cmd.item.lifecycle
+        if not isinstance(name, str) or not lifecycle.sub_status_move_allowed(cmd.item.sub_status, name):
+            allowed = (lifecycle.sub_statuses or {}).get("moves", {}).get(cmd.item.sub_status, [])
+            raise ValidationFailed(
+                [{"field": "sub_status", "message": f"cannot move from {cmd.item.sub_status!r}; allowed: {allowed}"}]
+            )
+    if cmd.action == "delegate" and cmd.target_user is not None and cmd.target_user.pk == cmd.item.assignee_id:
+        raise ValidationFailed([{"field": "user", "message": "the item is already assigned to this user"}])
+
+
+def validate_candidate(cmd: Command) -> None:
+    """Claiming needs candidacy (policy.may_claim); push paths (assign, delegate) may go past
+    the candidate list, as a supervisor decides."""
+    if cmd.action == "claim":
+        constraints.check_candidate(cmd.target_user, cmd.item)
+
+
+def validate_reservation(cmd: Command) -> None:
+    """A reserved item is only for its reservee: others cannot claim it; only they accept or reject."""
+    item = cmd.item
+    if item.reserved_for_id is None or cmd.actor is None:
+        return
+    if cmd.action == "claim" and item.reserved_for_id != cmd.actor.pk:
+        CLAIM_CONFLICTS_TOTAL.inc()
+        raise AlreadyClaimed(
+            f"work item {item.pk} is reserved for another user",
+            action="claim",
+            state=item.state,
+            allowed_actions=policy.allowed_actions_for(item, cmd.actor),
+        )
+
+
+def validate_holding_constraints(cmd: Command) -> None:
+    """Active, under capacity, skilled, not excluded, separation of duties (distribution.constraints)."""
+    if cmd.target_user is not None:
+        constraints.check_can_hold(cmd.target_user, cmd.item)
+
+
+VALIDATORS: dict[str, Callable[[Command], None]] = {
+    "lifecycle_allows": validate_lifecycle_allows,
+    "actor_allowed": validate_actor_allowed,
+    "queue_active": validate_queue_active,
+    "input_shape": validate_input_shape,
+    "reservation": validate_reservation,
+    "candidate": validate_candidate,
+    "constraints": validate_holding_constraints,
+}
+
+# The order is the order of the answers a caller gets: a transition the state
+# does not allow (409) before a role that may not (403), before bad input (400),
+# before a constraint on the person who would hold the item.
+_BASE = ("lifecycle_allows", "actor_allowed", "input_shape")
+_HOLDING = ("candidate", "constraints")
+PIPELINES: dict[str, tuple[str, ...]] = {
+    "offer": (*_BASE, "queue_active"),
+    "assign": (*_BASE, "queue_active", *_HOLDING),
+    "claim": (*_BASE, "queue_active", "reservation", *_HOLDING),
+    "accept": (*_BASE, "constraints"),
+    "delegate": (*_BASE, *_HOLDING),
+}
+
+
+def pipeline_for(action: str) -> tuple[str, ...]:
+    return PIPELINES.get(action, _BASE)
+
+
+def run_pipeline(cmd: Command, names: Iterable[str]) -> None:
+    for name in names:
+        VALIDATORS[name](cmd)
+
+
+# --- the shared execution of a command --------------------------------------------------
+
+
+def check_version(item: WorkItem, expected_version: int | None) -> None:
+    if expected_version is not None and item.version != expected_version:
+        raise StaleVersion(
+            f"work item {item.pk} is at version {item.version}, not {expected_version}",
+            expected=expected_version,
+            current=item.version,
+        )
+
+
+def _field_values(item: WorkItem) -> dict[str, Any]:
+    return {f.attname: getattr(item, f.attname) for f in item._meta.concrete_fields}
+
+
+def enqueue_event(
+    *, item: WorkItem, name: str, action: str, actor, from_state: str, data: dict, correlation_id: str = ""
+) -> None:
+    outbox_enqueue(
+        event_type=f"workitem.{name}.v1",
+        aggregate_id=item.pk,
+        sequence=item.event_seq,
+        correlation_id=correlation_id or item.correlation_id,
+        occurred_at=item.updated_at,
+        payload={
+            "work_item": work_item_snapshot(item),
+            "transition": {
+                "action": action,
+                "from_state": from_state,
+                "to_state": item.state,
+                "actor": getattr(actor, "username", None),
+                **data,
+            },
+        },
+    )
+
+
+def record_change(*, item: WorkItem, action: str, actor, from_state: str, data: dict, correlation_id: str = "") -> None:
+    """Audit record + outbox event for one change, in the caller's transaction.
+    The caller has already counted the event in `item.event_seq` and saved it."""
+    audit_record(
+        stream=f"workitem:{item.pk}",
+        work_item=item,
+        action=action,
+        actor=actor,
+        from_state=from_state,
+        to_state=item.state,
+        data={"version": item.version, **data},
+        correlation_id=correlation_id or item.correlation_id,
+    )
+    enqueue_event(
+        item=item,
+        name=EVENT_NAMES[action],
+        action=action,
+        actor=actor,
+        from_state=from_state,
+        data=data,
+        correlation_id=correlation_id,
+    )
+    WORKITEM_TRANSITIONS_TOTAL.labels(action=action).inc()
+
+
+def emit_unassigned(item: WorkItem, route) -> None:
+    """`workitem.unassigned.v1`: a push strategy found nobody; the item stays OFFERED.
+    Not a change of the item (its version stays), so it has an event but no audit record."""
+    item.event_seq += 1
+    WorkItem.objects.filter(pk=item.pk).update(event_seq=item.event_seq)
+    enqueue_event(
+        item=item,
+        name="unassigned",
+        action="unassigned",
+        actor=None,
+        from_state=item.state,
+        data={"strategy": route.strategy, "reason": route.reason},
+    )
+
+
+def touch_last_assigned(user_id: int) -> None:
+    """For longest-idle: when this user last received an item."""
+    now = timezone.now()
+    if not Profile.objects.filter(user_id=user_id).update(last_assigned_at=now):
+        Profile.objects.get_or_create(user_id=user_id, defaults={"last_assigned_at": now})
+
+
+def execute(
+    *,
+    action: str,
+    item_id: int,
+    actor,
+    expected_version: int | None,
+    target_user=None,
+    args: dict[str, Any] | None = None,
+    transition_kwargs: dict[str, Any] | None = None,
+    audit_data: dict[str, Any] | None = None,
+    prepare: Callable[[Command], None] | None = None,
+    locked_item: WorkItem | None = None,
+    skip: tuple[str, ...] = (),
+) -> WorkItem:
+    """Lock, check, validate, transition, save, audit, enqueue: the body of every command."""
+    item = locked_item or work_item_get_for(actor=actor, item_id=item_id, for_update=True)
+    try:
+        check_version(item, expected_version)
+    except StaleVersion:
+        if action == "claim":
+            CLAIM_CONFLICTS_TOTAL.inc()
+        raise
+    cmd = Command(action=action, item=item, actor=actor, target_user=target_user, args=args or {})
+    run_pipeline(cmd, [name for name in pipeline_for(action) if name not in skip])
+    if prepare is not None:
+        prepare(cmd)
+    before = _field_values(item)
+    from_state = item.state
+    getattr(item, action)(**(transition_kwargs or {}))
+    item.version += 1
+    item.event_seq += 1
+    item.updated_at = timezone.now()
+    after = _field_values(item)
+    item.save(update_fields=[name for name, value in after.items() if before[name] != value])
+    if item.assignee_id and item.assignee_id != before["assignee_id"]:
+        touch_last_assigned(item.assignee_id)
+    elif item.reserved_for_id and item.reserved_for_id != before["reserved_for_id"]:
+        touch_last_assigned(item.reserved_for_id)  # a reservation is an assignment offered
+    record_change(item=item, action=action, actor=actor, from_state=from_state, data=audit_data or {})
+    return item
+
+
+def push(item: WorkItem, *, exclude_ids=()) -> WorkItem:
+    """Send an OFFERED item through distribution again (after release, reject, a lapsed
+    reservation or an absence): its strategy may assign or reserve it to someone else."""
+    if item.state != State.OFFERED or item.reserved_for_id:
+        return item
+    route = route_item(item=item, exclude_ids=exclude_ids)
+    if route.action == "offer":
+        if route.unassigned:
+            emit_unassigned(item, route)
+        return item
+    data = {"assignee": route.user.username, "strategy": route.strategy}
+    if route.on_behalf_of:
+        data["on_behalf_of"] = route.on_behalf_of
+    if route.action == "reserve":
+        until = timezone.now() + item.queue.reservation_timeout
+        return execute(
+            action="reserve",
+            item_id=item.pk,
+            actor=None,
+            expected_version=None,
+            transition_kwargs={"user": route.user, "until": until},
+            audit_data={**data, "reserved_until": until.isoformat()},
+            locked_item=item,
+        )
+    return execute(
+        action="assign",
+        item_id=item.pk,
+        actor=None,
+        expected_version=None,
+        target_user=route.user,
+        transition_kwargs={"user": route.user},
+        audit_data=data,
+        locked_item=item,
+    )
+
+
+def resolve_user(user, field_name: str = "user"):
+    """A User from an instance or a username; ValidationFailed if there is none."""
+    if isinstance(user, User):
+        return user
+    if isinstance(user, str) and user:
+        found = User.objects.filter(username=user).first()
+        if found is not None:
+            return found
+        raise ValidationFailed([{"field": field_name, "message": f"unknown user {user!r}"}])
+    raise ValidationFailed([{"field": field_name, "message": "a username is required"}])
+
+
+def lock_for_system(item_id: int) -> WorkItem:
+    """The item, row-locked, as the system sees it (every item)."""
+    return work_item_get_for(actor=None, item_id=item_id, for_update=True)

@@ -1,0 +1,191 @@
+"""Create: new work items, distributed as they are inserted (one change at version 1)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.validators import URLValidator
+from django.db import transaction
+from django.utils import timezone
+
+from config import wsconfig
+from config.observability import WORKITEM_CREATE_LATENCY_MS
+from distribution.engine import route_item
+from workitems import policy, schemas
+from workitems.errors import NotAllowed, NotFound, ValidationFailed
+from workitems.models import CREATE, Queue, WorkItem
+from workitems.services._core import emit_unassigned, record_change, touch_last_assigned
+
+User = get_user_model()
+_url_validator = URLValidator(schemes=["http", "https"])
+
+
+@dataclass
+class _CreateLookups:
+    """Names resolved once for a whole create or bulk create."""
+
+    queues: dict[str, Queue]
+    users: dict[str, Any]
+    groups: dict[str, Group]
+
+
+def _lookups_for(bodies: list[dict]) -> _CreateLookups:
+    queue_names, usernames, group_names = set(), set(), set()
+    for body in bodies:
+        queue_names.add(body["queue"])
+        usernames.update(body.get("candidate_users", []), body.get("excluded_users", []))
+        if body.get("assignee"):
+            usernames.add(body["assignee"])
+        group_names.update(body.get("candidate_groups", []))
+    queues = {q.name: q for q in Queue.objects.select_related("lifecycle").filter(name__in=queue_names)}
+    users = {u.username: u for u in User.objects.filter(username__in=usernames)}
+    groups = {g.name: g for g in Group.objects.filter(name__in=group_names)}
+    return _CreateLookups(queues, users, groups)
+
+
+def _build_item(body: dict, lookups: _CreateLookups, actor, prefix: str) -> tuple[WorkItem, dict]:
+    """Validate the semantics of one create body and build the unsaved item."""
+    errors: list[dict[str, str]] = []
+    queue = lookups.queues.get(body["queue"])
+    if queue is None:
+        raise NotFound(f"queue {body['queue']!r} not found" + (f" (at {prefix})" if prefix else ""))
+    if not queue.active:
+        errors.append({"field": schemas.dotted(prefix, ["queue"]), "message": f"queue {queue.name} is not active"})
+    due_at = schemas.parse_time(body.get("due_at"), schemas.dotted(prefix, ["due_at"]), errors)
+    follow_up_at = schemas.parse_time(body.get("follow_up_at"), schemas.dotted(prefix, ["follow_up_at"]), errors)
+    related: dict[str, list] = {}
+    for name in ("candidate_users", "excluded_users"):
+        wanted = list(dict.fromkeys(body.get(name, [])))
+        unknown = [u for u in wanted if u not in lookups.users]
+        if unknown:
+            errors.append({"field": schemas.dotted(prefix, [name]), "message": f"unknown users: {', '.join(unknown)}"})
+        related[name] = [lookups.users[u] for u in wanted if u in lookups.users]
+    wanted_groups = list(dict.fromkeys(body.get("candidate_groups", [])))
+    unknown_groups = [g for g in wanted_groups if g not in lookups.groups]
+    if unknown_groups:
+        errors.append(
+            {
+                "field": schemas.dotted(prefix, ["candidate_groups"]),
+                "message": f"unknown groups: {', '.join(unknown_groups)}",
+            }
+        )
+    related["candidate_groups"] = [lookups.groups[g] for g in wanted_groups if g in lookups.groups]
+    assignee = None
+    if body.get("assignee"):
+        assignee = lookups.users.get(body["assignee"])
+        if assignee is None:
+            errors.append(
+                {"field": schemas.dotted(prefix, ["assignee"]), "message": f"unknown user {body['assignee']!r}"}
+            )
+    strategy = body.get("strategy", "")
+    if strategy and not wsconfig.get().strategy_enabled(strategy):
+        errors.append(
+            {"field": schemas.dotted(prefix, ["strategy"]), "message": f"strategy {strategy} is switched off"}
+        )
+    callback_url = body.get("callback_url", "")
+    if callback_url:
+        try:
+            _url_validator(callback_url)
+        except DjangoValidationError:
+            errors.append({"field": schemas.dotted(prefix, ["callback_url"]), "message": "must be an http(s) URL"})
+    if errors:
+        raise ValidationFailed(errors)
+    now = timezone.now()
+    if due_at is None and queue.sla:
+        due_at = now + queue.sla
+    item = WorkItem(
+        workflow_id=body["workflow_id"],
+        run_id=body.get("run_id", ""),
+        task_name=body["task_name"],
+        title=body.get("title", ""),
+        description=body.get("description", ""),
+        queue=queue,
+        priority=body.get("priority", 50),
+        due_at=due_at,
+        follow_up_at=follow_up_at,
+        context_data=body.get("context_data", {}),
+        required_skills=body.get("required_skills", []),
+        sod_key=body.get("sod_key", ""),
+        strategy=strategy,
+        callback_url=callback_url,
+        correlation_id=body.get("correlation_id", ""),
+        created_by=actor,
+        created_at=now,
+        updated_at=now,
+    )
+    return item, {**related, "assignee": assignee}
+
+
+def _insert_item(item: WorkItem, related: dict, actor) -> WorkItem:
+    """Route, insert, link and record one new item: a single change at version 1.
+
+    The distribution decision is taken before the insert and applied as the
+    item's first transition (offer, assign or reserve), so a create costs one
+    item row, one audit record and one event (plus `workitem.unassigned.v1`
+    when a push strategy found nobody)."""
+    route = route_item(item=item, requested_assignee=related["assignee"], related=related)
+    if route.action == "assign":
+        item.assign(user=route.user)
+    elif route.action == "reserve":
+        item.reserve(user=route.user, until=timezone.now() + item.queue.reservation_timeout)
+    else:
+        item.offer()
+    item.event_seq = 1
+    item.save(force_insert=True)
+    for name in ("candidate_users", "candidate_groups", "excluded_users"):
+        if related[name]:
+            getattr(item, name).set(related[name])
+    data: dict[str, Any] = {"route": route.action, "strategy": route.strategy}
+    if route.user is not None:
+        data["assignee" if route.action == "assign" else "reserved_for"] = route.user.username
+    if route.on_behalf_of:
+        data["on_behalf_of"] = route.on_behalf_of
+    if route.unassigned:
+        data["unassigned_reason"] = route.reason
+    if route.user is not None:
+        touch_last_assigned(route.user.pk)
+    record_change(item=item, action="create", actor=actor, from_state="", data=data)
+    if route.unassigned:
+        emit_unassigned(item, route)
+    return item
+
+
+def _check_may_create(actor) -> None:
+    if not policy.role_allows(CREATE, None, actor):
+        raise NotAllowed("your roles do not allow creating work items")
+
+
+@transaction.atomic
+def work_item_create(*, actor, data: dict) -> WorkItem:
+    """Create one work item and distribute it (offer to its queue or assign)."""
+    t0 = time.perf_counter()
+    _check_may_create(actor)
+    errors = schemas.create_shape_errors(data)
+    if errors:
+        raise ValidationFailed(errors)
+    item, related = _build_item(data, _lookups_for([data]), actor, "")
+    item = _insert_item(item, related, actor)
+    WORKITEM_CREATE_LATENCY_MS.observe((time.perf_counter() - t0) * 1000)
+    return item
+
+
+@transaction.atomic
+def work_item_create_many(*, actor, items: list[dict]) -> list[WorkItem]:
+    """Create up to `performance.bulkCreateMax` items in one transaction: all or none."""
+    _check_may_create(actor)
+    limit = wsconfig.get().performance.bulkCreateMax
+    if not isinstance(items, list) or not items:
+        raise ValidationFailed([{"field": "items", "message": "must be a non-empty list"}])
+    if len(items) > limit:
+        raise ValidationFailed([{"field": "items", "message": f"at most {limit} items per request"}])
+    errors = [e for i, body in enumerate(items) for e in schemas.create_shape_errors(body, f"items[{i}]")]
+    if errors:
+        raise ValidationFailed(errors)
+    lookups = _lookups_for(items)
+    built = [_build_item(body, lookups, actor, f"items[{i}]") for i, body in enumerate(items)]
+    return [_insert_item(item, related, actor) for item, related in built]

@@ -1,0 +1,256 @@
+"""Definition commands: create and change queues and lifecycle definitions (admins).
+Each change is validated, applied and audited (stream `queue:<id>` / `lifecycle:<id>`,
+with the before and after) in one transaction; the REST API and the admin call these."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.contrib.auth.models import Group
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import transaction
+from django.utils.dateparse import parse_duration
+
+from audit.services import audit_record
+from config import wsconfig
+from directory.roles import ADMIN, roles_of
+from distribution.strategies import queue_strategy_choices
+from workitems import schemas
+from workitems.errors import NotAllowed, NotFound, ValidationFailed
+from workitems.models import Lifecycle, Queue
+from workitems.queues import lifecycle_snapshot, queue_snapshot
+
+FIELDS = (
+    "name",
+    "description",
+    "strategy",
+    "candidate_groups",
+    "capacity_per_user",
+    "sla",
+    "escalation_queue",
+    "lifecycle",
+    "sensitive_keys",
+    "reservation_timeout",
+    "active",
+)
+
+
+def _check_admin(actor) -> None:
+    if actor is not None and ADMIN not in roles_of(actor):
+        raise NotAllowed("only admins create and change queues")
+
+
+def _clean(data: dict, *, partial: bool, current: Queue | None) -> dict[str, Any]:
+    """Validate and resolve a queue body; ValidationFailed lists every problem."""
+    errors: list[dict[str, str]] = []
+    out: dict[str, Any] = {}
+    if not isinstance(data, dict):
+        raise ValidationFailed([{"field": "body", "message": "must be a JSON object"}])
+    nul = schemas.nul_errors(data)
+    if nul:
+        raise ValidationFailed(nul)
+    for key in sorted(set(data) - set(FIELDS)):
+        errors.append({"field": key, "message": "unknown field"})
+
+    def err(field: str, message: str) -> None:
+        errors.append({"field": field, "message": message})
+
+    if "name" in data or not partial:
+        name = data.get("name")
+        if current is not None and "name" in data and name != current.name:
+            err("name", "a queue's name cannot change")
+        elif not isinstance(name, str) or not name or len(name) > 100 or not _slug(name):
+            err("name", "required: a slug (letters, digits, - and _) of at most 100 characters")
+        elif current is None and Queue.objects.filter(name=name).exists():
+            err("name", f"queue {name!r} already exists")
+        else:
+            out["name"] = name
+    if "description" in data:
+        if not isinstance(data["description"], str):
+            err("description", "must be a string")
+        else:
+            out["description"] = data["description"]
+    if "strategy" in data:
+        strategy = data["strategy"]
+        names = [name for name, _ in queue_strategy_choices()]
+        if strategy not in names:
+            err("strategy", f"must be one of {', '.join(names)}")
+        elif not wsconfig.get().strategy_enabled(strategy):
+            err("strategy", f"strategy {strategy} is switched off in the configuration")
+        else:
+            out["strategy"] = strategy
+    if "candidate_groups" in data:
+        names = data["candidate_groups"]
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            err("candidate_groups", "must be a list of group names")
+        else:
+            groups = list(Group.objects.filter(name__in=names))
+            missing = sorted(set(names) - {g.name for g in groups})
+            if missing:
+                err("candidate_groups", f"unknown groups: {', '.join(missing)}")
+            out["candidate_groups"] = groups
+    if "capacity_per_user" in data:
+        cap = data["capacity_per_user"]
+        if cap is not None and (not isinstance(cap, int) or isinstance(cap, bool) or not 1 <= cap <= 100_000):
+            err("capacity_per_user", "must be null or an integer from 1 to 100000")
+        else:
+            out["capacity_per_user"] = cap
+    if "sla" in data:
+        raw = data["sla"]
+        sla = parse_duration(raw) if isinstance(raw, str) and raw.startswith("P") else None
+        if raw is not None and (sla is None or sla <= timedelta(0)):
+            err("sla", "must be null or a positive ISO 8601 duration, e.g. PT4H")
+        else:
+            out["sla"] = sla
+    if "reservation_timeout" in data:
+        raw = data["reservation_timeout"]
+        timeout = parse_duration(raw) if isinstance(raw, str) and raw.startswith("P") else None
+        if raw is not None and (timeout is None or timeout <= timedelta(0)):
+            err("reservation_timeout", "must be null or a positive ISO 8601 duration, e.g. PT5M")
+        else:
+            out["reservation_timeout"] = timeout
+    if "escalation_queue" in data:
+        target = data["escalation_queue"]
+        if target is None:
+            out["escalation_queue"] = None
+        elif not isinstance(target, str) or not (q := Queue.objects.filter(name=target).first()):
+            err("escalation_queue", f"unknown queue {target!r}")
+        elif current is not None and q.pk == current.pk:
+            err("escalation_queue", "a queue cannot escalate to itself")
+        else:
+            out["escalation_queue"] = q
+    if "lifecycle" in data:
+        target = data["lifecycle"]
+        if target is None:
+            out["lifecycle"] = None
+        elif not isinstance(target, str) or not (lc := Lifecycle.objects.filter(name=target).first()):
+            err("lifecycle", f"unknown lifecycle {target!r}")
+        else:
+            out["lifecycle"] = lc
+    if "sensitive_keys" in data:
+        keys = data["sensitive_keys"]
+        if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+            err("sensitive_keys", "must be a list of context_data keys")
+        else:
+            out["sensitive_keys"] = keys
+    if "active" in data:
+        if not isinstance(data["active"], bool):
+            err("active", "must be true or false")
+        else:
+            out["active"] = data["active"]
+    if errors:
+        raise ValidationFailed(errors)
+    return out
+
+
+def _slug(value: str) -> bool:
+    return all(c.isalnum() or c in "-_" for c in value) and value.isascii()
+
+
+def _apply(queue: Queue, values: dict[str, Any]) -> None:
+    groups = values.pop("candidate_groups", None)
+    for key, value in values.items():
+        setattr(queue, key, value)
+    queue.full_clean(exclude=["candidate_groups"], validate_unique=False)
+    queue.save()
+    if groups is not None:
+        queue.candidate_groups.set(groups)
+
+
+@transaction.atomic
+def queue_create(*, actor, data: dict) -> Queue:
+    """Create a queue (admins)."""
+    _check_admin(actor)
+    values = _clean(data, partial=False, current=None)
+    queue = Queue()
+    _apply(queue, values)
+    audit_record(stream=f"queue:{queue.pk}", action="queue.create", actor=actor, data=queue_snapshot(queue))
+    return queue
+
+
+@transaction.atomic
+def queue_update(*, actor, name: str, data: dict) -> Queue:
+    """Change a queue's settings (admins); the audit record holds the before and after."""
+    _check_admin(actor)
+    queue = Queue.objects.select_for_update().filter(name=name).first()
+    if queue is None:
+        raise NotFound(f"queue {name!r} not found")
+    before = queue_snapshot(queue)
+    _apply(queue, _clean(data, partial=True, current=queue))
+    audit_record(
+        stream=f"queue:{queue.pk}",
+        action="queue.update",
+        actor=actor,
+        data={"changes": _diff(before, queue_snapshot(queue))},
+    )
+    return queue
+
+
+def _diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, list[Any]]:
+    return {k: [before[k], after[k]] for k in after if before.get(k) != after[k] and k != "updated_at"}
+
+
+LIFECYCLE_FIELDS = (
+    "name",
+    "description",
+    "start_step",
+    "allow_suspend",
+    "allow_release",
+    "allow_delegate",
+    "result_schema",
+    "sub_statuses",
+    "action_roles",
+)
+
+
+def _lifecycle_apply(lifecycle: Lifecycle, data: dict) -> None:
+    """Set the fields of `data` and validate the whole definition (Lifecycle.clean)."""
+    if not isinstance(data, dict):
+        raise ValidationFailed([{"field": "body", "message": "must be a JSON object"}])
+    errors = schemas.nul_errors(data) + [
+        {"field": key, "message": "unknown field"} for key in sorted(set(data) - set(LIFECYCLE_FIELDS))
+    ]
+    if lifecycle.pk and "name" in data and data["name"] != lifecycle.name:
+        errors.append({"field": "name", "message": "a lifecycle's name cannot change"})
+    if errors:
+        raise ValidationFailed(errors)
+    for key, value in data.items():
+        setattr(lifecycle, key, value)
+    try:
+        lifecycle.full_clean()
+    except DjangoValidationError as exc:
+        raise ValidationFailed(
+            [{"field": f, "message": "; ".join(m)} for f, m in sorted(exc.message_dict.items())]
+        ) from None
+    lifecycle.save()
+
+
+@transaction.atomic
+def lifecycle_create(*, actor, data: dict) -> Lifecycle:
+    """Create a lifecycle definition (admins)."""
+    _check_admin(actor)
+    lifecycle = Lifecycle()
+    _lifecycle_apply(lifecycle, data)
+    audit_record(
+        stream=f"lifecycle:{lifecycle.pk}", action="lifecycle.create", actor=actor, data=lifecycle_snapshot(lifecycle)
+    )
+    return lifecycle
+
+
+@transaction.atomic
+def lifecycle_update(*, actor, name: str, data: dict) -> Lifecycle:
+    """Change a lifecycle definition (admins); it applies at once to the items of its queues."""
+    _check_admin(actor)
+    lifecycle = Lifecycle.objects.select_for_update().filter(name=name).first()
+    if lifecycle is None:
+        raise NotFound(f"lifecycle {name!r} not found")
+    before = lifecycle_snapshot(lifecycle)
+    _lifecycle_apply(lifecycle, data)
+    audit_record(
+        stream=f"lifecycle:{lifecycle.pk}",
+        action="lifecycle.update",
+        actor=actor,
+        data={"changes": _diff(before, lifecycle_snapshot(lifecycle))},
+    )
+    return lifecycle

@@ -1,0 +1,15 @@
+"""Celery jobs of work items: they take ids (or nothing) and call the service layer."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from config.context import acting
+from workitems import services
+
+
+@shared_task(name="workitems.expire_reservations")
+def expire_reservations() -> int:
+    """Lapsed reservations move to the next candidate (beat, every 10 s)."""
+    with acting(channel="system"):
+        return services.work_items_expire_reservations()
