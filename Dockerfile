@@ -29,6 +29,8 @@
 #   CELERY_TASK_TIME_LIMIT, CELERY_VISIBILITY_TIMEOUT   seconds (defaults 300, 3600)
 # gunicorn reads these itself:
 #   WEB_CONCURRENCY       number of gunicorn worker processes (default 2 here)
+#   PROMETHEUS_MULTIPROC_DIR  the workers' metric files, so /metrics shows every worker (config/gunicorn.conf.py
+#                         empties it at start; default: a temporary directory of its own)
 #   GUNICORN_CMD_ARGS     any further gunicorn options, e.g. "--threads 4 --timeout 60"; behind a
 #                         proxy, "--forwarded-allow-ips <proxy address>" (gunicorn trusts only 127.0.0.1)
 
@@ -92,4 +94,4 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
 # Exec form: gunicorn is PID 1 and gets SIGTERM directly for a graceful stop.
 # /dev/shm for the worker heartbeat files: a container's overlay filesystem can stall them.
 CMD ["gunicorn", "config.wsgi:application", "--bind", "0.0.0.0:8000", "--worker-tmp-dir", "/dev/shm", \
-     "--access-logfile", "-"]
+     "--access-logfile", "-", "--config", "config/gunicorn.conf.py"]

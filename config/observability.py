@@ -1,12 +1,33 @@
-"""Request ids in every log line and response, and the project's own metrics."""
+"""Request ids in every log line and response, and the project's own metrics.
+
+`/metrics` (`metrics_view`) shows the whole server. Under gunicorn (config/gunicorn.conf.py)
+every worker process writes its counters and histograms to files in
+PROMETHEUS_MULTIPROC_DIR (prometheus_client's multiprocess mode), and a scrape, whichever
+worker answers it, adds up the files of all of them. Without that variable (`make run`,
+runserver, tests) the process's default registry is served, as the relay's and consumers'
+`--metrics-port` endpoints always do.
+A Gauge made here would need a `multiprocess_mode` ("livesum", "max", …); the only gauges
+today are the outbox backlog gauges, which are read from the database at scrape time.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
 
-from prometheus_client import Counter, Histogram
+from django.http import HttpResponse
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 
 from config import context
+from events.metrics import OutboxCollector
 
 _LATENCY_BUCKETS_MS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
 
@@ -18,6 +39,27 @@ WORKITEM_COMPLETE_LATENCY_MS = Histogram(
 )
 CLAIM_CONFLICTS_TOTAL = Counter("claim_conflicts_total", "Claims lost to another claimer or a stale version")
 WORKITEM_TRANSITIONS_TOTAL = Counter("workitem_transitions_total", "Work-item commands applied", ["action"])
+
+
+def multiprocess_dir() -> str:
+    """The multiprocess directory prometheus_client uses, or "" when it is off."""
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
+
+
+def metrics_registry():
+    """The registry a scrape reads: all worker processes' files in multiprocess mode (plus the
+    collectors that read their values at scrape time), else this process's default registry."""
+    if not multiprocess_dir():
+        return REGISTRY
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    registry.register(OutboxCollector())
+    return registry
+
+
+def metrics_view(request):
+    """GET /metrics in the Prometheus text format."""
+    return HttpResponse(generate_latest(metrics_registry()), content_type=CONTENT_TYPE_LATEST)
 
 
 class RequestIdFilter(logging.Filter):

@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularJSONAPIView, SpectacularRedocView, SpectacularSwaggerView
 
-from config import health
+from config import health, observability
 
 admin.site.site_header = "Workstream administration"
 admin.site.site_title = "Workstream"
@@ -16,7 +16,7 @@ urlpatterns = [
     path("health", health.health, name="health"),
     path("health/live", health.live, name="health-live"),
     path("health/ready", health.ready, name="health-ready"),
-    path("", include("django_prometheus.urls")),
+    path("metrics", observability.metrics_view, name="prometheus-django-metrics"),
 ]
 
 handler400 = "api.problems.handler400"
