@@ -43,6 +43,7 @@ def user_groups(user) -> list[tuple[int, str]]:
 
 
 def forget_cached_roles(user) -> None:
-    """Drop the per-instance caches after the user's groups changed."""
+    """Drop the per-instance caches of `roles_of` and `user_groups` after what they read (the
+    user's groups, superuser or active flag) changed; the directory commands call it."""
     for attr in ("_workstream_roles", "_workstream_groups"):
         user.__dict__.pop(attr, None)

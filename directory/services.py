@@ -26,6 +26,7 @@ from django.utils import timezone
 from audit.services import audit_record
 from config.timefmt import isoformat_z
 from directory.models import Department, Profile, Role, RoleAssignment
+from directory.roles import forget_cached_roles
 from workitems.errors import NotAllowed, ValidationFailed
 from workitems.policy import is_supervisor
 from workitems.services import absence
@@ -73,6 +74,14 @@ def _changes(before: dict[str, Any], after: dict[str, Any]) -> dict[str, list[An
 def _lock_user(user) -> Any:
     """Lock the user's row: it orders the `user:<id>` audit stream."""
     return User.objects.select_for_update().get(pk=user.pk)
+
+
+def _caller_copy_is_current(user, locked, fields=()) -> None:
+    """Leave the caller's instance reporting the change: the changed `fields` copied from the
+    locked copy, and the role and group caches of directory.roles dropped."""
+    for field in fields:
+        setattr(user, field, getattr(locked, field))
+    forget_cached_roles(user)
 
 
 def _locked_profile(user) -> Profile:
@@ -244,6 +253,7 @@ def user_update(*, actor, user, source: str = "", **changes: Any) -> Any:
     for key in diff:
         setattr(locked, key, changes[key])
     locked.save(update_fields=list(diff))
+    _caller_copy_is_current(user, locked, diff)
     _audit_user(locked, "user.updated", actor, {"changes": diff, **({"source": source} if source else {})})
     return locked
 
@@ -257,7 +267,7 @@ def user_deactivate(*, actor, user, reason: str = "", source: str = "") -> Any:
         return locked
     locked.is_active = False
     locked.save(update_fields=["is_active"])
-    user.is_active = False
+    _caller_copy_is_current(user, locked, ["is_active"])
     _audit_user(locked, "user.deactivated", actor, {"reason": reason, **({"source": source} if source else {})})
     _hand_over(locked, "deactivated")
     return locked
@@ -271,7 +281,7 @@ def user_activate(*, actor, user, reason: str = "") -> Any:
         return locked
     locked.is_active = True
     locked.save(update_fields=["is_active"])
-    user.is_active = True
+    _caller_copy_is_current(user, locked, ["is_active"])
     _audit_user(locked, "user.activated", actor, {"reason": reason})
     return locked
 
@@ -293,8 +303,7 @@ def user_set_groups(*, actor, user, groups, source: str = "") -> tuple[list[str]
         through.objects.bulk_create(
             [through(user_id=locked.pk, group_id=pk) for pk in set(target) - set(current)], ignore_conflicts=True
         )
-    for attr in ("_workstream_roles", "_workstream_group_ids"):  # per-request caches on the instance
-        user.__dict__.pop(attr, None)
+    _caller_copy_is_current(user, locked)
     data = {"added": added, "removed": removed}
     if source:
         data["source"] = source
