@@ -13,7 +13,6 @@ sync and management commands (actor None = the system).
 
 from __future__ import annotations
 
-import logging
 from datetime import datetime
 from typing import Any
 
@@ -27,11 +26,11 @@ from audit.services import audit_record
 from config.timefmt import isoformat_z
 from directory.models import Department, Profile, Role, RoleAssignment
 from directory.roles import forget_cached_roles
+from directory.selectors import out_of_office_q
 from workitems.errors import NotAllowed, ValidationFailed
 from workitems.policy import is_supervisor
 from workitems.services import absence
 
-log = logging.getLogger(__name__)
 User = get_user_model()
 
 
@@ -385,7 +384,7 @@ def profile_update(
         return profile
     for key in diff:
         setattr(profile, key, changes[key])
-    profile.save(update_fields=[("department" if k == "department" else k) for k in diff])
+    profile.save(update_fields=list(diff))
     _audit_user(locked, "user.profile_updated", actor, {"changes": diff, **({"source": source} if source else {})})
     return profile
 
@@ -502,8 +501,7 @@ def availability_sweep(*, at: datetime | None = None) -> int:
             availability_clear(actor=None, user=profile.user)
             returned += 1
     due = (
-        Profile.objects.filter(out_of_office_from__lte=now, user__is_active=True)
-        .exclude(out_of_office_until__lte=now)
+        Profile.objects.filter(out_of_office_q(now, prefix=""), user__is_active=True)
         .exclude(out_of_office_handled_from=F("out_of_office_from"))
         .values_list("user_id", flat=True)
     )
