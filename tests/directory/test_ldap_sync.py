@@ -74,10 +74,12 @@ def test_user_removed_from_directory_is_deactivated_and_items_released(tree, lda
     leaver.refresh_from_db()
     item.refresh_from_db()
     assert not leaver.is_active
-    assert item.assignee_id != leaver.pk and item.state != "ASSIGNED" or item.assignee_id not in (leaver.pk, None)
+    # Released: the queue's strategy ("offer") offers it to the team again, nobody holds it.
+    assert (item.state, item.assignee_id) == ("OFFERED", None)
     record = AuditRecord.objects.filter(stream=f"user:{leaver.pk}", action="user.deactivated").get()
     assert record.data == {"reason": "gone from the directory", "source": "directory"}
-    assert AuditRecord.objects.filter(work_item=item, action="release").exists() or item.assignee_id is not None
+    release = AuditRecord.objects.filter(work_item=item, action="release").get()
+    assert (release.from_state, release.to_state, release.data["reason"]) == ("ASSIGNED", "OFFERED", "deactivated")
     # And the next run leaves it so.
     assert directory_sync(cfg=cfg).changed == 0
 

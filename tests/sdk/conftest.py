@@ -35,16 +35,6 @@ def api_key_for(transactional_db):
     return make
 
 
-def requires_endpoint(path: str) -> None:
-    """Skip the test when this build does not route `path` yet (endpoints still landing)."""
-    from django.urls import Resolver404, resolve
-
-    try:
-        resolve(path)
-    except Resolver404:
-        pytest.skip(f"{path} is not routed in this build yet")
-
-
 @pytest.fixture
 def sleeps():
     """Waits the clients did, recorded (and really waited: the server's clock is real)."""

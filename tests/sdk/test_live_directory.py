@@ -1,5 +1,4 @@
-"""The SDK's directory and webhook-subscription methods against the real server
-(live_server). Each test is skipped while its endpoints are not routed in this build."""
+"""The SDK's directory methods against the real server (live_server)."""
 
 from __future__ import annotations
 
@@ -8,12 +7,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import workstream_client as wc
 
-from tests.sdk.conftest import requires_endpoint
+from directory import services
 
 
 def test_users_and_availability(ws, worker_client, alice, carol, bob):
-    requires_endpoint("/api/v1/users")
-    requires_endpoint("/api/v1/users/alice/availability")
     usernames = {u["username"] for u in ws.list_users()}
     assert {"alice", "carol", "bob"} <= usernames
     assert ws.get_user("alice")["username"] == "alice"
@@ -34,9 +31,14 @@ def test_users_and_availability(ws, worker_client, alice, carol, bob):
     assert exc.value.errors[0]["field"] == "delegate"
 
 
-def test_groups_departments_roles(ws, alice):
-    for path in ("/api/v1/groups", "/api/v1/departments", "/api/v1/roles"):
-        requires_endpoint(path)
+def test_groups_departments_roles(ws, alice, queue):
+    operations = services.department_create(actor=None, code="operations", name="Operations")
+    services.department_create(actor=None, code="claims", name="Claims", parent=operations)
+    reviewer = services.role_create(actor=None, code="reviewer", name="Reviewer", actions=["claim"], queues=[queue])
+    services.role_assignment_grant(actor=None, user=alice, role=reviewer)
+
     assert "team-a" in {g["name"] for g in ws.list_groups()}
-    assert isinstance(list(ws.list_departments()), list)
-    assert isinstance(list(ws.list_roles()), list)
+    assert [(d["code"], d["parent"]) for d in ws.list_departments()] == [("claims", "operations"), ("operations", None)]
+    assert [(r["code"], r["queues"], r["actions"], r["holders"]) for r in ws.list_roles()] == [
+        ("reviewer", [queue.name], ["claim"], 1)
+    ]

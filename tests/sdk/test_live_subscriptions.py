@@ -1,19 +1,14 @@
-"""The SDK's webhook-subscription methods against the real server (live_server). Skipped
-while the endpoints are not routed in this build."""
+"""The SDK's webhook-subscription methods against the real server (live_server)."""
 
 from __future__ import annotations
 
 import pytest
 import workstream_client as wc
 
-from tests.sdk.conftest import requires_endpoint
-
 EVENTS = ["workitem.completed.v1", "workitem.cancelled.v1"]
 
 
 def test_subscriptions(ws, worker_client, alice, config_override):
-    requires_endpoint("/api/v1/subscriptions")
-    requires_endpoint("/api/v1/subscriptions/1/deliveries")
     with pytest.raises(wc.BadRequestError):  # a loopback target, refused by default
         ws.create_subscription("http://127.0.0.1:9/hook", EVENTS)
     with pytest.raises(wc.NotAllowedError):  # subscriptions are for service clients and admins
@@ -25,7 +20,7 @@ def test_subscriptions(ws, worker_client, alice, config_override):
     assert sub["secret"]  # shown this once
     listed = list(ws.list_subscriptions())
     assert [s["id"] for s in listed] == [sub["id"]] and "secret" not in listed[0]
-    assert isinstance(list(ws.list_deliveries(sub["id"])), list)
+    assert list(ws.list_deliveries(sub["id"])) == []  # nothing has happened to deliver
 
     assert ws.delete_subscription(sub["id"]) is None
     assert [s["id"] for s in ws.list_subscriptions()] == []
