@@ -6,8 +6,6 @@ Thin views over directory.selectors (reads, visibility built in) and directory.s
 
 from __future__ import annotations
 
-from datetime import UTC
-
 from django.contrib.auth import get_user_model
 from django.db.models import Q
 from django.utils import timezone
@@ -21,6 +19,7 @@ from api.problems import ProblemException
 from api.schema import PROBLEM_RESPONSES
 from api.views import WorkstreamAPIView
 from config import wsconfig
+from config.timefmt import isoformat_z as _iso
 from directory import selectors, services
 from directory.models import Department
 from directory.roles import ROLES
@@ -72,10 +71,6 @@ class UserPageOut(serializers.Serializer):
     results = UserOut(many=True)
     next = serializers.URLField(allow_null=True)
     previous = serializers.URLField(allow_null=True)
-
-
-def _iso(value):
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value else None
 
 
 def user_representation(user, *, at=None) -> dict:

@@ -110,11 +110,6 @@ def test_every_time_of_an_items_life_is_written_in_one_format(svc, alice, sam, q
     assert verify.json()["ok"] is True, verify.json()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open: workitems/api/serializers.py `_iso` only rewrites a +00:00 offset, so the create answer "
-    "echoes the caller's offset; it should call config.timefmt.isoformat_z",
-)
 def test_the_create_answer_writes_a_due_time_sent_with_an_offset_in_utc(svc, alice, queue):
     due = (timezone.now() + timedelta(days=2)).astimezone(timezone.get_fixed_timezone(120))
     _, answers = walk(svc, alice, due)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from config.timefmt import isoformat_z as _iso
 from distribution.strategies import strategy_choices
 from workitems.models import State, WorkItem
 from workitems.policy import allowed_actions_for, sees_everything
@@ -130,12 +131,6 @@ class AuditRecordOut(serializers.Serializer):
     created_at = serializers.DateTimeField()
     hash = serializers.CharField()
     prev_hash = serializers.CharField()
-
-
-def _iso(value):
-    if value is None:
-        return None
-    return value.isoformat().replace("+00:00", "Z")
 
 
 def sees_sensitive(actor) -> bool:

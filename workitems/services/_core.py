@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from audit.services import audit_record
 from config.observability import CLAIM_CONFLICTS_TOTAL, WORKITEM_TRANSITIONS_TOTAL
+from config.timefmt import isoformat_z
 from directory.models import Profile
 from distribution import constraints
 from distribution.engine import route_item
@@ -308,7 +309,7 @@ def push(item: WorkItem, *, exclude_ids=()) -> WorkItem:
             actor=None,
             expected_version=None,
             transition_kwargs={"user": route.user, "until": until},
-            audit_data={**data, "reserved_until": until.isoformat()},
+            audit_data={**data, "reserved_until": isoformat_z(until)},
             locked_item=item,
         )
     return execute(
