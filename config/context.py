@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import logging
 import re
 import uuid
 from collections.abc import Iterator
@@ -53,3 +54,20 @@ def acting(*, channel: str, request_id: str | None = None) -> Iterator[str]:
     finally:
         channel_var.reset(t1)
         request_id_var.reset(t2)
+
+
+class RequestIdFilter(logging.Filter):
+    """Adds `request_id` to every record (empty outside a request).
+
+    The id of the record's own request comes first: Django logs a 4xx/5xx response
+    (`django.request`, `log_response`) in the handler after the whole middleware chain has
+    returned, when `RequestIdMiddleware` has already reset the context; the record carries
+    that request in `record.request`. Everything logged while the request runs reads the
+    context.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "request_id"):
+            request = getattr(record, "request", None)
+            record.request_id = getattr(request, "request_id", "") or current_request_id()
+        return True

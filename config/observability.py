@@ -12,7 +12,6 @@ today are the outbox backlog gauges, which are read from the database at scrape 
 
 from __future__ import annotations
 
-import logging
 import os
 
 from django.http import HttpResponse
@@ -60,23 +59,6 @@ def metrics_registry():
 def metrics_view(request):
     """GET /metrics in the Prometheus text format."""
     return HttpResponse(generate_latest(metrics_registry()), content_type=CONTENT_TYPE_LATEST)
-
-
-class RequestIdFilter(logging.Filter):
-    """Adds `request_id` to every record (empty outside a request).
-
-    The id of the record's own request comes first: Django logs a 4xx/5xx response
-    (`django.request`, `log_response`) in the handler after the whole middleware chain has
-    returned, when `RequestIdMiddleware` has already reset the context; the record carries
-    that request in `record.request`. Everything logged while the request runs reads the
-    context.
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if not hasattr(record, "request_id"):
-            request = getattr(record, "request", None)
-            record.request_id = getattr(request, "request_id", "") or context.current_request_id()
-        return True
 
 
 class RequestIdMiddleware:

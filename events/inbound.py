@@ -34,8 +34,9 @@ from django.contrib.auth import get_user_model
 from django.db import connection, transaction
 
 from config import context
-from events.nudge import redis_client
+from events.models import InboxCommand
 from events.outbox import outbox_enqueue
+from events.wakeup import redis_client
 from workitems import schemas, services
 from workitems.errors import NotAllowed, ValidationFailed, WorkstreamError
 from workitems.models import ACTIONS, CREATE
@@ -142,8 +143,6 @@ def apply(cmd: dict) -> str:
     Unexpected errors propagate with everything rolled back (the consumer retries,
     then dead-letters).
     """
-    from events.models import InboxCommand
-
     corr = cmd.get("correlation_id", "")
     rid = context.clean_request_id(corr or cmd["command_id"])
     with context.acting(channel="event", request_id=rid), transaction.atomic():

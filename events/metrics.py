@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import logging
 
+from django.db.models import Count, Min
+from django.utils import timezone
 from prometheus_client import REGISTRY, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
+
+from events.models import Delivery, OutboxEvent
 
 log = logging.getLogger(__name__)
 
@@ -71,11 +75,6 @@ class OutboxCollector:
 
 def outbox_stats() -> dict:
     """Backlog, age of the oldest unpublished event, dead letters, pending webhook deliveries."""
-    from django.db.models import Count, Min
-    from django.utils import timezone
-
-    from events.models import Delivery, OutboxEvent
-
     live = OutboxEvent.objects.filter(published_at__isnull=True, dead_lettered_at__isnull=True).aggregate(
         n=Count("id"), oldest=Min("occurred_at")
     )

@@ -15,7 +15,7 @@ import uuid
 from django.db import connection
 from django.utils.dateparse import parse_datetime
 
-from events.nudge import redis_client
+from events.wakeup import redis_client
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,8 @@ import time
 from celery import shared_task
 from django.conf import settings
 
-from events import metrics, nudge, relay, webhooks
+from config import wsconfig
+from events import metrics, relay, wakeup, webhooks
 from events.bus import BrokerUnavailable, ConfirmingPublisher
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ def _shared_publisher() -> ConfirmingPublisher:
 def relay_outbox() -> int:
     """Drain the outbox (nudged after commits; every 10 s from beat)."""
     if not relay.publishing_enabled():
-        nudge.clear(nudge.relay_queued_key())
+        wakeup.clear(wakeup.relay_queued_key())
         return 0
     deadline = time.monotonic() + _budget()
     created_deliveries = False
@@ -65,15 +66,15 @@ def relay_outbox() -> int:
         else:
             # Clear the debounce key, then look once more: a commit that saw the key set
             # (and so queued nothing) committed before this pass starts.
-            nudge.clear(nudge.relay_queued_key())
+            wakeup.clear(wakeup.relay_queued_key())
             total += relay.relay_drain(publisher, deadline=time.monotonic() + 5, on_batch=on_batch)
     except BrokerUnavailable as exc:
         metrics.RELAY_BROKER_ERRORS.inc()
-        nudge.clear(nudge.relay_queued_key())
+        wakeup.clear(wakeup.relay_queued_key())
         log.warning("event bus unavailable (%s); beat retries in a few seconds", exc)
         return 0
     if created_deliveries:
-        nudge.wake_webhooks()
+        wake_webhooks()
     return total
 
 
@@ -85,7 +86,7 @@ def deliver_webhooks() -> int:
     if time.monotonic() >= deadline:
         deliver_webhooks.apply_async()
     else:
-        nudge.clear(nudge.webhooks_queued_key())
+        wakeup.clear(wakeup.webhooks_queued_key())
         total += webhooks.deliver_until_idle(deadline=time.monotonic() + 5)
     return total
 
@@ -94,3 +95,13 @@ def deliver_webhooks() -> int:
 def purge_published() -> int:
     """Delete published outbox rows past `relay.retainPublishedDays` (daily)."""
     return relay.purge_published()
+
+
+def wake_webhooks() -> None:
+    """After the relay created deliveries (Celery mode; the relay process wakes its own sender)."""
+    if wsconfig.get().relay.nudge != "celery":
+        return
+    try:
+        wakeup.debounced(deliver_webhooks, wakeup.webhooks_queued_key())
+    except Exception:  # noqa: BLE001
+        log.warning("could not nudge the webhook sender; the safety net will pick the deliveries up", exc_info=True)

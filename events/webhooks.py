@@ -40,6 +40,7 @@ from config import wsconfig
 from config.timefmt import isoformat_z
 from events import metrics
 from events.models import Delivery, Subscription
+from events.relay import rows_by_event_ids
 
 log = logging.getLogger(__name__)
 
@@ -350,8 +351,6 @@ def _send_group(deliveries: list[Delivery], bodies: dict[int, tuple[bytes, str]]
 
 def deliver_due(*, limit: int = 100) -> int:
     """Claim and send up to `limit` due deliveries, endpoints in parallel. Returns attempts made."""
-    from events.relay import rows_by_event_ids
-
     if not wsconfig.get().features.events.publish:
         return 0
     ids = claim_due(limit)

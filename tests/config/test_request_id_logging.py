@@ -17,7 +17,7 @@ from django.test import Client
 from django.urls import path
 from pythonjsonlogger.json import JsonFormatter
 
-from config.observability import RequestIdFilter
+from config.context import RequestIdFilter
 from config.urls import urlpatterns as project_urlpatterns
 
 
