@@ -1,53 +1,178 @@
 """Operators' view of work items, queues and lifecycles.
 
-Work items are read-only here: every change goes through an admin action
-that calls the service layer (audited with channel "admin").
+Work items are read-only here: their page shows the audit trail and the actions allowed
+now, and every change goes through a bulk action that calls the service layer (audited
+with channel "admin"). Queues and lifecycle definitions are created and changed through
+their commands (`services.queue_create` / `queue_update`, `lifecycle_create` /
+`lifecycle_update`), never written directly; they are not deleted here (items PROTECT
+them, and a deletion would leave no audit record).
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
 from django.contrib.auth import get_user_model
+from django.db import models
 from django.template.response import TemplateResponse
+from django.utils.duration import duration_iso_string
 
+from audit.models import AuditRecord
 from config.context import acting
+from directory.admin import _errors_to_form
 from workitems import services
-from workitems.errors import WorkstreamError
+from workitems.errors import FeatureDisabled, WorkstreamError
 from workitems.models import Lifecycle, Queue, WorkItem
+from workitems.services.definitions import FIELDS, LIFECYCLE_FIELDS
+
+# --- queues and lifecycle definitions: saved by their commands ---------------------------
+
+
+def _wire(value: Any) -> Any:
+    """A cleaned form value in the commands' input shape (the REST body's)."""
+    if isinstance(value, timedelta):
+        return duration_iso_string(value)
+    if isinstance(value, models.QuerySet):  # candidate groups
+        return sorted(obj.name for obj in value)
+    if isinstance(value, models.Model):  # escalation queue, lifecycle
+        return value.name
+    return value
+
+
+class CommandForm(forms.ModelForm):
+    """A definition's form whose save is its command.
+
+    The command runs as the form's last check, once every field is valid, inside the
+    admin's transaction: its ValidationFailed lands on the form's fields (and nothing is
+    written, the command's savepoint is rolled back); when it succeeds the form is valid
+    and `saved` holds what the command returned. The admin's save_model and save_related
+    write nothing themselves.
+    """
+
+    # Set per request by CommandAdmin.get_form: the admin user and the model's commands.
+    actor = None
+    commands: tuple[Callable[..., models.Model], Callable[..., models.Model]]
+
+    def full_clean(self) -> None:
+        super().full_clean()
+        if not self.is_bound or self.errors:
+            return
+        new = self.instance.pk is None
+        names = self.fields if new else self.changed_data
+        data = {name: _wire(self.cleaned_data[name]) for name in names}
+        if not new and not data:
+            self.saved = self.instance
+            return
+        create, update = self.commands
+        try:
+            with acting(channel="admin"):
+                if new:
+                    self.saved = create(actor=self.actor, data=data)
+                else:
+                    self.saved = update(actor=self.actor, name=self.instance.name, data=data)
+        except WorkstreamError as exc:
+            _errors_to_form(self, exc)
+
+
+class CommandAdmin(admin.ModelAdmin):
+    """The admin of a definition saved by its commands (see CommandForm); names are fixed.
+    A subclass names the command's fields (`fields`) and its (create, update) `commands`."""
+
+    form = CommandForm
+    commands: tuple[Callable[..., models.Model], Callable[..., models.Model]]
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change, **kwargs)
+        return type(form.__name__, (form,), {"actor": request.user, "commands": self.commands})
+
+    def get_readonly_fields(self, request, obj=None):
+        return ("name",) if obj is not None else ()
+
+    def save_form(self, request, form, change):
+        return form.saved
+
+    def save_model(self, request, obj, form, change):
+        """The command has saved it (CommandForm.full_clean)."""
+
+    def save_related(self, request, form, formsets, change):
+        """The command has set the relations (candidate groups) too."""
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # work items PROTECT them; no command deletes one
 
 
 @admin.register(Lifecycle)
-class LifecycleAdmin(admin.ModelAdmin):
+class LifecycleAdmin(CommandAdmin):
+    fields = LIFECYCLE_FIELDS
+    commands = (services.lifecycle_create, services.lifecycle_update)
     list_display = ("name", "start_step", "allow_suspend", "allow_release", "allow_delegate")
     search_fields = ("name",)
 
 
 @admin.register(Queue)
-class QueueAdmin(admin.ModelAdmin):
+class QueueAdmin(CommandAdmin):
+    fields = FIELDS
+    commands = (services.queue_create, services.queue_update)
     list_display = ("name", "strategy", "capacity_per_user", "sla", "escalation_queue", "lifecycle", "active")
     list_filter = ("strategy", "active")
     search_fields = ("name", "description")
     filter_horizontal = ("candidate_groups",)
 
 
+# --- work items: read-only, changed by bulk actions -------------------------------------
+
+
+class ReasonForm(forms.Form):
+    reason = forms.CharField(max_length=services.MAX_REASON, widget=forms.Textarea(attrs={"rows": 3, "cols": 60}))
+
+
 class ReassignForm(forms.Form):
     user = forms.ModelChoiceField(queryset=get_user_model().objects.filter(is_active=True).order_by("username"))
 
 
-def _apply(request, queryset, label: str, command) -> None:
+def _apply(request, queryset, label: str, command: Callable[[int], Any]) -> None:
+    """Run `command` on each selected item, each in its own transaction (the command's),
+    as the admin user; report what was done and what was not. A switched-off feature
+    stops the run with one error: it would refuse every item alike."""
     done, failed = 0, []
     with acting(channel="admin"):
-        for item in queryset.only("pk"):
+        for pk in queryset.order_by("pk").values_list("pk", flat=True):
             try:
-                command(item.pk)
-                done += 1
+                command(pk)
+            except FeatureDisabled as exc:
+                messages.error(request, f"{label}: {exc.detail}")
+                break
             except WorkstreamError as exc:
-                failed.append(f"#{item.pk}: {exc.detail}")
+                failed.append(f"#{pk}: {exc.detail}")
+            else:
+                done += 1
     if done:
         messages.success(request, f"{label}: {done} item(s).")
     for line in failed[:20]:
         messages.warning(request, line)
+    if len(failed) > 20:
+        messages.warning(request, f"… and {len(failed) - 20} more not done.")
+
+
+def _reassign(item_id: int, actor, user):
+    """Held items are delegated, unheld ones assigned: both are the service layer's commands."""
+    item = WorkItem.objects.only("state").get(pk=item_id)
+    if item.state in ("ASSIGNED", "IN_PROGRESS"):
+        return services.work_item_delegate(item_id=item_id, actor=actor, user=user)
+    return services.work_item_assign(item_id=item_id, actor=actor, user=user)
+
+
+def _audit_trail(item_id) -> list[AuditRecord]:
+    records = list(AuditRecord.objects.filter(work_item_id=item_id).order_by("seq"))
+    for rec in records:
+        rec.data_json = json.dumps(rec.data, sort_keys=True, ensure_ascii=False)
+    return records
 
 
 @admin.register(WorkItem)
@@ -76,49 +201,91 @@ class WorkItemAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False  # items are created by clients, over the API or the event bus
 
+    def has_change_permission(self, request, obj=None):
+        return False  # the page shows the item; its actions change it
+
     def has_delete_permission(self, request, obj=None):
         return False
 
-    @admin.action(description="Cancel selected items")
-    def cancel_items(self, request, queryset):
-        _apply(
-            request,
-            queryset,
-            "Cancelled",
-            lambda pk: services.work_item_cancel(item_id=pk, actor=request.user, reason="cancelled in the admin"),
-        )
+    def has_act_permission(self, request):
+        """Who may run the bulk actions: Django's change permission on work items (the
+        commands then check the actor's platform roles, item by item)."""
+        return super().has_change_permission(request)
 
-    @admin.action(description="Escalate selected items")
-    def escalate_items(self, request, queryset):
-        _apply(
-            request,
-            queryset,
-            "Escalated",
-            lambda pk: services.work_item_escalate(item_id=pk, actor=request.user, reason="escalated in the admin"),
-        )
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        item = self.get_object(request, unquote(object_id))
+        if item is not None:
+            extra_context = {
+                **(extra_context or {}),
+                "audit_records": _audit_trail(item.pk),
+                "allowed_actions": services.allowed_actions_for(item, request.user),
+            }
+        return super().change_view(request, object_id, form_url, extra_context)
 
-    @admin.action(description="Reassign selected items to a user")
-    def reassign_items(self, request, queryset):
+    def history_view(self, request, object_id, extra_context=None):
+        """The item's history is its audit trail (the admin never changes an item itself)."""
+        item = self.get_object(request, unquote(object_id))
+        if item is not None:
+            extra_context = {**(extra_context or {}), "audit_records": _audit_trail(item.pk)}
+        return super().history_view(request, object_id, extra_context)
+
+    def _bulk(self, request, queryset, *, form_class, verb: str, label: str, command: Callable[[int, dict], Any]):
+        """An action's own form page (reason or target user), then `command` on each item."""
         if "apply" in request.POST:
-            form = ReassignForm(request.POST)
+            form = form_class(request.POST)
             if form.is_valid():
-                user = form.cleaned_data["user"]
-                _apply(
-                    request, queryset, f"Reassigned to {user.username}", lambda pk: _reassign(pk, request.user, user)
-                )
+                data = form.cleaned_data
+                _apply(request, queryset, label.format(**data), lambda pk: command(pk, data))
                 return None
         else:
-            form = ReassignForm()
+            form = form_class()
+        count = queryset.count()
         return TemplateResponse(
             request,
-            "admin/workitems/reassign.html",
-            {**self.admin_site.each_context(request), "form": form, "items": list(queryset[:200])},
+            "admin/workitems/bulk_action.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": f"{verb} {count} work item{'' if count == 1 else 's'}",
+                "opts": self.opts,
+                "verb": verb,
+                "form": form,
+                "count": count,
+                "items": list(queryset.order_by("pk")[:200]),
+                "selected": request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME),
+                "select_across": request.POST.get("select_across") == "1",
+                "action": request.POST.get("action", ""),
+            },
         )
 
+    @admin.action(description="Cancel selected items…", permissions=["act"])
+    def cancel_items(self, request, queryset):
+        return self._bulk(
+            request,
+            queryset,
+            form_class=ReasonForm,
+            verb="Cancel",
+            label="Cancelled",
+            command=lambda pk, data: services.work_item_cancel(item_id=pk, actor=request.user, reason=data["reason"]),
+        )
 
-def _reassign(item_id: int, actor, user):
-    """Held items are delegated, unheld ones assigned: both are the service layer's commands."""
-    item = WorkItem.objects.only("state").get(pk=item_id)
-    if item.state in ("ASSIGNED", "IN_PROGRESS"):
-        return services.work_item_delegate(item_id=item_id, actor=actor, user=user)
-    return services.work_item_assign(item_id=item_id, actor=actor, user=user)
+    @admin.action(description="Escalate selected items…", permissions=["act"])
+    def escalate_items(self, request, queryset):
+        return self._bulk(
+            request,
+            queryset,
+            form_class=ReasonForm,
+            verb="Escalate",
+            label="Escalated",
+            command=lambda pk, data: services.work_item_escalate(item_id=pk, actor=request.user, reason=data["reason"]),
+        )
+
+    @admin.action(description="Reassign selected items to a user…", permissions=["act"])
+    def reassign_items(self, request, queryset):
+        return self._bulk(
+            request,
+            queryset,
+            form_class=ReassignForm,
+            verb="Reassign",
+            label="Reassigned to {user.username}",
+            command=lambda pk, data: _reassign(pk, request.user, data["user"]),
+        )
