@@ -308,3 +308,17 @@ def test_queues_and_lifecycles_are_not_deleted_in_the_admin(web, queue):
     for url in ("/admin/workitems/queue/", "/admin/workitems/lifecycle/"):
         assert "delete_selected" not in web.get(url).content.decode()
     assert Queue.objects.filter(pk=queue.pk).exists() and Lifecycle.objects.filter(pk=lc.pk).exists()
+
+
+def test_a_staff_user_without_the_admin_role_is_refused_by_the_command(client, sam, queue):
+    """Django's model permissions open the form; the command still asks for the admin role."""
+    from django.contrib.auth.models import Permission
+
+    sam.is_staff = True
+    sam.save()
+    sam.user_permissions.add(*Permission.objects.filter(codename__in=["add_queue", "change_queue", "view_queue"]))
+    client.force_login(sam)
+    resp = client.post("/admin/workitems/queue/add/", QUEUE_FORM)
+    assert resp.status_code == 200
+    assert resp.context["adminform"].form.non_field_errors() == ["only admins create and change queues"]
+    assert not Queue.objects.filter(name="billing").exists()
