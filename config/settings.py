@@ -159,7 +159,9 @@ STORAGES = {
 
 DATA_UPLOAD_MAX_MEMORY_SIZE = WORKSTREAM.performance.maxBodyBytes
 
-# Celery (Redis broker). At-least-once settings; see NOTES.md for why each one.
+# Celery (Redis broker), at least once: acks_late with reject_on_worker_lost (a killed child's
+# task is redelivered, not acked), prefetch 1, and a Redis visibility timeout longer than any
+# task's time limit (an unacked task comes back only after it).
 CELERY_BROKER_URL = env("BROKER_URL", env("CELERY_BROKER_URL", REDIS_URL))
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_ALWAYS_EAGER = envbool("CELERY_TASK_ALWAYS_EAGER", "False")

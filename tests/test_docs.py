@@ -20,12 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # Files other work is rewriting right now, which still cite a document outside the
 # repository; their authors fix the citation as part of that work. Remove an entry
 # once its file no longer cites (the test then holds it like every other file).
-PENDING: dict[str, str] = {
-    "workitems/services.py": "DESIGN.md (the lifecycle table; becomes the workitems/services/ package)",
-    "config/settings.py": "NOTES.md (the Celery at-least-once settings)",
-    # Fixed in the working tree; lands with the uncommitted change to the file's imports.
-    "workitems/filters.py": "API.md (the module docstring)",
-}
+PENDING: dict[str, str] = {}
 
 # A name ending in .md that does not continue a longer path, URL or word.
 MD_NAME = re.compile(r"(?<![\w./~-])((?:\.{1,2}/)*[\w][\w./-]*\.md)(?![\w-])")
