@@ -8,12 +8,18 @@
 # it for the other processes (docker-compose.yml does):
 #   celery -A config worker -l info
 #   celery -A config beat -l info --schedule /tmp/celerybeat-schedule   (/app is read-only for the app user)
-#   python manage.py migrate --no-input
+#   python manage.py migrate --database migrate --no-input && python manage.py db_roles --create
 #
 # Environment (read by config/settings.py; nothing secret is baked into the image):
 #   DATABASE_URL          postgres://user:pass@host:5432/db. Required here: the SQLite
 #                         fallback is for `make run` only (and /app is not writable).
-#   SECRET_KEY            Django secret key; or SECRET_KEY_FILE, a path to a file holding it.
+#   SECRET_KEY            Django secret key (required: at least 50 random characters; a missing,
+#                         published or weak key stops start-up); or SECRET_KEY_FILE, a file holding it.
+#   JWT_SIGNING_KEY       signs access/refresh tokens (default SECRET_KEY); or JWT_SIGNING_KEY_FILE.
+#   DATABASE_MIGRATE_URL  the role that owns the tables, for `manage.py migrate --database migrate`
+#                         and `manage.py db_roles`; DATABASE_URL is then a runtime role that owns nothing.
+#   METRICS_TOKEN         bearer token Prometheus sends to /metrics (or METRICS_TOKEN_FILE); without it
+#                         /metrics answers 403 unless METRICS_PUBLIC=true.
 #   ALLOWED_HOSTS         comma-separated host names (default localhost,127.0.0.1,[::1],testserver).
 #                         Keep 127.0.0.1 in it: the HEALTHCHECK below asks for http://127.0.0.1:8000.
 #   CSRF_TRUSTED_ORIGINS  comma-separated origins, e.g. https://workstream.example.com
@@ -80,8 +86,11 @@ RUN python -c "import ldap, django_auth_ldap.config"
 WORKDIR /app
 # The code stays owned by root: the app user can read it but not change it.
 COPY . .
-# Static files are collected at build time (no database or broker is needed for it).
-RUN python manage.py collectstatic --no-input --verbosity 0
+# Static files are collected at build time (no database or broker is needed for it). Settings
+# refuse to load without a signing key outside DEBUG; the build signs nothing, so it gets a
+# throwaway random one that lives only in this RUN (no key is baked into the image).
+RUN SECRET_KEY="$(python -c 'import secrets; print(secrets.token_urlsafe(50))')" \
+    python manage.py collectstatic --no-input --verbosity 0
 
 USER 10001:10001
 EXPOSE 8000

@@ -74,7 +74,7 @@ test: test-prereqs install-dev
 check: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	DATABASE_URL= $(BIN)/python manage.py makemigrations --check --dry-run
+	DATABASE_URL= DEBUG=true $(BIN)/python manage.py makemigrations --check --dry-run
 
 lint: install-dev
 	$(BIN)/ruff check .

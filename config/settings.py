@@ -12,8 +12,9 @@ from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
-from config import wsconfig
+from config import keys, wsconfig
 from directory import ldap_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -48,8 +49,19 @@ def envsecret(name: str, default: str = "") -> str:
 
 
 DEBUG = envbool("DEBUG", "False")
-# Deployments set SECRET_KEY (or SECRET_KEY_FILE); the fallback is for `make run` and tests only.
-SECRET_KEY = envsecret("SECRET_KEY") or "dev-only-insecure-secret-key-change-me"
+# The test suite: pytest (8.2 and later) sets PYTEST_VERSION for its run and the processes it starts.
+TESTING = bool(env("PYTEST_VERSION"))
+# Deployments set SECRET_KEY (or SECRET_KEY_FILE). The development key is for `make run` (DEBUG) and
+# the test suite only: anywhere else a missing, published or weak key (or JWT_SIGNING_KEY) stops
+# start-up, naming the variable (config/keys.py).
+SECRET_KEY = envsecret("SECRET_KEY") or (keys.DEV_SECRET_KEY if DEBUG or TESTING else "")
+JWT_SIGNING_KEY = envsecret("JWT_SIGNING_KEY")
+if not (DEBUG or TESTING):
+    _refusal = keys.refusal("SECRET_KEY", SECRET_KEY) or (
+        JWT_SIGNING_KEY and keys.refusal("JWT_SIGNING_KEY", JWT_SIGNING_KEY)
+    )
+    if _refusal:
+        raise ImproperlyConfigured(_refusal)
 ALLOWED_HOSTS = [
     h.strip() for h in env("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver").split(",") if h.strip()
 ]
@@ -269,7 +281,7 @@ REST_FRAMEWORK = {
 SIMPLE_JWT = {
     "ACCESS_TOKEN_LIFETIME": timedelta(minutes=envint("JWT_ACCESS_MINUTES", "15")),
     "REFRESH_TOKEN_LIFETIME": timedelta(hours=envint("JWT_REFRESH_HOURS", "24")),
-    "SIGNING_KEY": envsecret("JWT_SIGNING_KEY") or SECRET_KEY,
+    "SIGNING_KEY": JWT_SIGNING_KEY or SECRET_KEY,
     "AUTH_HEADER_TYPES": ("Bearer",),
     "UPDATE_LAST_LOGIN": False,
 }

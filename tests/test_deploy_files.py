@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import shutil
 import subprocess
 import sys
@@ -204,9 +205,19 @@ def test_dockerignore_keeps_local_state_out_and_the_deploy_files_in():
     assert not [p for p in patterns if p.startswith(("deploy", "config", "requirements"))]
 
 
+def test_the_image_bakes_in_no_signing_key():
+    """Settings refuse to load without a strong key outside DEBUG; the build's collectstatic gets a
+    random one for that RUN alone, and no ENV or ARG of the image sets a key."""
+    final = dockerfile_stages()[-1]
+    collect = next(i for i in final if "collectstatic" in i)
+    assert "SECRET_KEY=\"$(python -c 'import secrets; print(secrets.token_urlsafe(50))')\"" in collect, collect
+    assert not [i for i in final if i.startswith(("ENV ", "ARG ")) and re.search(r"SECRET|SIGNING|TOKEN", i)]
+    assert "DEBUG" not in collect
+
+
 def test_collectstatic_works_as_in_the_image_build(tmp_path):
-    """The build runs collectstatic with no DATABASE_URL, broker or secret set."""
-    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path)}
+    """The build runs collectstatic with no DATABASE_URL or broker set, and a throwaway key."""
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path), "SECRET_KEY": secrets.token_urlsafe(50)}
     result = subprocess.run(
         [sys.executable, "manage.py", "collectstatic", "--no-input", "--dry-run"],
         cwd=ROOT,
