@@ -9,11 +9,11 @@ from django.utils import timezone
 
 from audit.services import audit_record
 from directory.roles import ADMIN, SERVICE, roles_of
-from events import webhooks
+from events import urlguard, webhooks
 from events.models import Delivery, Subscription
 from workitems.errors import NotAllowed, NotFound, ValidationFailed
 
-MAX_URL = 1000
+MAX_URL = urlguard.MAX_URL
 EVENT_TYPE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+\.v[0-9]+$")
 MANAGER_ROLES = frozenset({ADMIN, SERVICE})
 
@@ -47,8 +47,8 @@ def _validate(url, event_types) -> list[dict[str, str]]:
         errors.append({"field": "url", "message": f"an http(s) URL of at most {MAX_URL} characters is required"})
     else:
         try:
-            webhooks.resolve_target(url)
-        except webhooks.TargetRefused as exc:
+            urlguard.check(url)  # a subscription's host must resolve now (it is checked again per delivery)
+        except urlguard.TargetRefused as exc:
             errors.append({"field": "url", "message": f"refused: {exc}"})
     if not isinstance(event_types, list) or not event_types:
         errors.append({"field": "event_types", "message": "a non-empty list of event types is required"})

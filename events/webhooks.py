@@ -1,4 +1,4 @@
-"""Webhook and callback delivery: Standard Webhooks signing, SSRF guard, retries, circuit breaker.
+"""Webhook and callback delivery: Standard Webhooks signing, retries, circuit breaker.
 
 Deliveries are rows (`Delivery`) the relay creates when an event is published.
 The sender claims due rows with a lease (a conditional UPDATE moving
@@ -6,6 +6,11 @@ The sender claims due rows with a lease (a conditional UPDATE moving
 and records the outcome; a sender that dies mid-request leaves the lease to
 expire, and the row is sent again (at-least-once; receivers dedupe by
 `webhook-id`, which is the event id and stays the same across retries).
+
+Every attempt resolves the URL again through the SSRF guard (events.urlguard) and
+connects to the address it checked: a target refused now fails the delivery at once
+without sending anything; a name that does not resolve is retried like a refused
+connection.
 
 Per subscription, consecutive failed attempts open a circuit breaker for
 `webhooks.breakerOpenSeconds`: nothing is sent to the endpoint until then, and
@@ -19,7 +24,6 @@ import base64
 import hashlib
 import hmac
 import http.client
-import ipaddress
 import logging
 import random
 import secrets
@@ -29,7 +33,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
-from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -38,7 +41,7 @@ from django.utils import timezone
 from audit.services import audit_record
 from config import wsconfig
 from config.timefmt import isoformat_z
-from events import metrics
+from events import metrics, urlguard
 from events.models import Delivery, Subscription
 from events.relay import rows_by_event_ids
 
@@ -93,54 +96,7 @@ def verify(secret: str, headers: dict, body: bytes, *, tolerance: int = 300) -> 
     return False
 
 
-# --- SSRF guard ---------------------------------------------------------------------------
-
-
-class TargetRefused(Exception):
-    """The URL is not an allowed webhook target (scheme, or it resolves to a non-public address)."""
-
-
-def _address_allowed(addr: str) -> bool:
-    ip = ipaddress.ip_address(addr.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    # is_global is false for private, loopback, link-local, shared (CGNAT), reserved,
-    # unspecified and documentation ranges.
-    return ip.is_global and not ip.is_multicast
-
-
-def resolve_target(url: str, *, allow_private: bool | None = None) -> tuple[str, str, int, str]:
-    """(scheme, host, port, ip to connect to) for `url`, or TargetRefused.
-
-    The connection goes to the address checked here, not to a second lookup, so a
-    DNS answer that changes between check and connect cannot point it inward.
-    """
-    if allow_private is None:
-        allow_private = wsconfig.get().webhooks.allowPrivateTargets
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise TargetRefused("only http(s) URLs with a host are allowed")
-    if parts.username or parts.password:
-        raise TargetRefused("credentials in the URL are not allowed")
-    try:
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-    except ValueError as exc:
-        raise TargetRefused(f"bad port: {exc}") from None
-    try:
-        infos = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
-    except socket.gaierror as exc:
-        raise TargetRefused(f"cannot resolve {parts.hostname}: {exc.strerror}") from None
-    addrs = list(dict.fromkeys(info[4][0] for info in infos))
-    if not addrs:
-        raise TargetRefused(f"{parts.hostname} has no address")
-    if not allow_private:
-        refused = [a for a in addrs if not _address_allowed(a)]
-        if refused:
-            raise TargetRefused(
-                f"{parts.hostname} resolves to a private, loopback or link-local address ({refused[0]}); "
-                "set webhooks.allowPrivateTargets to allow it"
-            )
-    return parts.scheme, parts.hostname, port, addrs[0]
+# --- sending one request to a checked address --------------------------------------------
 
 
 class _PinnedHTTPConnection(http.client.HTTPConnection):
@@ -164,14 +120,13 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
 
 
 def http_post(url: str, body: bytes, headers: dict, *, timeout: float, allow_private: bool | None = None) -> int:
-    """POST `body` to `url` (checked by the SSRF guard, no redirects followed); the status code."""
-    scheme, host, port, ip = resolve_target(url, allow_private=allow_private)
-    parts = urlsplit(url)
-    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    cls = _PinnedHTTPSConnection if scheme == "https" else _PinnedHTTPConnection
-    conn = cls(host, port, ip, timeout)
+    """POST `body` to `url`, resolved and checked by the SSRF guard now (events.urlguard), to the
+    address checked (no second lookup, no redirects followed); the status code."""
+    target = urlguard.resolve(url, allow_private=allow_private)
+    cls = _PinnedHTTPSConnection if target.scheme == "https" else _PinnedHTTPConnection
+    conn = cls(target.host, target.port, target.addresses[0], timeout)
     try:
-        conn.request("POST", path, body=body, headers=headers)
+        conn.request("POST", target.path, body=body, headers=headers)
         resp = conn.getresponse()
         resp.read(MAX_RESPONSE_BYTES)
         return resp.status
@@ -237,7 +192,9 @@ def attempt(delivery: Delivery, body: bytes, msg_id: str) -> AttemptOutcome:
     t0 = time.perf_counter()
     try:
         status = http_post(delivery.url, body, headers, timeout=float(cfg.timeoutSeconds))
-    except TargetRefused as exc:
+    except urlguard.TargetUnresolved as exc:  # DNS may answer next time: retried
+        return AttemptOutcome(False, None, f"unresolved: {exc}", False, False, time.perf_counter() - t0)
+    except urlguard.TargetRefused as exc:  # the address is not allowed: never sent, failed now
         return AttemptOutcome(False, None, f"refused: {exc}", True, False, time.perf_counter() - t0)
     except (OSError, http.client.HTTPException) as exc:
         return AttemptOutcome(False, None, f"{type(exc).__name__}: {exc}", False, False, time.perf_counter() - t0)

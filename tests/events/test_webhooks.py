@@ -127,17 +127,72 @@ def test_private_loopback_and_link_local_urls_are_refused(events_config, api, sv
 def test_a_callback_to_a_private_address_is_refused_at_delivery(
     events_config, receiver, svc, alice, queue, relay_once, tap
 ):
-    events_config({"relay": {"nudge": "none"}, "webhooks": {"allowPrivateTargets": False}})
+    events_config({"relay": {"nudge": "none"}})  # private targets allowed when the item is created ...
     tap()
     rec = receiver()
     item = factories.item(actor=svc, queue=queue, callback_url=rec.url)
     services.work_item_cancel(item_id=item.pk, actor=svc, reason="no longer needed")
     relay_once()
+    events_config({"relay": {"nudge": "none"}, "webhooks": {"allowPrivateTargets": False}})  # ... not when sent
     webhooks.deliver_due()
     d = Delivery.objects.get()
     assert d.kind == Delivery.CALLBACK and d.status == Delivery.FAILED and d.attempts == 1
-    assert "refused" in d.last_error
+    assert d.last_error.startswith("refused: 127.0.0.1 is loopback")
     assert rec.requests == []
+
+
+@pytest.mark.parametrize(
+    "form",
+    [
+        "http://localhost:{port}/hook",
+        "http://LocalHost:{port}/hook",
+        "http://127.0.0.1:{port}/hook",
+        "http://[::ffff:127.0.0.1]:{port}/hook",
+    ],
+)
+def test_a_subscription_whose_host_resolves_inward_is_refused_at_send_time(
+    events_config, receiver, api, svc, make_item, relay_once, tap, form
+):
+    """What a name resolves to may change after the subscription was accepted: every attempt
+    resolves it again, and an inward address fails the delivery at once, with nothing sent."""
+    events_config({"relay": {"nudge": "none"}})
+    tap()
+    rec = receiver()
+    url = form.format(port=rec.server.server_address[1])
+    sub = _subscribe(api, svc, url)  # accepted while private targets are allowed
+    make_item()
+    relay_once()
+    events_config({"relay": {"nudge": "none"}, "webhooks": {"allowPrivateTargets": False}})
+    assert webhooks.deliver_due() == 1
+    refused = Delivery.objects.get()
+    assert refused.status == Delivery.FAILED and refused.attempts == 1 and refused.last_status_code is None
+    assert refused.last_error.startswith("refused: ") and "127.0.0.1" in refused.last_error
+    assert refused.attempt_log[0]["error"] == refused.last_error
+    page = api(svc).get(f"/api/v1/subscriptions/{sub['id']}/deliveries").json()
+    assert page["results"][0]["status"] == "failed" and page["results"][0]["last_error"] == refused.last_error
+    assert webhooks.deliver_due() == 0  # failed for good: not tried again
+    assert rec.requests == []
+    # The same URL reaches the receiver when private targets are allowed: nothing arrived above
+    # because the guard refused it, not because the receiver was unreachable.
+    events_config({"relay": {"nudge": "none"}})
+    make_item()
+    relay_once()
+    _deliver_until(lambda: Delivery.objects.filter(status=Delivery.DELIVERED).count() == 1)
+    assert len(rec.wait_for(1)) == 1
+
+
+def test_a_callback_host_that_does_not_resolve_is_retried_not_failed(events_config, svc, queue, relay_once, tap):
+    events_config({"relay": {"nudge": "none"}, "webhooks": {"allowPrivateTargets": False, "maxAttempts": 2}})
+    tap()
+    item = factories.item(actor=svc, queue=queue, callback_url="https://engine.invalid/cb")  # accepted at create
+    services.work_item_cancel(item_id=item.pk, actor=svc, reason="no longer needed")
+    relay_once()
+    webhooks.deliver_due()
+    d = Delivery.objects.get()
+    assert d.status == Delivery.PENDING and d.attempts == 1
+    assert d.last_error.startswith("unresolved: cannot resolve engine.invalid")
+    _deliver_until(lambda: Delivery.objects.get().status == Delivery.FAILED)
+    assert Delivery.objects.get().attempts == 2  # then webhooks.maxAttempts fails it, as any failure
 
 
 def test_callback_url_gets_the_completion_signed(events_config, receiver, svc, alice, queue, relay_once, tap):

@@ -3,26 +3,24 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
-from django.core.exceptions import ValidationError as DjangoValidationError
-from django.core.validators import URLValidator
 from django.db import transaction
 from django.utils import timezone
 
 from config import wsconfig
 from config.observability import WORKITEM_CREATE_LATENCY_MS
 from distribution.engine import route_item
+from events import urlguard
 from workitems import policy, schemas
 from workitems.errors import NotAllowed, NotFound, ValidationFailed
 from workitems.models import CREATE, Queue, WorkItem
 from workitems.services._core import emit_unassigned, record_change, touch_last_assigned
 
 User = get_user_model()
-_url_validator = URLValidator(schemes=["http", "https"])
 
 
 @dataclass
@@ -32,6 +30,18 @@ class _CreateLookups:
     queues: dict[str, Queue]
     users: dict[str, Any]
     groups: dict[str, Group]
+    url_refusals: dict[str, str | None] = field(default_factory=dict)
+
+    def callback_refusal(self, url: str) -> str | None:
+        """Why the SSRF guard refuses `url` as a callback (once per URL per create). A name that
+        does not resolve passes: it is resolved and checked again at every delivery."""
+        if url not in self.url_refusals:
+            try:
+                urlguard.check(url, require_resolvable=False)
+                self.url_refusals[url] = None
+            except urlguard.TargetRefused as exc:
+                self.url_refusals[url] = str(exc)
+        return self.url_refusals[url]
 
 
 def _lookups_for(bodies: list[dict]) -> _CreateLookups:
@@ -88,11 +98,9 @@ def _build_item(body: dict, lookups: _CreateLookups, actor, prefix: str) -> tupl
             {"field": schemas.dotted(prefix, ["strategy"]), "message": f"strategy {strategy} is switched off"}
         )
     callback_url = body.get("callback_url", "")
-    if callback_url:
-        try:
-            _url_validator(callback_url)
-        except DjangoValidationError:
-            errors.append({"field": schemas.dotted(prefix, ["callback_url"]), "message": "must be an http(s) URL"})
+    refusal = lookups.callback_refusal(callback_url) if callback_url else None
+    if refusal:
+        errors.append({"field": schemas.dotted(prefix, ["callback_url"]), "message": f"refused: {refusal}"})
     if errors:
         raise ValidationFailed(errors)
     now = timezone.now()
