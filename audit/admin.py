@@ -1,10 +1,11 @@
 from django.contrib import admin
 
-from audit.models import AuditRecord
+from audit.models import AuditCheckpoint, AuditHead, AuditRecord
+from events.admin import ReadOnlyAdmin  # rows the admin shows and never writes
 
 
 @admin.register(AuditRecord)
-class AuditRecordAdmin(admin.ModelAdmin):
+class AuditRecordAdmin(ReadOnlyAdmin):
     """Read-only: the trail is append-only."""
 
     list_display = (
@@ -22,16 +23,22 @@ class AuditRecordAdmin(admin.ModelAdmin):
     search_fields = ("stream", "actor_username", "request_id", "correlation_id")
     date_hierarchy = "created_at"
     list_select_related = False
-    show_full_result_count = False
+
+
+@admin.register(AuditHead)
+class AuditHeadAdmin(ReadOnlyAdmin):
+    """Each stream's last seq and hash (audit_verify checks the chain ends there)."""
+
+    list_display = ("stream", "seq", "updated_at")
+    search_fields = ("stream",)
+
+
+@admin.register(AuditCheckpoint)
+class AuditCheckpointAdmin(ReadOnlyAdmin):
+    """The signed snapshots of all heads (manage.py audit_checkpoint, hourly in beat)."""
+
+    list_display = ("id", "created_at", "streams", "records", "mac")
+    exclude = ("heads",)  # one entry per stream: too long for a page
 
     def get_readonly_fields(self, request, obj=None):
-        return [f.name for f in self.model._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
+        return [f.name for f in self.model._meta.fields if f.name != "heads"]

@@ -53,6 +53,9 @@ class ChainReportOut(serializers.Serializer):
     broken_stream = serializers.CharField(allow_null=True)
     broken_seq = serializers.IntegerField(allow_null=True)
     reason = serializers.CharField()
+    heads_checked = serializers.IntegerField()
+    checkpoint_id = serializers.IntegerField(allow_null=True)
+    checkpoint_at = serializers.DateTimeField(allow_null=True)
 
 
 KNOWN = set(AuditFilter.base_filters) | {"cursor", "page_size"}
@@ -81,7 +84,7 @@ class AuditVerifyView(WorkstreamAPIView):
 
     @extend_schema(
         operation_id="audit_verify",
-        summary="Check the audit hash chains",
+        summary="Check the audit hash chains, each stream's head and the newest signed checkpoint",
         responses={200: ChainReportOut, **PROBLEM_RESPONSES(401, 403, 429)},
     )
     def get(self, request):

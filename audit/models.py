@@ -33,7 +33,8 @@ class AuditRecord(models.Model):
     (`manage.py audit_verify`). Chains are per stream rather than global so that
     writers of different items never wait on one shared chain head: the item's
     row lock, which every command holds anyway, already orders its stream.
-    On PostgreSQL a trigger rejects UPDATE and DELETE on this table.
+    The end of each stream is its `AuditHead`; `AuditCheckpoint` signs all heads.
+    On PostgreSQL triggers reject UPDATE, DELETE and TRUNCATE on this table.
     """
 
     CHANNELS = [(c, c) for c in ("api", "admin", "event", "system", "console")]
@@ -108,3 +109,47 @@ class AuditRecord(models.Model):
     def compute_hash(self) -> str:
         canonical = json.dumps(self.content(), sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
         return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class AuditHead(models.Model):
+    """The end of one stream: its last record's `seq` and `hash`.
+
+    Written in the same transaction as each record (`audit_record` reads it to chain the
+    next record and upserts it after), so a stream whose last records were deleted no longer
+    reaches its head, and a head without records names a stream that was removed
+    (`audit_verify`). On PostgreSQL a trigger refuses DELETE and TRUNCATE and lets an UPDATE
+    only advance the head by one record.
+    """
+
+    stream = models.CharField(max_length=100, primary_key=True)
+    seq = models.PositiveIntegerField()
+    hash = models.CharField(max_length=64)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"{self.stream}#{self.seq}"
+
+
+class AuditCheckpoint(models.Model):
+    """A signed snapshot of every stream's head (`manage.py audit_checkpoint`, Celery beat).
+
+    `heads` maps each stream to its seq at `created_at`; `mac` is an HMAC-SHA256, under a key
+    from the environment (audit.checkpoint), over the time and every (stream, seq, hash). A
+    stream deleted together with its head is still listed in the newest checkpoint, and a
+    stream rewritten consistently (records re-hashed, head moved) no longer matches the MAC.
+    On PostgreSQL a trigger refuses UPDATE and TRUNCATE, and DELETE of the newest checkpoint.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    created_at = models.DateTimeField()
+    streams = models.PositiveIntegerField()
+    records = models.PositiveBigIntegerField()
+    heads = models.JSONField()
+    mac = models.CharField(max_length=64)
+
+    class Meta:
+        indexes = [models.Index(fields=["created_at"], name="audit_checkpoint_time_idx")]
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"checkpoint {self.pk} at {self.created_at:%Y-%m-%d %H:%M:%S} ({self.streams} streams)"

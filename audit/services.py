@@ -1,13 +1,25 @@
-"""Writing and checking the audit trail. Callers hold the lock that orders the stream."""
+"""Writing and checking the audit trail. Callers hold the lock that orders the stream.
+
+What `audit_verify` proves, and what it cannot, is the docstring of `audit_verify`.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
+import logging
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 
-from audit.models import AuditRecord
+from audit.models import AuditCheckpoint, AuditHead, AuditRecord
 from config import context
+from config.timefmt import isoformat_z
+
+log = logging.getLogger(__name__)
 
 
 def audit_record(
@@ -29,7 +41,9 @@ def audit_record(
     """
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("audit_record must run inside the change's transaction")
-    last = AuditRecord.objects.filter(stream=stream).order_by("-seq").values_list("seq", "hash").first()
+    # The head, not the last record: a stream whose end was deleted goes on from its head,
+    # and the gap stays visible to audit_verify.
+    last = AuditHead.objects.filter(stream=stream).values_list("seq", "hash").first()
     seq, prev_hash = (last[0] + 1, last[1]) if last else (1, "")
     record = AuditRecord(
         stream=stream,
@@ -48,7 +62,71 @@ def audit_record(
     )
     record.hash = record.compute_hash()
     record.save(force_insert=True)
+    AuditHead.objects.bulk_create(  # one INSERT … ON CONFLICT (stream) DO UPDATE
+        [AuditHead(stream=stream, seq=seq, hash=record.hash, updated_at=record.created_at)],
+        update_conflicts=True,
+        unique_fields=["stream"],
+        update_fields=["seq", "hash", "updated_at"],
+    )
     return record
+
+
+# --- checkpoints ------------------------------------------------------------------------------
+
+CHECKPOINT_KEEP = 48  # the newest checkpoints kept; older ones are deleted by the next checkpoint
+
+
+def checkpoint_key() -> bytes:
+    """AUDIT_CHECKPOINT_KEY (or _FILE) when set, else a key derived from SECRET_KEY."""
+    key = settings.AUDIT_CHECKPOINT_KEY
+    if key:
+        return key.encode()
+    return hmac.new(settings.SECRET_KEY.encode(), b"workstream.audit.checkpoint", hashlib.sha256).digest()
+
+
+def checkpoint_mac(created_at, entries) -> str:
+    """HMAC-SHA256 over the checkpoint's time and its sorted (stream, seq, hash) entries."""
+    message = json.dumps(
+        {"created_at": isoformat_z(created_at), "heads": sorted([s, n, h] for s, n, h in entries)},
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    return hmac.new(checkpoint_key(), message.encode(), hashlib.sha256).hexdigest()
+
+
+def audit_checkpoint(*, keep: int = CHECKPOINT_KEEP) -> AuditCheckpoint:
+    """Sign every stream's head as it is now, and drop all but the newest `keep` checkpoints.
+
+    One SELECT reads the heads, so the checkpoint is one consistent snapshot: a head is in it
+    only if its record committed, and records are never removed, so a later verify finds
+    every record a checkpoint names unless someone deleted it.
+    """
+    if keep < 1:
+        raise ValueError("keep at least the newest checkpoint")
+    entries = list(AuditHead.objects.order_by("stream").values_list("stream", "seq", "hash").iterator(chunk_size=5000))
+    created_at = timezone.now()
+    with transaction.atomic():
+        checkpoint = AuditCheckpoint.objects.create(
+            created_at=created_at,
+            streams=len(entries),
+            records=sum(seq for _, seq, _ in entries),
+            heads={stream: seq for stream, seq, _ in entries},
+            mac=checkpoint_mac(created_at, entries),
+        )
+        kept = AuditCheckpoint.objects.order_by("-created_at", "-id").values_list("id", flat=True)[:keep]
+        AuditCheckpoint.objects.exclude(id__in=list(kept)).delete()
+    # In the logs too: a copy of the signature outside the database.
+    log.info(
+        "audit checkpoint %s: %s streams, %s records",
+        checkpoint.pk,
+        checkpoint.streams,
+        checkpoint.records,
+        extra={"checkpoint": checkpoint.pk, "checkpoint_mac": checkpoint.mac},
+    )
+    return checkpoint
+
+
+# --- verifying --------------------------------------------------------------------------------
 
 
 @dataclass
@@ -62,22 +140,68 @@ class ChainReport:
     broken_stream: str | None = None
     broken_seq: int | None = None
     reason: str = ""
+    heads_checked: int = 0
+    checkpoint_id: int | None = None
+    checkpoint_at: str | None = None
 
     def as_dict(self) -> dict:
         return self.__dict__.copy()
 
 
-def audit_verify(*, stream: str | None = None, chunk_size: int = 5000) -> ChainReport:
-    """Walk every stream (or one) in order and report the first broken link."""
-    qs = AuditRecord.objects.order_by("stream", "seq")
-    if stream:
-        qs = qs.filter(stream=stream)
-    checked = streams = 0
-    current_stream, expected_seq, prev_hash = None, 1, ""
+def _end_problem(head, last_seq: int, last_hash: str) -> str:
+    """Why the stream's last record is not its head ("" when it is)."""
+    if head is None:
+        return f"the stream ends at seq {last_seq} but has no head (its head row was deleted)"
+    if head[0] > last_seq:
+        return f"the stream ends at seq {last_seq} but its head is at seq {head[0]} (records at its end are missing)"
+    if head[0] < last_seq:
+        return f"the stream goes on to seq {last_seq} beyond its head at seq {head[0]} (records written around it)"
+    if head[1] != last_hash:
+        return "the last record's hash is not the head's (the end of the stream was rewritten)"
+    return ""
+
+
+class _Walk:
+    """State of one verify run: the heads not yet met, what the checkpoint needs, counters."""
+
+    def __init__(self, heads: dict, wanted: dict):
+        self.heads = heads  # stream → (seq, hash), popped as each stream's end is checked
+        self.wanted = wanted  # stream → seq in the checkpoint
+        self.signed: dict[str, str] = {}  # stream → hash of its record at the checkpoint's seq
+        self.records = self.streams = self.heads_checked = 0
+
+    def report(self, *, rec_id=None, stream=None, seq=None, reason="", checkpoint=None) -> ChainReport:
+        return ChainReport(
+            ok=not reason,
+            records_checked=self.records,
+            streams_checked=self.streams,
+            broken_id=rec_id,
+            broken_stream=stream,
+            broken_seq=seq,
+            reason=reason,
+            heads_checked=self.heads_checked,
+            checkpoint_id=checkpoint.pk if checkpoint else None,
+            checkpoint_at=isoformat_z(checkpoint.created_at) if checkpoint else None,
+        )
+
+
+def _walk_chains(qs, walk: _Walk, chunk_size: int) -> dict | None:
+    """Check every record's link and every stream's end; the first problem as report fields."""
+    current, expected_seq, prev_hash, last_id = None, 1, "", None
+
+    def end_of(stream):
+        problem = _end_problem(walk.heads.pop(stream, None), expected_seq - 1, prev_hash)
+        walk.heads_checked += 1
+        if problem:
+            return {"rec_id": last_id, "stream": stream, "seq": expected_seq - 1, "reason": problem}
+        return None
+
     for rec in qs.iterator(chunk_size=chunk_size):
-        if rec.stream != current_stream:
-            current_stream, expected_seq, prev_hash = rec.stream, 1, ""
-            streams += 1
+        if rec.stream != current:
+            if current is not None and (problem := end_of(current)):
+                return problem
+            current, expected_seq, prev_hash = rec.stream, 1, ""
+            walk.streams += 1
         reason = ""
         if rec.seq != expected_seq:
             reason = f"expected seq {expected_seq}, found {rec.seq} (a record is missing)"
@@ -86,7 +210,68 @@ def audit_verify(*, stream: str | None = None, chunk_size: int = 5000) -> ChainR
         elif rec.compute_hash() != rec.hash:
             reason = "content does not match its hash (the record was altered)"
         if reason:
-            return ChainReport(False, checked, streams, rec.id, rec.stream, rec.seq, reason)
-        checked += 1
-        expected_seq, prev_hash = rec.seq + 1, rec.hash
-    return ChainReport(True, checked, streams)
+            return {"rec_id": rec.id, "stream": rec.stream, "seq": rec.seq, "reason": reason}
+        if walk.wanted.get(rec.stream) == rec.seq:
+            walk.signed[rec.stream] = rec.hash
+        walk.records += 1
+        expected_seq, prev_hash, last_id = rec.seq + 1, rec.hash, rec.id
+    if current is not None and (problem := end_of(current)):
+        return problem
+    return None
+
+
+def audit_verify(*, stream: str | None = None, chunk_size: int = 5000) -> ChainReport:
+    """Walk every stream (or one) in order and report the first problem.
+
+    What an `ok` proves, for every stream (or the one named):
+    - each record's content matches its hash and the previous record's hash (nothing edited,
+      reordered or removed from the middle);
+    - the stream ends at its head (`AuditHead`, written in each record's transaction): records
+      removed from the end, and a whole stream removed while its head stayed, are found;
+    - every stream of the newest checkpoint (`audit_checkpoint`, HMAC-signed) still reaches the
+      seq it had then with the hash that was signed: a stream deleted together with its head,
+      or rewritten from the start and re-hashed with its head moved, is found. The signature is
+      checked in a full run; with `stream` only that stream's entry is compared.
+
+    What it cannot see: a stream created after the newest checkpoint and deleted with its head;
+    records appended at the end after the checkpoint by someone who also moves the head; and
+    anything done by whoever holds the checkpoint key and can write the tables as their owner
+    (triggers disabled, or a superuser's `session_replication_role = replica`), who can rewrite
+    records, heads and checkpoints alike. With no checkpoint yet, deleted streams whose heads
+    went too are not found. On PostgreSQL triggers refuse UPDATE, DELETE and TRUNCATE of
+    records, deleting or rewinding heads, and changing checkpoints, to every role that does not
+    own the tables; the runtime role should not (README, security).
+    """
+    heads_qs = AuditHead.objects.all()
+    qs = AuditRecord.objects.order_by("stream", "seq")
+    if stream:
+        heads_qs, qs = heads_qs.filter(stream=stream), qs.filter(stream=stream)
+    checkpoint = AuditCheckpoint.objects.order_by("-created_at", "-id").first()
+    wanted = dict(checkpoint.heads) if checkpoint else {}
+    if stream:
+        wanted = {stream: wanted[stream]} if stream in wanted else {}
+    walk = _Walk({s: (n, h) for s, n, h in heads_qs.values_list("stream", "seq", "hash")}, wanted)
+    problem = _walk_chains(qs, walk, chunk_size)
+    if problem:
+        return walk.report(checkpoint=checkpoint, **problem)
+    for orphan in sorted(walk.heads):
+        seq = walk.heads[orphan][0]
+        reason = f"the stream has no records but its head is at seq {seq} (the stream was deleted)"
+        return walk.report(stream=orphan, seq=seq, reason=reason, checkpoint=checkpoint)
+    for name in sorted(wanted):
+        if name not in walk.signed:
+            reason = (
+                f"the stream had seq {wanted[name]} at checkpoint {checkpoint.pk} "
+                f"({isoformat_z(checkpoint.created_at)}) and that record is gone "
+                "(the stream, or its end, was deleted with its head)"
+            )
+            return walk.report(stream=name, seq=wanted[name], reason=reason, checkpoint=checkpoint)
+    if checkpoint and not stream:
+        entries = [(s, n, walk.signed[s]) for s, n in wanted.items()]
+        if not hmac.compare_digest(checkpoint_mac(checkpoint.created_at, entries), checkpoint.mac):
+            reason = (
+                f"checkpoint {checkpoint.pk} does not match its signature: the records it covers were "
+                "rewritten, the checkpoint was altered, or it was signed with another key"
+            )
+            return walk.report(reason=reason, checkpoint=checkpoint)
+    return walk.report(checkpoint=checkpoint)

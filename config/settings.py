@@ -194,10 +194,13 @@ CELERY_BEAT_SCHEDULE: dict = {
     "events-relay-outbox": {"task": "events.relay_outbox", "schedule": 10.0},
     "events-deliver-webhooks": {"task": "events.deliver_webhooks", "schedule": 5.0},
     "events-purge-published": {"task": "events.purge_published", "schedule": 24 * 3600.0},
+    "audit-checkpoint": {"task": "audit.checkpoint", "schedule": 3600.0},
 }
 # Signs deliveries to work items' callback_url (Standard Webhooks, whsec_<base64>); derived from
 # SECRET_KEY when unset. Engines verify callbacks with it.
 CALLBACK_SIGNING_SECRET = envsecret("CALLBACK_SIGNING_SECRET")
+# Signs the audit checkpoints (audit.services.audit_checkpoint); derived from SECRET_KEY when unset.
+AUDIT_CHECKPOINT_KEY = envsecret("AUDIT_CHECKPOINT_KEY")
 
 LOG_LEVEL = env("LOG_LEVEL", "INFO")
 LOG_FORMAT = env("LOG_FORMAT", "json")

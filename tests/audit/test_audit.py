@@ -13,20 +13,8 @@ from audit.models import AuditImmutable, AuditRecord
 from audit.services import audit_record, audit_verify
 from events.models import OutboxEvent
 from events.outbox import outbox_enqueue
-from workitems import services
 
 TRIGGER = "audit_auditrecord_no_change"
-
-
-@pytest.fixture
-def trail(make_item, alice):
-    """Two items with a few audit records each."""
-    first = make_item()
-    services.work_item_claim(item_id=first.pk, actor=alice)
-    services.work_item_start(item_id=first.pk, actor=alice)
-    second = make_item()
-    services.work_item_claim(item_id=second.pk, actor=alice)
-    return first, second
 
 
 def _sql(statement: str, params=()) -> None:
