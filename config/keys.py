@@ -53,3 +53,17 @@ def refusal(name: str, value: str) -> str:
         f"{name} {why}: outside DEBUG the service refuses to sign sessions and tokens with it. "
         f"Set {name} (or {name}_FILE, a file holding it) to a random secret, e.g. the output of {GENERATE_HINT}"
     )
+
+
+# METRICS_TOKEN, the bearer token Prometheus scrapes /metrics with.
+MIN_TOKEN_LENGTH = 32
+
+
+def token_refusal(name: str, value: str) -> str:
+    """The start-up error for a bearer token that is set but guessable, or ""."""
+    if not value or len(value) >= MIN_TOKEN_LENGTH:
+        return ""
+    return (
+        f"{name} is too short ({len(value)} characters, at least {MIN_TOKEN_LENGTH}): set it to a random "
+        "token, e.g. the output of python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+    )

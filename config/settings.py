@@ -308,3 +308,10 @@ SPECTACULAR_SETTINGS = {
 }
 
 PROMETHEUS_EXPORT_MIGRATIONS = False
+# /metrics (config/observability.py): with METRICS_TOKEN set, a scrape must send it as a bearer token;
+# without one the endpoint answers 403 unless METRICS_PUBLIC, which is on by default only under DEBUG
+# (`make run`) and the test suite.
+METRICS_TOKEN = envsecret("METRICS_TOKEN")
+METRICS_PUBLIC = envbool("METRICS_PUBLIC", "true" if DEBUG or TESTING else "false")
+if keys.token_refusal("METRICS_TOKEN", METRICS_TOKEN):
+    raise ImproperlyConfigured(keys.token_refusal("METRICS_TOKEN", METRICS_TOKEN))

@@ -4,6 +4,7 @@ prometheus_client's multiprocess mode), and this process's registry without it."
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -22,6 +23,9 @@ from tests.distribution.test_round_robin_processes import this_test_database_url
 ROOT = Path(__file__).resolve().parents[2]
 COUNTER = "django_http_responses_total_by_status_view_method_total"
 LIVE = {"status": "200", "view": "health-live", "method": "GET"}
+# The servers here run with a scrape token, as a deployment does (tests/config/test_metrics_auth.py).
+METRICS_TOKEN = secrets.token_urlsafe(32)
+SCRAPE = {"Authorization": f"Bearer {METRICS_TOKEN}"}
 
 
 def free_port() -> int:
@@ -30,8 +34,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def get(url: str) -> tuple[int, str]:
-    resp = httpx.get(url, timeout=10)
+def get(url: str, headers: dict | None = None) -> tuple[int, str]:
+    resp = httpx.get(url, headers=headers, timeout=10)
     return resp.status_code, resp.text
 
 
@@ -72,6 +76,7 @@ class Gunicorn:
             "DB_CONN_MAX_AGE": "0",
             "REDIS_URL": settings.REDIS_URL,
             "PYTHONPATH": str(ROOT),
+            "METRICS_TOKEN": METRICS_TOKEN,
         }
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
         if metrics_dir is not None:
@@ -160,7 +165,7 @@ def test_a_scrape_counts_every_workers_requests_and_a_stale_file_is_wiped(gunico
 
     seen = []
     for _ in range(30):
-        status, text = get(server.url + "/metrics")
+        status, text = get(server.url + "/metrics", SCRAPE)
         assert status == 200
         seen.append(sample(text, COUNTER, LIVE))
     # every scrape, whichever worker answered it, has the server's total (not one worker's share)
@@ -170,13 +175,17 @@ def test_a_scrape_counts_every_workers_requests_and_a_stale_file_is_wiped(gunico
     assert sample(text, "workstream_outbox_backlog", {}) is not None
     # the workers wrote their files where they were told to
     assert len(list(metrics_dir.glob("counter_*.db"))) >= 2
+    # and a scrape without the token, or with another one, gets nothing from any worker
+    for headers in (None, {"Authorization": "Bearer " + secrets.token_urlsafe(32)}, {"Authorization": METRICS_TOKEN}):
+        status, text = get(server.url + "/metrics", headers)
+        assert status == 401 and "METRICS_TOKEN" in text and COUNTER not in text, (status, text[:300])
 
 
 @pytest.mark.slow
 def test_without_the_directory_gunicorn_makes_one_and_removes_it(gunicorn):
     server = gunicorn(None)
     sent = hit_until_both_workers_answered(server, "/health/live")
-    seen = [sample(get(server.url + "/metrics")[1], COUNTER, LIVE) for _ in range(20)]
+    seen = [sample(get(server.url + "/metrics", SCRAPE)[1], COUNTER, LIVE) for _ in range(20)]
     assert seen == [float(sent)] * len(seen), (sent, seen)
     made = [line for line in server.log().splitlines() if "Prometheus multiprocess directory" in line]
     assert made, server.log()
