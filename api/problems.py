@@ -44,6 +44,7 @@ KINDS: dict[str, tuple[int, str]] = {
     "idempotency-key-reused": (422, "Idempotency-Key reused with a different request"),
     "rate-limited": (429, "Too many requests"),
     "server-error": (500, "Internal server error"),
+    "transient-conflict": (503, "Transient database conflict; nothing was changed, try again"),
 }
 
 

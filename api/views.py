@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+from django.core.exceptions import RequestDataTooBig
 from django.db import transaction
+from django.http import JsonResponse
+from django.http.request import RawPostDataException
 from rest_framework.views import APIView
 
 from api import idempotency
-from api.problems import ProblemException
+from api.problems import CONTENT_TYPE, ProblemException, problem_body
+from config import retry
 
 
 class WorkstreamAPIView(APIView):
-    """APIView plus Idempotency-Key handling on POST (one transaction with the change)."""
+    """APIView plus Idempotency-Key handling on POST (one transaction with the change) and
+    transient database conflicts retried around the outermost transaction."""
 
     _idem = None
+    _attempt = 0
 
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)  # authentication, permissions, throttles
@@ -20,6 +26,28 @@ class WorkstreamAPIView(APIView):
             self._idem = idempotency.begin(request._request)
 
     def dispatch(self, request, *args, **kwargs):
+        """The request, run again from the start (config.retry) when it met a deadlock, a
+        serialization failure or a lock timeout; 503 `transient-conflict` after the last try."""
+        try:
+            request.body  # noqa: B018 - read and kept now, so that a second attempt parses it again
+        except (RequestDataTooBig, RawPostDataException, OSError):
+            return self._dispatch_once(request, *args, **kwargs)  # unreadable: DRF reports it
+        self._attempt = 0
+        try:
+            return retry.retry_transient(lambda: self._dispatch_once(request, *args, **kwargs), where="api")
+        except retry.TransientConflict as exc:
+            body = problem_body("transient-conflict", str(exc), instance=request.path, sqlstate=exc.sqlstate)
+            response = JsonResponse(body, status=body["status"], content_type=CONTENT_TYPE)
+            response["Retry-After"] = str(retry.RETRY_AFTER_SECONDS)
+            return response
+
+    def check_throttles(self, request):
+        if self._attempt <= 1:  # a retried attempt is the same request: it counts once
+            super().check_throttles(request)
+
+    def _dispatch_once(self, request, *args, **kwargs):
+        self._attempt += 1
+        self._idem = None
         if request.method != "POST" or idempotency.HEADER not in request.headers:
             return super().dispatch(request, *args, **kwargs)
         try:

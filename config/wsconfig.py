@@ -36,6 +36,7 @@ DEFAULTS: dict[str, Any] = {
         "bulkCreateMax": 1000,
         "maxPageSize": 500,
         "maxBodyBytes": 1_048_576,
+        "transientRetries": 2,
     },
     "eventBus": {
         "exchange": "workstream.events",
@@ -113,6 +114,7 @@ SCHEMA: dict[str, Any] = _obj(
                 "bulkCreateMax": _pos(100_000),
                 "maxPageSize": _pos(10_000),
                 "maxBodyBytes": _pos(1 << 30),
+                "transientRetries": {"type": "integer", "minimum": 0, "maximum": 10},
             }
         ),
         "eventBus": _obj(

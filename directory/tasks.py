@@ -5,6 +5,7 @@ from __future__ import annotations
 from celery import shared_task
 
 from config.context import acting
+from config.retry import retry_transient
 from directory import services
 from directory.ldap_sync import directory_sync
 
@@ -13,11 +14,11 @@ from directory.ldap_sync import directory_sync
 def sync_directory() -> dict:
     """The scheduled directory sync (same service as `manage.py sync_directory`)."""
     with acting(channel="system"):
-        return directory_sync().as_dict()
+        return retry_transient(directory_sync, where="task").as_dict()
 
 
 @shared_task(name="directory.availability_sweep")
 def availability_sweep() -> int:
     """Hand over the held items of users whose scheduled absence has just begun."""
     with acting(channel="system"):
-        return services.availability_sweep()
+        return retry_transient(services.availability_sweep, where="task")

@@ -34,6 +34,7 @@ from django.contrib.auth import get_user_model
 from django.db import connection, transaction
 
 from config import context
+from config.retry import retry_transient
 from events.models import InboxCommand
 from events.outbox import outbox_enqueue
 from events.wakeup import redis_client
@@ -140,9 +141,14 @@ def _run(cmd: dict):
 def apply(cmd: dict) -> str:
     """Apply a parsed command once: APPLIED, REJECTED, or DUPLICATE (nothing done).
 
-    Unexpected errors propagate with everything rolled back (the consumer retries,
-    then dead-letters).
+    A deadlock, serialization failure or lock timeout runs the whole transaction again
+    (config.retry); unexpected errors, and TransientConflict after the last attempt,
+    propagate with everything rolled back (the consumer retries, then dead-letters).
     """
+    return retry_transient(lambda: _apply_once(cmd), where="bus")
+
+
+def _apply_once(cmd: dict) -> str:
     corr = cmd.get("correlation_id", "")
     rid = context.clean_request_id(corr or cmd["command_id"])
     with context.acting(channel="event", request_id=rid), transaction.atomic():

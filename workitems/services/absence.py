@@ -5,10 +5,12 @@ a reservation nobody accepts in time moves to the next candidate."""
 from __future__ import annotations
 
 import logging
+from functools import partial
 
 from django.db import DatabaseError, transaction
 from django.utils import timezone
 
+from config.retry import TransientConflict, retry_transient
 from directory.models import Profile
 from workitems.errors import ConstraintViolated, WorkstreamError
 from workitems.models import State, WorkItem
@@ -125,15 +127,21 @@ def work_item_return_to_owner(*, item_id: int) -> WorkItem | None:
     )
 
 
+def _atomically(step, item_id: int):
+    with transaction.atomic():
+        return step(item_id)
+
+
 def _each_in_savepoint(ids: list[int], step, what: str) -> int:
     """Run `step(item_id)` for each id in its own savepoint: one item that fails (a race, a
-    constraint, a bad row) is logged and left as it was, and does not undo the others."""
+    constraint, a bad row) is logged and left as it was, and does not undo the others. Run
+    outside a transaction (the Celery jobs), each is its own transaction, retried on a
+    deadlock, serialization failure or lock timeout (config.retry)."""
     done = 0
     for item_id in ids:
         try:
-            with transaction.atomic():
-                done += int(bool(step(item_id)))
-        except (WorkstreamError, DatabaseError):
+            done += int(bool(retry_transient(partial(_atomically, step, item_id), where="task")))
+        except (WorkstreamError, DatabaseError, TransientConflict):
             log.warning("%s: work item %s left as it was", what, item_id, exc_info=True)
     return done
 
