@@ -70,6 +70,7 @@ DEFAULTS: dict[str, Any] = {
     },
     "rateLimits": {"default": "100/s", "perRole": {}},
     "idempotency": {"retentionHours": 24},
+    "sla": {"scanSeconds": 30, "batchSize": 500},
     "roles": {
         "admin": "workstream-admins",
         "supervisor": "workstream-supervisors",
@@ -160,6 +161,7 @@ SCHEMA: dict[str, Any] = _obj(
             }
         ),
         "idempotency": _obj({"retentionHours": _pos(24 * 365)}),
+        "sla": _obj({"scanSeconds": _pos(86400), "batchSize": _pos(10_000)}),
         "roles": _obj({"admin": _NAME, "supervisor": _NAME, "worker": _NAME, "service": _NAME}),
     }
 )

@@ -28,8 +28,8 @@ from config.context import acting
 from directory.admin import _errors_to_form
 from workitems import services
 from workitems.errors import FeatureDisabled, WorkstreamError
-from workitems.models import Lifecycle, Queue, WorkItem
-from workitems.services.definitions import FIELDS, LIFECYCLE_FIELDS
+from workitems.models import Calendar, Lifecycle, Queue, WorkItem
+from workitems.services.definitions import CALENDAR_FIELDS, FIELDS, LIFECYCLE_FIELDS
 
 # --- queues and lifecycle definitions: saved by their commands ---------------------------
 
@@ -112,6 +112,14 @@ class LifecycleAdmin(CommandAdmin):
     fields = LIFECYCLE_FIELDS
     commands = (services.lifecycle_create, services.lifecycle_update)
     list_display = ("name", "start_step", "allow_suspend", "allow_release", "allow_delegate")
+    search_fields = ("name",)
+
+
+@admin.register(Calendar)
+class CalendarAdmin(CommandAdmin):
+    fields = CALENDAR_FIELDS
+    commands = (services.calendar_create, services.calendar_update)
+    list_display = ("name", "time_zone", "country")
     search_fields = ("name",)
 
 

@@ -22,7 +22,8 @@ import holidays as holiday_sets
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _HHMM = re.compile(r"^([01]\d|2[0-4]):([0-5]\d)$")
-# A calendar with working time at all has some within any 2 years; past that, give up.
+# A calendar with working hours has some within any two years (holidays aside): that many
+# days in a row without any means it has none left, and the walk stops.
 MAX_DAYS = 366 * 2
 
 
@@ -146,12 +147,21 @@ class BusinessCalendar:
         if not self.has_working_time:
             raise CalendarError([{"field": "working_hours", "message": "the calendar has no working time"}])
         day = start.astimezone(self._zone).date() - timedelta(days=1)  # a span may start the day before in UTC
-        for _ in range(MAX_DAYS):
+        idle = 0
+        while idle < MAX_DAYS:
+            idle += 1
             for s, e in self._intervals(day):
                 if e > start:
+                    idle = 0
                     yield max(s, start), e
             day += timedelta(days=1)
         raise CalendarError([{"field": "holidays", "message": "no working time within two years"}])
+
+    @cached_property
+    def around_the_clock(self) -> bool:
+        """Every hour counts (no holidays): business time is wall-clock time."""
+        full = [["00:00", "24:00"]]
+        return all(self.working_hours.get(d) == full for d in DAYS) and not self.holidays and not self.country
 
     def add(self, start: datetime, duration: timedelta) -> datetime:
         """The moment `duration` of working time after `start` (aware datetimes, UTC out)."""
@@ -159,6 +169,8 @@ class BusinessCalendar:
         left = duration
         if left <= timedelta(0):
             return start
+        if self.around_the_clock:
+            return start + left
         for s, e in self._walk(start):
             if e - s >= left:
                 return s + left
@@ -171,6 +183,8 @@ class BusinessCalendar:
         total = timedelta(0)
         if end <= start:
             return total
+        if self.around_the_clock:
+            return end - start
         for s, e in self._walk(start):
             if s >= end:
                 break

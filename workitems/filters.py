@@ -6,7 +6,7 @@ import django_filters as df
 from django.db.models import Q
 from django.utils import timezone
 
-from workitems.models import OPEN_STATES, State, WorkItem
+from workitems.models import OPEN_STATES, SlaState, State, WorkItem
 from workitems.policy import claimable_filter
 
 _BOOL_CHOICES = [("true", "true"), ("false", "false")]
@@ -36,6 +36,9 @@ class WorkItemFilter(df.FilterSet):
     created_after = df.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
     created_before = df.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
     escalated = _strict_bool("filter_escalated", "`true`: escalation_level > 0")
+    sla_state = df.MultipleChoiceFilter(choices=SlaState.choices)
+    at_risk = _strict_bool("filter_at_risk", "`true`: open items at risk of missing due_at (sla_state at_risk)")
+    breached = _strict_bool("filter_breached", "`true`: open items past due_at (sla_state breached)")
     ordering = df.ChoiceFilter(choices=[(o, o) for o in ORDERINGS], method="filter_noop", help_text="sort order")
 
     class Meta:
@@ -57,6 +60,12 @@ class WorkItemFilter(df.FilterSet):
 
     def filter_escalated(self, qs, name, value):
         return qs.filter(escalation_level__gt=0) if value == "true" else qs.filter(escalation_level=0)
+
+    def filter_at_risk(self, qs, name, value):
+        return qs.filter(sla_state=SlaState.AT_RISK) if value == "true" else qs.exclude(sla_state=SlaState.AT_RISK)
+
+    def filter_breached(self, qs, name, value):
+        return qs.filter(sla_state=SlaState.BREACHED) if value == "true" else qs.exclude(sla_state=SlaState.BREACHED)
 
     def filter_noop(self, qs, name, value):
         return qs  # applied by the cursor paginator, which must know the order

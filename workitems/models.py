@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 
 import jsonschema
 from django.conf import settings
@@ -17,6 +18,7 @@ from django_fsm import RETURN_VALUE, ConcurrentTransitionMixin, FSMField, transi
 from config import wsconfig
 from directory.roles import ROLES, SYSTEM
 from distribution.strategies import queue_strategy_choices, strategy_choices
+from workitems.calendars import BusinessCalendar, CalendarError
 
 
 class State(models.TextChoices):
@@ -43,6 +45,7 @@ class Action:
     event: str  # the event it emits: workitem.<event>.v1
     route: str | None = None  # its REST route, POST /workitems/{id}/<route>; None: not fired by id
     args: tuple[str, ...] = ()  # the inputs it takes besides the item and the actor
+    system: bool = False  # a step of the system's own (distribution, the SLA scan): no command of its own
 
 
 # The action table: the only list of work-item actions. Each is a transition method of
@@ -63,7 +66,9 @@ ACTIONS: dict[str, Action] = {
     "escalate": Action("escalated", "escalate", ("reason",)),
     "cancel": Action("cancelled", "cancel", ("reason",)),
     "set_sub_status": Action("sub_status_changed", "sub-status", ("sub_status",)),
-    "reserve": Action("reserved"),
+    "reserve": Action("reserved", system=True),
+    "sla_at_risk": Action("sla_at_risk", system=True),
+    "sla_breach": Action("sla_breached", system=True),
     "accept": Action("accepted", "accept"),
     "reject": Action("rejected", "reject", ("reason",)),
 }
@@ -158,6 +163,59 @@ class Lifecycle(models.Model):
 DEFAULT_LIFECYCLE = Lifecycle(name="default")
 
 
+class Calendar(models.Model):
+    """A business calendar: working hours per weekday in a time zone, minus holidays (its own
+    dates and, with `country`, that country's public holidays). A queue with a calendar
+    measures its SLA in working time only (workitems.calendars)."""
+
+    name = models.SlugField(max_length=100, unique=True)
+    time_zone = models.CharField(max_length=64, default="UTC")
+    working_hours = models.JSONField(
+        default=dict, blank=True, help_text='{"mon": [["09:00", "17:00"]], …}: local times per weekday'
+    )
+    holidays = models.JSONField(default=list, blank=True, help_text='dates, e.g. ["2026-12-24"]')
+    country = models.CharField(max_length=10, blank=True, help_text="public holidays of this country (e.g. DE)")
+    subdivision = models.CharField(max_length=10, blank=True, help_text="and of this state or province (e.g. BY)")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def business(self) -> BusinessCalendar:
+        return BusinessCalendar(
+            self.time_zone,
+            self.working_hours or {},
+            frozenset(date.fromisoformat(d) for d in self.holidays or []),
+            self.country,
+            self.subdivision,
+        )
+
+    def clean(self) -> None:
+        try:
+            BusinessCalendar.validated(
+                time_zone=self.time_zone,
+                working_hours=self.working_hours,
+                holidays=self.holidays if isinstance(self.holidays, list) else [None],
+                country=self.country,
+                subdivision=self.subdivision,
+            )
+        except CalendarError as exc:
+            raise ValidationError({e["field"].split(".")[0].split("[")[0]: e["message"] for e in exc.errors}) from None
+
+
+class SlaState(models.TextChoices):
+    NONE = "none"
+    ON_TRACK = "on_track"
+    AT_RISK = "at_risk"
+    BREACHED = "breached"
+    MET = "met"
+    MISSED = "missed"
+
+
 class Queue(models.Model):
     """Where work items wait: who may take them, how they are distributed, their SLA."""
 
@@ -182,6 +240,20 @@ class Queue(models.Model):
         help_text="push with acceptance: the chosen user has this long to accept before the next candidate",
     )
     active = models.BooleanField(default=True)
+    calendar = models.ForeignKey(
+        Calendar,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="queues",
+        help_text="SLA time runs only in this calendar's working hours; empty = around the clock",
+    )
+    at_risk_ratio = models.FloatField(
+        default=0.75, help_text="an open item is at risk once this share of its allowed time has passed"
+    )
+    escalation_policy = models.JSONField(
+        null=True, blank=True, help_text="ordered levels [{at, actions}]; empty = the default policy"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -289,6 +361,16 @@ class WorkItem(ConcurrentTransitionMixin, models.Model):
     version = models.PositiveIntegerField(default=1)
     event_seq = models.PositiveIntegerField(default=0, help_text="sequence of the item's last outbox event")
     escalation_level = models.PositiveSmallIntegerField(default=0)
+    sla_state = models.CharField(max_length=10, choices=SlaState.choices, default=SlaState.NONE)
+    breached_at = models.DateTimeField(null=True, blank=True)
+    sla_level = models.PositiveSmallIntegerField(default=0, help_text="escalation-policy levels fired")
+    sla_next_at = models.DateTimeField(
+        null=True, blank=True, help_text="when the SLA scan must look at this item next (at risk, due, a level)"
+    )
+    suspended_at = models.DateTimeField(null=True, blank=True)
+    sla_started_at = models.DateTimeField(
+        null=True, blank=True, help_text="start of the SLA clock; moves out with due_at by the time suspended"
+    )
     result = models.JSONField(null=True, blank=True)
     outcome_reason = models.TextField(blank=True)
     callback_url = models.URLField(max_length=1000, blank=True)
@@ -329,7 +411,13 @@ class WorkItem(ConcurrentTransitionMixin, models.Model):
                 name="wi_claim_next_idx",
                 condition=Q(state="OFFERED"),
             ),
-            # the SLA scan: open items by deadline.
+            # the SLA scan: open items whose next SLA moment has come.
+            models.Index(
+                fields=["sla_next_at"],
+                name="wi_sla_next_idx",
+                condition=Q(sla_next_at__isnull=False),
+            ),
+            # open items by deadline.
             models.Index(
                 fields=["due_at"],
                 name="wi_open_due_idx",
@@ -482,10 +570,26 @@ class WorkItem(ConcurrentTransitionMixin, models.Model):
         self.return_version = self.version + 1 if return_to is not None else None
 
     @transition(field=state, source=list(OPEN_STATES), target=None)
-    def escalate(self, queue: Queue | None = None) -> None:
-        self.escalation_level += 1
+    def escalate(
+        self, queue: Queue | None = None, priority: int | None = None, sla_level: int | None = None, raise_level=True
+    ) -> None:
+        if raise_level:
+            self.escalation_level += 1
         if queue is not None:
             self.queue = queue
+        if priority is not None:
+            self.priority = priority
+        if sla_level is not None:
+            self.sla_level = sla_level
+
+    @transition(field=state, source=list(OPEN_STATES), target=None)
+    def sla_at_risk(self) -> None:
+        self.sla_state = SlaState.AT_RISK
+
+    @transition(field=state, source=list(OPEN_STATES), target=None)
+    def sla_breach(self, at) -> None:
+        self.sla_state = SlaState.BREACHED
+        self.breached_at = at
 
     @transition(field=state, source=list(OPEN_STATES), target=State.CANCELLED)
     def cancel(self, reason: str) -> None:

@@ -39,6 +39,9 @@ _DEFAULT_BY_ACTION: dict[str, frozenset[str]] = {
     "escalate": _STAFF,
     "reserve": _STAFF,
     "cancel": frozenset({SERVICE, SUPERVISOR, ADMIN}),
+    # the SLA scan's own steps: the system only
+    "sla_at_risk": frozenset(),
+    "sla_breach": frozenset(),
 }
 # Who may fire each action by default: the "who" column of the lifecycle table. Every
 # action of the table has an entry; those not named above are hands-on work.

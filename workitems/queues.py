@@ -43,6 +43,9 @@ def queue_snapshot(queue: Queue) -> dict[str, Any]:
         "lifecycle": queue.lifecycle.name if queue.lifecycle_id else None,
         "sensitive_keys": queue.sensitive_keys,
         "reservation_timeout": duration_iso_string(queue.reservation_timeout) if queue.reservation_timeout else None,
+        "calendar": queue.calendar.name if queue.calendar_id else None,
+        "at_risk_ratio": queue.at_risk_ratio,
+        "escalation_policy": queue.escalation_policy,
         "active": queue.active,
         "created_at": isoformat_z(queue.created_at),
         "updated_at": isoformat_z(queue.updated_at),
@@ -92,4 +95,16 @@ def lifecycle_snapshot(lifecycle) -> dict[str, Any]:
         "result_schema": lifecycle.result_schema,
         "sub_statuses": lifecycle.sub_statuses,
         "action_roles": lifecycle.action_roles,
+    }
+
+
+def calendar_snapshot(calendar) -> dict[str, Any]:
+    """A business calendar as the API shows it and its audit records hold it."""
+    return {
+        "name": calendar.name,
+        "time_zone": calendar.time_zone,
+        "working_hours": calendar.working_hours,
+        "holidays": calendar.holidays,
+        "country": calendar.country,
+        "subdivision": calendar.subdivision,
     }

@@ -24,6 +24,8 @@ def work_item_snapshot(item: WorkItem) -> dict:
         "reserved_until": isoformat_z(item.reserved_until),
         "version": item.version,
         "escalation_level": item.escalation_level,
+        "sla_state": item.sla_state,
+        "breached_at": isoformat_z(item.breached_at),
         "due_at": isoformat_z(item.due_at),
         "follow_up_at": isoformat_z(item.follow_up_at),
         "context_data": item.context_data,

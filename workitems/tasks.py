@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
+from config import wsconfig
 from config.context import acting
 from workitems import services
 
@@ -13,3 +14,10 @@ def expire_reservations() -> int:
     """Lapsed reservations move to the next candidate (beat, every 10 s)."""
     with acting(channel="system"):
         return services.work_items_expire_reservations()
+
+
+@shared_task(name="workitems.sla_scan")
+def sla_scan() -> int:
+    """The SLA scan (beat, every `sla.scanSeconds`): states and escalation levels that came due."""
+    with acting(channel="system"):
+        return services.sla_scan(batch=wsconfig.get().sla.batchSize)

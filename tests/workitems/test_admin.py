@@ -207,6 +207,9 @@ QUEUE_FORM = {
     "lifecycle": "",
     "sensitive_keys": "[]",
     "reservation_timeout": "",
+    "calendar": "",
+    "at_risk_ratio": "0.75",
+    "escalation_policy": "",
     "active": "on",
 }
 

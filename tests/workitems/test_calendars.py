@@ -87,6 +87,19 @@ def test_bad_definitions_name_the_field(kwargs, field):
     assert field in [e["field"] for e in exc.value.errors]
 
 
+def test_long_spans_and_the_around_the_clock_shortcut():
+    start = datetime(2026, 1, 5, 9, 0, tzinfo=ZoneInfo("Europe/Berlin"))
+    five_years = BERLIN.elapsed(start, start.replace(year=2031))
+    assert timedelta(hours=8 * 5 * 250) < five_years < timedelta(hours=8 * 5 * 270)
+    always = BusinessCalendar.validated(
+        time_zone="UTC",
+        working_hours={d: [["00:00", "24:00"]] for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")},
+    )
+    assert always.around_the_clock and not BERLIN.around_the_clock
+    assert always.elapsed(start, start.replace(year=3000)) == start.replace(year=3000) - start
+    assert always.add(start, timedelta(days=400)) == start + timedelta(days=400)
+
+
 def test_a_calendar_without_working_time_refuses_to_compute():
     empty = BusinessCalendar.validated(time_zone="UTC", working_hours={})
     with pytest.raises(CalendarError):

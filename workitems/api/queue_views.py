@@ -12,6 +12,7 @@ from api.schema import PROBLEM_RESPONSES
 from api.views import WorkstreamAPIView
 from distribution.strategies import queue_strategy_choices
 from workitems import queues, services
+from workitems.models import Calendar
 
 QUEUE_STRATEGY_CHOICES = queue_strategy_choices()
 
@@ -28,6 +29,11 @@ class QueueIn(serializers.Serializer):
     sensitive_keys = serializers.ListField(child=serializers.CharField(), required=False)
     reservation_timeout = serializers.CharField(
         allow_null=True, required=False, help_text="push with acceptance: ISO 8601 duration to accept, e.g. PT5M"
+    )
+    calendar = serializers.CharField(allow_null=True, required=False, help_text="a business calendar's name")
+    at_risk_ratio = serializers.FloatField(required=False, help_text="share of the allowed time; default 0.75")
+    escalation_policy = serializers.ListField(
+        child=serializers.DictField(), allow_null=True, required=False, help_text="levels [{at, actions}]"
     )
     active = serializers.BooleanField(required=False)
 
@@ -106,3 +112,62 @@ class QueueStatsView(WorkstreamAPIView):
         # Whoever may see the queue may see its figures (members watch their own load).
         queue = queues.queue_get_for(actor=request.user, name=name)
         return Response(queues.queue_stats(queue=queue))
+
+
+class CalendarIn(serializers.Serializer):
+    name = serializers.SlugField(max_length=100)
+    time_zone = serializers.CharField(help_text="an IANA time zone, e.g. Europe/Berlin")
+    working_hours = serializers.DictField(
+        child=serializers.ListField(child=serializers.ListField(child=serializers.CharField())),
+        help_text='local working spans per weekday: {"mon": [["09:00", "17:00"]], …}',
+    )
+    holidays = serializers.ListField(child=serializers.DateField(), required=False)
+    country = serializers.CharField(required=False, allow_blank=True, help_text="public holidays of this country")
+    subdivision = serializers.CharField(required=False, allow_blank=True)
+
+
+class CalendarPatchIn(CalendarIn):
+    name = serializers.SlugField(max_length=100, required=False)
+    time_zone = serializers.CharField(required=False)
+    working_hours = serializers.DictField(required=False)
+
+
+def _calendar_or_404(name: str) -> Calendar:
+    calendar = Calendar.objects.filter(name=name).first()
+    if calendar is None:
+        raise ProblemException("not-found", f"calendar {name!r} not found")
+    return calendar
+
+
+class CalendarListCreateView(WorkstreamAPIView):
+    @extend_schema(operation_id="calendars_list", responses={200: CalendarIn(many=True), **PROBLEM_RESPONSES(401, 429)})
+    def get(self, request):
+        return Response([queues.calendar_snapshot(c) for c in Calendar.objects.order_by("name")])
+
+    @extend_schema(
+        operation_id="calendars_create",
+        request=CalendarIn,
+        responses={201: CalendarIn, **PROBLEM_RESPONSES(400, 401, 403, 413, 422, 429)},
+    )
+    def post(self, request):
+        calendar = services.calendar_create(actor=request.user, data=_object_body(request))
+        return Response(
+            queues.calendar_snapshot(calendar),
+            status=201,
+            headers={"Location": reverse("calendar-detail", args=[calendar.name])},
+        )
+
+
+class CalendarDetailView(WorkstreamAPIView):
+    @extend_schema(operation_id="calendars_retrieve", responses={200: CalendarIn, **PROBLEM_RESPONSES(401, 404, 429)})
+    def get(self, request, name: str):
+        return Response(queues.calendar_snapshot(_calendar_or_404(name)))
+
+    @extend_schema(
+        operation_id="calendars_partial_update",
+        request=CalendarPatchIn,
+        responses={200: CalendarIn, **PROBLEM_RESPONSES(400, 401, 403, 404, 413, 429)},
+    )
+    def patch(self, request, name: str):
+        calendar = services.calendar_update(actor=request.user, name=name, data=_object_body(request))
+        return Response(queues.calendar_snapshot(calendar))

@@ -12,7 +12,7 @@ from rest_framework import serializers
 
 from config.timefmt import isoformat_z as _iso
 from distribution.strategies import strategy_choices
-from workitems.models import State, WorkItem
+from workitems.models import SlaState, State, WorkItem
 from workitems.policy import allowed_actions_for, sees_everything
 
 MASK = "***"
@@ -76,6 +76,8 @@ class WorkItemOut(serializers.Serializer):
     reserved_until = serializers.DateTimeField(allow_null=True)
     version = serializers.IntegerField()
     escalation_level = serializers.IntegerField()
+    sla_state = serializers.ChoiceField(choices=SlaState.choices)
+    breached_at = serializers.DateTimeField(allow_null=True)
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
     assigned_at = serializers.DateTimeField(allow_null=True)
@@ -182,6 +184,8 @@ def item_representation(item: WorkItem, actor) -> dict:
         "reserved_until": _iso(item.reserved_until),
         "version": item.version,
         "escalation_level": item.escalation_level,
+        "sla_state": item.sla_state,
+        "breached_at": _iso(item.breached_at),
         "created_at": _iso(item.created_at),
         "updated_at": _iso(item.updated_at),
         "assigned_at": _iso(item.assigned_at),

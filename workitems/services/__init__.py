@@ -7,7 +7,7 @@ transition, audit record and outbox event in one transaction):
     create       work_item_create, work_item_create_many
     assignment   offer, assign, claim, claim_next, release, accept, reject, delegate
     lifecycle    start, complete, fail, suspend, resume, cancel, set_sub_status
-    escalation   escalate
+    escalation   escalate; the SLA scan (work_item_sla_advance, sla_scan)
     absence      hand-over and return for absences, reservation expiry
     definitions  queue and lifecycle-definition commands
 
@@ -41,8 +41,15 @@ from workitems.services.assignment import (
     work_item_release,
 )
 from workitems.services.create import work_item_create, work_item_create_many
-from workitems.services.definitions import lifecycle_create, lifecycle_update, queue_create, queue_update
-from workitems.services.escalation import work_item_escalate
+from workitems.services.definitions import (
+    calendar_create,
+    calendar_update,
+    lifecycle_create,
+    lifecycle_update,
+    queue_create,
+    queue_update,
+)
+from workitems.services.escalation import sla_scan, work_item_escalate, work_item_sla_advance
 from workitems.services.lifecycle import (
     work_item_cancel,
     work_item_complete,
@@ -53,10 +60,11 @@ from workitems.services.lifecycle import (
     work_item_suspend,
 )
 
-# The command of each action a caller can fire by id, keyed by the action table's names
-# (`reserve` is distribution's own step inside push). A name missing here is an import error.
+# The command of each action, keyed by the action table's names (the system's own steps,
+# `reserve` inside push and the SLA scan's state changes, have none). A name missing here is
+# an import error.
 COMMANDS: dict[str, Callable[..., WorkItem]] = {
-    name: globals()[f"work_item_{name}"] for name in ACTIONS if name != "reserve"
+    name: globals()[f"work_item_{name}"] for name, action in ACTIONS.items() if not action.system
 }
 
 __all__ = [
@@ -64,11 +72,14 @@ __all__ = [
     "EVENT_NAMES",
     "MAX_REASON",
     "allowed_actions_for",
+    "calendar_create",
+    "calendar_update",
     "check_version",
     "lifecycle_create",
     "lifecycle_update",
     "queue_create",
     "queue_update",
+    "sla_scan",
     "work_item_accept",
     "work_item_assign",
     "work_item_cancel",
@@ -88,6 +99,7 @@ __all__ = [
     "work_item_resume",
     "work_item_return_to_owner",
     "work_item_set_sub_status",
+    "work_item_sla_advance",
     "work_item_start",
     "work_item_suspend",
     "work_items_expire_reservations",

@@ -24,7 +24,7 @@ from directory.models import Profile
 from distribution import constraints
 from distribution.engine import route_item
 from events.outbox import outbox_enqueue
-from workitems import policy, schemas
+from workitems import policy, schemas, sla
 from workitems.errors import AlreadyClaimed, InvalidTransition, NotAllowed, StaleVersion, ValidationFailed
 from workitems.models import EVENT_NAMES, State, WorkItem
 from workitems.selectors import work_item_get_for
@@ -278,6 +278,7 @@ def execute(
     item.version += 1
     item.event_seq += 1
     item.updated_at = timezone.now()
+    audit_data = {**(audit_data or {}), **sla.bookkeep(item, action, item.updated_at)}
     after = _field_values(item)
     item.save(update_fields=[name for name, value in after.items() if before[name] != value])
     if item.assignee_id and item.assignee_id != before["assignee_id"]:

@@ -15,7 +15,7 @@ from config import wsconfig
 from config.observability import WORKITEM_CREATE_LATENCY_MS
 from distribution.engine import route_item
 from events import urlguard
-from workitems import policy, schemas
+from workitems import policy, schemas, sla
 from workitems.errors import NotAllowed, NotFound, ValidationFailed
 from workitems.models import CREATE, Queue, WorkItem
 from workitems.services._core import emit_unassigned, record_change, touch_last_assigned
@@ -52,7 +52,7 @@ def _lookups_for(bodies: list[dict]) -> _CreateLookups:
         if body.get("assignee"):
             usernames.add(body["assignee"])
         group_names.update(body.get("candidate_groups", []))
-    queues = {q.name: q for q in Queue.objects.select_related("lifecycle").filter(name__in=queue_names)}
+    queues = {q.name: q for q in Queue.objects.select_related("lifecycle", "calendar").filter(name__in=queue_names)}
     users = {u.username: u for u in User.objects.filter(username__in=usernames)}
     groups = {g.name: g for g in Group.objects.filter(name__in=group_names)}
     return _CreateLookups(queues, users, groups)
@@ -104,8 +104,8 @@ def _build_item(body: dict, lookups: _CreateLookups, actor, prefix: str) -> tupl
     if errors:
         raise ValidationFailed(errors)
     now = timezone.now()
-    if due_at is None and queue.sla:
-        due_at = now + queue.sla
+    if due_at is None:
+        due_at = sla.due_from(queue, now)  # in the queue's business calendar, if it has one
     item = WorkItem(
         workflow_id=body["workflow_id"],
         run_id=body.get("run_id", ""),
@@ -126,6 +126,7 @@ def _build_item(body: dict, lookups: _CreateLookups, actor, prefix: str) -> tupl
         created_at=now,
         updated_at=now,
     )
+    sla.start_clock(item, now)
     return item, {**related, "assignee": assignee}
 
 

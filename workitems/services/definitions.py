@@ -16,10 +16,10 @@ from audit.services import audit_record
 from config import wsconfig
 from directory.roles import ADMIN, roles_of
 from distribution.strategies import queue_strategy_choices
-from workitems import schemas
+from workitems import schemas, sla
 from workitems.errors import NotAllowed, NotFound, ValidationFailed
-from workitems.models import Lifecycle, Queue
-from workitems.queues import lifecycle_snapshot, queue_snapshot
+from workitems.models import Calendar, Lifecycle, Queue
+from workitems.queues import calendar_snapshot, lifecycle_snapshot, queue_snapshot
 
 FIELDS = (
     "name",
@@ -32,6 +32,9 @@ FIELDS = (
     "lifecycle",
     "sensitive_keys",
     "reservation_timeout",
+    "calendar",
+    "at_risk_ratio",
+    "escalation_policy",
     "active",
 )
 
@@ -139,9 +142,42 @@ def _clean(data: dict, *, partial: bool, current: Queue | None) -> dict[str, Any
             err("active", "must be true or false")
         else:
             out["active"] = data["active"]
+    _clean_sla(data, out, errors)
     if errors:
         raise ValidationFailed(errors)
     return out
+
+
+def _clean_sla(data: dict, out: dict[str, Any], errors: list[dict[str, str]]) -> None:
+    """The SLA settings of a queue: its business calendar, at-risk share and escalation policy."""
+    if "calendar" in data:
+        name = data["calendar"]
+        found = Calendar.objects.filter(name=name).first() if isinstance(name, str) else None
+        if name is not None and found is None:
+            errors.append({"field": "calendar", "message": f"unknown calendar {name!r}"})
+        else:
+            out["calendar"] = found
+    if "at_risk_ratio" in data:
+        ratio = data["at_risk_ratio"]
+        if isinstance(ratio, bool) or not isinstance(ratio, int | float) or not 0 < ratio < 1:
+            errors.append({"field": "at_risk_ratio", "message": "a share of the allowed time, above 0 and below 1"})
+        else:
+            out["at_risk_ratio"] = float(ratio)
+    if "escalation_policy" in data:
+        policy = data["escalation_policy"]
+        problems = sla.policy_errors(policy)
+        named = (
+            {a["queue"] for lvl in policy or [] for a in lvl["actions"] if a.get("type") == "reassign"}
+            if not problems
+            else set()
+        )
+        missing = sorted(named - set(Queue.objects.filter(name__in=named).values_list("name", flat=True)))
+        if missing:
+            problems.append({"field": "escalation_policy", "message": f"unknown queues: {', '.join(missing)}"})
+        if problems:
+            errors.extend(problems)
+        else:
+            out["escalation_policy"] = policy
 
 
 def _slug(value: str) -> bool:
@@ -204,53 +240,69 @@ LIFECYCLE_FIELDS = (
 )
 
 
-def _lifecycle_apply(lifecycle: Lifecycle, data: dict) -> None:
-    """Set the fields of `data` and validate the whole definition (Lifecycle.clean)."""
+def _apply_fields(obj, data: dict, fields: tuple[str, ...], kind: str) -> None:
+    """Set the fields of `data` on a definition and validate the whole of it (its clean())."""
     if not isinstance(data, dict):
         raise ValidationFailed([{"field": "body", "message": "must be a JSON object"}])
     errors = schemas.nul_errors(data) + [
-        {"field": key, "message": "unknown field"} for key in sorted(set(data) - set(LIFECYCLE_FIELDS))
+        {"field": key, "message": "unknown field"} for key in sorted(set(data) - set(fields))
     ]
-    if lifecycle.pk and "name" in data and data["name"] != lifecycle.name:
-        errors.append({"field": "name", "message": "a lifecycle's name cannot change"})
+    if obj.pk and "name" in data and data["name"] != obj.name:
+        errors.append({"field": "name", "message": f"a {kind}'s name cannot change"})
     if errors:
         raise ValidationFailed(errors)
     for key, value in data.items():
-        setattr(lifecycle, key, value)
+        setattr(obj, key, value)
     try:
-        lifecycle.full_clean()
+        obj.full_clean()
     except DjangoValidationError as exc:
         raise ValidationFailed(
             [{"field": f, "message": "; ".join(m)} for f, m in sorted(exc.message_dict.items())]
         ) from None
-    lifecycle.save()
+    obj.save()
+
+
+def _define(kind: str, model, fields, snapshot, *, actor, data: dict, name: str | None = None):
+    """Create (name None) or change a definition, audited in its stream `<kind>:<id>`."""
+    _check_admin(actor)
+    if name is None:
+        obj = model()
+        _apply_fields(obj, data, fields, kind)
+        audit_record(stream=f"{kind}:{obj.pk}", action=f"{kind}.create", actor=actor, data=snapshot(obj))
+        return obj
+    obj = model.objects.select_for_update().filter(name=name).first()
+    if obj is None:
+        raise NotFound(f"{kind} {name!r} not found")
+    before = snapshot(obj)
+    _apply_fields(obj, data, fields, kind)
+    audit_record(
+        stream=f"{kind}:{obj.pk}", action=f"{kind}.update", actor=actor, data={"changes": _diff(before, snapshot(obj))}
+    )
+    return obj
 
 
 @transaction.atomic
 def lifecycle_create(*, actor, data: dict) -> Lifecycle:
     """Create a lifecycle definition (admins)."""
-    _check_admin(actor)
-    lifecycle = Lifecycle()
-    _lifecycle_apply(lifecycle, data)
-    audit_record(
-        stream=f"lifecycle:{lifecycle.pk}", action="lifecycle.create", actor=actor, data=lifecycle_snapshot(lifecycle)
-    )
-    return lifecycle
+    return _define("lifecycle", Lifecycle, LIFECYCLE_FIELDS, lifecycle_snapshot, actor=actor, data=data)
 
 
 @transaction.atomic
 def lifecycle_update(*, actor, name: str, data: dict) -> Lifecycle:
     """Change a lifecycle definition (admins); it applies at once to the items of its queues."""
-    _check_admin(actor)
-    lifecycle = Lifecycle.objects.select_for_update().filter(name=name).first()
-    if lifecycle is None:
-        raise NotFound(f"lifecycle {name!r} not found")
-    before = lifecycle_snapshot(lifecycle)
-    _lifecycle_apply(lifecycle, data)
-    audit_record(
-        stream=f"lifecycle:{lifecycle.pk}",
-        action="lifecycle.update",
-        actor=actor,
-        data={"changes": _diff(before, lifecycle_snapshot(lifecycle))},
-    )
-    return lifecycle
+    return _define("lifecycle", Lifecycle, LIFECYCLE_FIELDS, lifecycle_snapshot, actor=actor, data=data, name=name)
+
+
+CALENDAR_FIELDS = ("name", "time_zone", "working_hours", "holidays", "country", "subdivision")
+
+
+@transaction.atomic
+def calendar_create(*, actor, data: dict) -> Calendar:
+    """Create a business calendar (admins)."""
+    return _define("calendar", Calendar, CALENDAR_FIELDS, calendar_snapshot, actor=actor, data=data)
+
+
+@transaction.atomic
+def calendar_update(*, actor, name: str, data: dict) -> Calendar:
+    """Change a business calendar (admins); deadlines already set stay, new ones use it."""
+    return _define("calendar", Calendar, CALENDAR_FIELDS, calendar_snapshot, actor=actor, data=data, name=name)

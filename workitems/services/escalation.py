@@ -1,15 +1,19 @@
-"""Escalation: raise an item's escalation level and re-route what nobody holds."""
+"""Escalation: raise an item's escalation level and re-route what nobody holds; the SLA scan
+that applies each queue's escalation policy through the same commands."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from django.db import transaction
+from django.utils import timezone
 
 from config import wsconfig
+from config.timefmt import isoformat_z
+from workitems import sla
 from workitems.errors import FeatureDisabled
-from workitems.models import Queue, State, WorkItem
-from workitems.services._core import Command, execute
+from workitems.models import OPEN_STATES, Queue, SlaState, State, WorkItem
+from workitems.services._core import Command, execute, lock_for_system, push
 
 
 @transaction.atomic
@@ -37,3 +41,126 @@ def work_item_escalate(*, item_id: int, actor=None, reason: str = "", expected_v
         audit_data=audit_data,
         prepare=reroute,
     )
+
+
+# --- the SLA scan -----------------------------------------------------------------------------
+
+
+def _fire_level(item: WorkItem, index: int, level: dict[str, Any], now) -> WorkItem:
+    """One escalation-policy level, as one audited `escalate` change (plus a release and a
+    re-distribution when the level moves the item on)."""
+    actions = level["actions"]
+    # A level that only tells people (the default's at-risk notice) does not raise the level.
+    raises = level["at"] >= 1.0 or any(a["type"] != "notify" for a in actions)
+    kwargs: dict[str, Any] = {"sla_level": index + 1, "raise_level": raises}
+    data: dict[str, Any] = {"sla_level": index + 1, "at": level["at"], "actions": [a["type"] for a in actions]}
+    release = False
+    for action in actions:
+        kind = action["type"]
+        if kind == "raise_priority":
+            kwargs["priority"] = min(100, (kwargs.get("priority") or item.priority) + action["by"])
+            data["priority"] = [item.priority, kwargs["priority"]]
+        elif kind == "notify":
+            data.setdefault("notify", []).extend(action.get("to", ["assignee"]))
+        elif kind in ("reassign", "escalate_queue"):
+            target = (
+                Queue.objects.filter(name=action["queue"]).first()
+                if kind == "reassign"
+                else (Queue.objects.filter(pk=item.queue.escalation_queue_id).first())
+            )
+            held = item.state in (State.ASSIGNED, State.IN_PROGRESS)
+            if target is not None and target.pk != item.queue_id and (kind == "reassign" or not held):
+                kwargs["queue"] = target
+                data.update(from_queue=item.queue.name, to_queue=target.name)
+                release = release or item.state == State.ASSIGNED
+        elif kind == "release":
+            release = release or item.state == State.ASSIGNED
+    if release and item.lifecycle.allow_release:
+        item = execute(
+            action="release",
+            item_id=item.pk,
+            actor=None,
+            expected_version=None,
+            audit_data={"reason": f"SLA escalation level {index + 1}"},
+            locked_item=item,
+        )
+    item = execute(
+        action="escalate",
+        item_id=item.pk,
+        actor=None,
+        expected_version=None,
+        transition_kwargs=kwargs,
+        audit_data=data,
+        locked_item=item,
+    )
+    return push(item) if release else item
+
+
+@transaction.atomic
+def work_item_sla_advance(*, item_id: int, now=None) -> WorkItem | None:
+    """What the SLA clock says is due for one item, applied once: at risk, breached, and each
+    escalation-policy level past due that has not fired (when `features.escalation` is on).
+    The row lock and the counters on the row (`sla_state`, `sla_level`) make every step
+    happen exactly once however many scanners race. None when nothing was due."""
+    now = now or timezone.now()
+    item = lock_for_system(item_id)
+    if item.sla_next_at is None or item.sla_next_at > now or item.state not in OPEN_STATES:
+        return None
+    state = sla.state_at(item, now)
+    if state in (SlaState.AT_RISK, SlaState.BREACHED) and item.sla_state in (SlaState.NONE, SlaState.ON_TRACK):
+        item = execute(action="sla_at_risk", item_id=item.pk, actor=None, expected_version=None, locked_item=item)
+    if state == SlaState.BREACHED and item.sla_state != SlaState.BREACHED:
+        item = execute(
+            action="sla_breach",
+            item_id=item.pk,
+            actor=None,
+            expected_version=None,
+            transition_kwargs={"at": item.due_at},
+            audit_data={"due_at": isoformat_z(item.due_at)},
+            locked_item=item,
+        )
+    if wsconfig.get().features.escalation:
+        for index, level in sla.due_levels(item, now):
+            if item.state not in OPEN_STATES or item.state == State.SUSPENDED:
+                break
+            item = _fire_level(item, index, level, now)
+    elif item.sla_next_at is not None and item.sla_next_at <= now:
+        # Escalation off: the levels wait; look again when the next state change is due.
+        WorkItem.objects.filter(pk=item.pk).update(sla_next_at=_next_state_moment(item))
+    return item
+
+
+def _next_state_moment(item: WorkItem):
+    clock = sla.clock_of(item)
+    if clock is None or item.sla_state == SlaState.BREACHED:
+        return None
+    return clock.due if item.sla_state == SlaState.AT_RISK else clock.moment(item.queue.at_risk_ratio)
+
+
+def sla_scan(*, now=None, batch: int = 500, max_batches: int = 100) -> int:
+    """Apply what is due to every item whose `sla_next_at` has come, walking the partial index
+    `wi_sla_next_idx` in batches; each item in its own transaction. Rows another scanner holds
+    are skipped (SKIP LOCKED) and taken by it. Returns how many items changed."""
+    now = now or timezone.now()
+    changed = 0
+    for _ in range(max_batches):
+        ids = list(
+            WorkItem.objects.filter(sla_next_at__lte=now, state__in=OPEN_STATES)
+            .order_by("sla_next_at")
+            .values_list("id", flat=True)[:batch]
+        )
+        if not ids:
+            break
+        for item_id in ids:
+            with transaction.atomic():
+                free = (
+                    WorkItem.objects.select_for_update(skip_locked=True)
+                    .filter(pk=item_id, sla_next_at__lte=now)
+                    .values_list("id", flat=True)
+                )
+                if not list(free):
+                    continue  # another scanner has it, or it is done
+                changed += int(work_item_sla_advance(item_id=item_id, now=now) is not None)
+        if len(ids) < batch:
+            break
+    return changed
