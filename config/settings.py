@@ -97,6 +97,8 @@ MIDDLEWARE = [
     "config.observability.RequestIdMiddleware",
     "api.toggles.RestApiToggleMiddleware",
     "api.middleware.BodySizeLimitMiddleware",
+    # rateLimits.anonymousPerIp on API requests that do not authenticate, counted before DRF runs.
+    "api.throttle_middleware.AnonymousRateMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -256,7 +258,9 @@ CELERY_BEAT_SCHEDULE["directory-availability"] = {"task": "directory.availabilit
 AXES_FAILURE_LIMIT = envint("AXES_FAILURE_LIMIT", "10")
 AXES_COOLOFF_TIME = envint("AXES_COOLOFF_MINUTES", "15") / 60  # hours
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
-AXES_RESET_ON_SUCCESS = True
+AXES_RESET_ON_SUCCESS = True  # the token view reports its logins to axes (api/auth_views.py)
+# The address the throttles count too: REMOTE_ADDR, X-Forwarded-For only behind rateLimits.trustedProxies.
+AXES_CLIENT_IP_CALLABLE = "api.throttling.client_ip"
 AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
 AXES_ENABLED = envbool("AXES_ENABLED", "True")
 

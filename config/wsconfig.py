@@ -9,6 +9,7 @@ set only what it changes; an unknown key or a wrong type raises
 from __future__ import annotations
 
 import copy
+import ipaddress
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +69,14 @@ DEFAULTS: dict[str, Any] = {
         "disableAfterFailures": 50,
         "concurrency": 8,
     },
-    "rateLimits": {"default": "100/s", "perRole": {}},
+    "rateLimits": {
+        "default": "100/s",
+        "perRole": {},
+        "anonymousPerIp": "120/min",
+        "tokenPerIp": "30/min",
+        "tokenPerUsername": "10/min",
+        "trustedProxies": [],
+    },
     "idempotency": {"retentionHours": 24},
     "sla": {"scanSeconds": 30, "batchSize": 500},
     "roles": {
@@ -86,7 +94,15 @@ def _obj(properties: dict[str, Any]) -> dict[str, Any]:
 
 _BOOL = {"type": "boolean"}
 _NAME = {"type": "string", "minLength": 1, "maxLength": 200}
-_RATE = {"type": "string", "pattern": r"^[0-9]+/(s|sec|second|m|min|minute|h|hour|d|day)$"}
+# requests per window: "100/s", "20/2s", "5/15min" (api/throttling.py parse_rate)
+_RATE = {"type": "string", "pattern": r"^[0-9]+/([1-9][0-9]{0,5})?(s|sec|second|m|min|minute|h|hour|d|day)$"}
+_NETWORK = {"type": "string", "maxLength": 64, "format": "ip-network"}
+FORMATS = jsonschema.FormatChecker()
+
+
+@FORMATS.checks("ip-network", raises=ValueError)
+def _is_network(value: object) -> bool:
+    return not isinstance(value, str) or bool(ipaddress.ip_network(value, strict=False))
 
 
 def _pos(maximum: int) -> dict[str, Any]:
@@ -158,6 +174,10 @@ SCHEMA: dict[str, Any] = _obj(
             {
                 "default": _RATE,
                 "perRole": _obj({"admin": _RATE, "supervisor": _RATE, "worker": _RATE, "service": _RATE}),
+                "anonymousPerIp": _RATE,
+                "tokenPerIp": _RATE,
+                "tokenPerUsername": _RATE,
+                "trustedProxies": {"type": "array", "items": _NETWORK, "maxItems": 100},
             }
         ),
         "idempotency": _obj({"retentionHours": _pos(24 * 365)}),
@@ -226,7 +246,7 @@ def validate(data: Any, path: Path) -> None:
     """Raise ConfigError for the first problem in `data`, naming the key."""
     if data is None:
         data = {}
-    validator = jsonschema.Draft202012Validator(SCHEMA)
+    validator = jsonschema.Draft202012Validator(SCHEMA, format_checker=FORMATS)
     errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
     if errors:
         err = errors[0]

@@ -140,15 +140,31 @@ def test_bearer_of_a_deactivated_user_is_401(person):
 # --- brute-force protection -----------------------------------------------------------------------
 
 
+@pytest.fixture
+def axes_only(api_config):
+    """Token throttles well above axes' failure limit: these tests are about the lockout
+    (the throttles' own tests are tests/api/test_throttle_token.py)."""
+    api_config({"rateLimits": {"tokenPerIp": "1000/min", "tokenPerUsername": "1000/min", "anonymousPerIp": "1000/min"}})
+
+
+def _attempt(person, password: str, remote_addr: str = "127.0.0.1"):
+    c = APIClient(raise_request_exception=False, REMOTE_ADDR=remote_addr)
+    return c.post(TOKEN, {"username": person.username, "password": password}, format="json")
+
+
+def _fail(person, times: int, remote_addr: str = "127.0.0.1") -> list[int]:
+    return [_attempt(person, "wrong", remote_addr).status_code for _ in range(times)]
+
+
 def _fail_until_locked(person) -> list[int]:
-    statuses = []
-    for _ in range(settings.AXES_FAILURE_LIMIT):
-        resp = client().post(TOKEN, {"username": person.username, "password": "wrong"}, format="json")
-        statuses.append(resp.status_code)
-    return statuses
+    return _fail(person, settings.AXES_FAILURE_LIMIT)
 
 
-def test_repeated_wrong_passwords_lock_the_username_out(person):
+def _locked_out(resp) -> bool:
+    return resp.status_code == 429 and "too many failed logins" in resp.json()["detail"]
+
+
+def test_repeated_wrong_passwords_lock_the_username_out(person, axes_only):
     statuses = _fail_until_locked(person)
     assert statuses[0] == 401
     assert all(s in (401, 403, 429) for s in statuses), statuses
@@ -162,7 +178,7 @@ def test_repeated_wrong_passwords_lock_the_username_out(person):
     assert ok.status_code == 200, ok.content
 
 
-def test_locked_out_username_gets_a_429_or_403_problem(person):
+def test_locked_out_username_gets_a_429_or_403_problem(person, axes_only):
     _fail_until_locked(person)
     resp = client().post(TOKEN, {"username": person.username, "password": person.raw_password}, format="json")
     assert resp.status_code in (403, 429), resp.content
@@ -170,6 +186,48 @@ def test_locked_out_username_gets_a_429_or_403_problem(person):
     assert_problem(resp, resp.status_code, kind)
     if resp.status_code == 429:
         assert int(resp["Retry-After"]) > 0
+    assert _locked_out(resp)
+
+
+# A token is a login: django-axes must hear of it (AXES_RESET_ON_SUCCESS), or failures from before
+# the success stay counted and one more failure locks the account out for the cool-off.
+
+
+@pytest.mark.parametrize("before", [1, 5, "limit-1"])
+def test_a_successful_login_clears_the_failures_before_it(person, axes_only, before):
+    before = settings.AXES_FAILURE_LIMIT - 1 if before == "limit-1" else before
+    assert _fail(person, before) == [401] * before
+    assert _attempt(person, person.raw_password).status_code == 200
+    # one more failure is one failure, not the one that reaches the limit
+    resp = _attempt(person, "wrong")
+    assert resp.status_code == 401 and not _locked_out(resp), resp.content
+    assert _attempt(person, person.raw_password).status_code == 200
+    # and the limit still counts from zero: it takes the full number of failures again
+    assert _fail(person, settings.AXES_FAILURE_LIMIT - 1) == [401] * (settings.AXES_FAILURE_LIMIT - 1)
+    assert _attempt(person, person.raw_password).status_code == 200
+
+
+def test_after_a_success_the_full_limit_of_failures_still_locks(person, axes_only):
+    _fail(person, settings.AXES_FAILURE_LIMIT - 1)
+    assert _attempt(person, person.raw_password).status_code == 200
+    _fail_until_locked(person)
+    assert _locked_out(_attempt(person, person.raw_password))
+
+
+def test_a_success_clears_only_its_own_address(person, axes_only):
+    """Failures are counted per username and address: a login from one address does not give an
+    attacker at another a fresh budget."""
+    _fail(person, settings.AXES_FAILURE_LIMIT - 1, "198.51.100.7")
+    assert _attempt(person, person.raw_password, "192.0.2.1").status_code == 200
+    assert _locked_out(_attempt(person, "wrong", "198.51.100.7"))
+    assert _attempt(person, person.raw_password, "192.0.2.1").status_code == 200
+    axes_reset(ip="198.51.100.7", username=person.username)
+
+
+def test_a_locked_out_login_does_not_clear_the_lockout(person, axes_only):
+    _fail_until_locked(person)
+    for _ in range(3):
+        assert _locked_out(_attempt(person, person.raw_password))
 
 
 # --- API keys -------------------------------------------------------------------------------------
