@@ -19,7 +19,6 @@ import psycopg
 import pytest
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
-from prometheus_client import REGISTRY
 
 from api.models import IdempotencyRecord
 from audit.models import AuditRecord
@@ -36,8 +35,14 @@ pytestmark = pytest.mark.django_db(transaction=True)
 TRANSIENT = ["40P01", "40001", "55P03"]
 
 
-def counted(name: str, where: str, sqlstate: str) -> float:
-    return REGISTRY.get_sample_value(name, {"where": where, "sqlstate": sqlstate}) or 0.0
+def counted(counter, where: str, sqlstate: str) -> float:
+    """The counter's value for the labels (read from the counter itself: a registry-wide read
+    would also run the collectors that query the database)."""
+    for family in counter.collect():
+        for sample in family.samples:
+            if sample.name.endswith("_total") and sample.labels == {"where": where, "sqlstate": sqlstate}:
+                return sample.value
+    return 0.0
 
 
 class Counters:
@@ -45,16 +50,16 @@ class Counters:
 
     def __init__(self, where: str, sqlstate: str):
         self.where, self.sqlstate = where, sqlstate
-        self.retries0 = counted("db_transient_retries_total", where, sqlstate)
-        self.exhausted0 = counted("db_transient_exhausted_total", where, sqlstate)
+        self.retries0 = counted(retry.TRANSIENT_RETRIES_TOTAL, where, sqlstate)
+        self.exhausted0 = counted(retry.TRANSIENT_EXHAUSTED_TOTAL, where, sqlstate)
 
     @property
     def retries(self) -> float:
-        return counted("db_transient_retries_total", self.where, self.sqlstate) - self.retries0
+        return counted(retry.TRANSIENT_RETRIES_TOTAL, self.where, self.sqlstate) - self.retries0
 
     @property
     def exhausted(self) -> float:
-        return counted("db_transient_exhausted_total", self.where, self.sqlstate) - self.exhausted0
+        return counted(retry.TRANSIENT_EXHAUSTED_TOTAL, self.where, self.sqlstate) - self.exhausted0
 
 
 def _sql(statement: str, params=None):
