@@ -2,6 +2,7 @@ from django.urls import path
 
 from api.auth_views import TokenObtainView, TokenRefreshView
 from api.meta_views import FeaturesView
+from audit.access_api import AccessListView
 from audit.api import AuditListView, AuditVerifyView
 from directory import api as d
 from events import api as ev
@@ -24,6 +25,7 @@ urlpatterns = [
     path("calendars/<slug:name>", q.CalendarDetailView.as_view(), name="calendar-detail"),
     path("audit", AuditListView.as_view(), name="audit-list"),
     path("audit/verify", AuditVerifyView.as_view(), name="audit-verify"),
+    path("audit/access", AccessListView.as_view(), name="audit-access"),
     path("features", FeaturesView.as_view(), name="features"),
     path("subscriptions", ev.SubscriptionListCreateView.as_view(), name="subscription-list"),
     path("subscriptions/<int:subscription_id>", ev.SubscriptionDetailView.as_view(), name="subscription-detail"),

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from audit.models import AuditCheckpoint, AuditHead, AuditRecord
+from audit.models import AccessRecord, AuditCheckpoint, AuditHead, AuditRecord
 from events.admin import ReadOnlyAdmin  # rows the admin shows and never writes
 
 
@@ -42,3 +42,14 @@ class AuditCheckpointAdmin(ReadOnlyAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         return [f.name for f in self.model._meta.fields if f.name != "heads"]
+
+
+@admin.register(AccessRecord)
+class AccessRecordAdmin(ReadOnlyAdmin):
+    """The access log (api/access_log.py): every API request and its outcome; kept
+    accessLog.retentionDays, then deleted by the hourly purge."""
+
+    list_display = ("id", "at", "method", "route", "status", "problem", "actor_username", "auth", "duration_ms")
+    list_filter = ("status", "method", "auth", "problem")
+    search_fields = ("actor_username", "request_id", "route")
+    date_hierarchy = "at"

@@ -58,25 +58,26 @@ class ChainReportOut(serializers.Serializer):
     checkpoint_at = serializers.DateTimeField(allow_null=True)
 
 
-KNOWN = set(AuditFilter.base_filters) | {"cursor", "page_size"}
-
-
 class AuditListView(WorkstreamAPIView):
+    """A filtered, cursor-paginated listing of `model` (audit/access_api.py has the access log's)."""
+
     permission_classes = [IsSupervisor]
     filterset_class = AuditFilter
+    model = AuditRecord
+    represent = staticmethod(audit_representation)
 
     def cursor_ordering(self, request):
         return ("id",)
 
     @extend_schema(operation_id="audit_list", responses={200: AuditPageOut, **PROBLEM_RESPONSES(400, 401, 403, 429)})
     def get(self, request):
-        unknown = sorted(set(request.query_params) - KNOWN)
+        unknown = sorted(set(request.query_params) - set(self.filterset_class.base_filters) - {"cursor", "page_size"})
         if unknown:
             raise ProblemException("validation-error", f"unknown query parameter(s): {', '.join(unknown)}")
-        qs = DjangoFilterBackend().filter_queryset(request, AuditRecord.objects.all(), self)
+        qs = DjangoFilterBackend().filter_queryset(request, self.model.objects.all(), self)
         paginator = Cursor()
         page = paginator.paginate_queryset(qs, request, view=self)
-        return paginator.get_paginated_response([audit_representation(r) for r in page])
+        return paginator.get_paginated_response([self.represent(r) for r in page])
 
 
 class AuditVerifyView(WorkstreamAPIView):

@@ -153,3 +153,51 @@ class AuditCheckpoint(models.Model):
 
     def __str__(self) -> str:
         return f"checkpoint {self.pk} at {self.created_at:%Y-%m-%d %H:%M:%S} ({self.streams} streams)"
+
+
+class AccessRecord(models.Model):
+    """One API request and its outcome (api/access_log.py): who asked for which operation on
+    which resource, and what they got, refusals included.
+
+    Kept apart from the change audit above: not hash-chained, written for reads as well as
+    writes, and deleted after `accessLog.retentionDays`. It holds no request bodies, no query
+    values (only the parameters' names) and no addresses unless `accessLog.recordIp` is on.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    at = models.DateTimeField()
+    request_id = models.CharField(max_length=128)
+    method = models.CharField(max_length=10)
+    route = models.CharField(max_length=200, blank=True)  # "/api/v1/workitems/{item_id}"; "" when none matched
+    resource = models.JSONField(default=dict, blank=True)  # the route's parameters: {"item_id": 42}
+    params = models.JSONField(default=list, blank=True)  # the query parameters' names, never their values
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="+",
+    )
+    actor_username = models.CharField(max_length=150, blank=True)
+    auth = models.CharField(max_length=10, blank=True)  # jwt | api-key | session | "" (anonymous)
+    credential = models.CharField(max_length=100, blank=True)  # "jwt:<jti>", "api-key:<prefix>"
+    status = models.PositiveSmallIntegerField()
+    problem = models.CharField(max_length=50, blank=True)  # the problem type's kind: "not-found"
+    duration_ms = models.PositiveIntegerField()
+    ip = models.GenericIPAddressField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["at"], name="access_time_idx"),
+            models.Index(fields=["actor_username", "id"], name="access_user_idx"),
+            models.Index(fields=["status", "id"], name="access_status_idx"),
+        ]
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.route or '?'} {self.status}"
+
+    @property
+    def operation(self) -> str:
+        return f"{self.method} {self.route}" if self.route else self.method

@@ -10,13 +10,14 @@ import hmac
 import json
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from audit.models import AuditCheckpoint, AuditHead, AuditRecord
-from config import context
+from audit.models import AccessRecord, AuditCheckpoint, AuditHead, AuditRecord
+from config import context, wsconfig
 from config.timefmt import isoformat_z
 
 log = logging.getLogger(__name__)
@@ -275,3 +276,15 @@ def audit_verify(*, stream: str | None = None, chunk_size: int = 5000) -> ChainR
             )
             return walk.report(reason=reason, checkpoint=checkpoint)
     return walk.report(checkpoint=checkpoint)
+
+
+# --- the access log ---------------------------------------------------------------------------
+
+
+def access_log_purge(*, now=None, batch: int = 10_000) -> int:
+    """Delete access records older than `accessLog.retentionDays`, in batches; returns how many."""
+    cutoff = (now or timezone.now()) - timedelta(days=wsconfig.get().accessLog.retentionDays)
+    removed = 0
+    while ids := list(AccessRecord.objects.filter(at__lt=cutoff).order_by("at").values_list("id", flat=True)[:batch]):
+        removed += AccessRecord.objects.filter(id__in=ids).delete()[0]
+    return removed

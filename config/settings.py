@@ -95,6 +95,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "config.observability.RequestIdMiddleware",
+    "api.access_log.AccessLogMiddleware",  # every API request and its outcome (refusals too)
     "api.toggles.RestApiToggleMiddleware",
     "api.middleware.BodySizeLimitMiddleware",
     # rateLimits.anonymousPerIp on API requests that do not authenticate, counted before DRF runs.
@@ -206,6 +207,7 @@ CELERY_BEAT_SCHEDULE: dict = {
     "events-deliver-webhooks": {"task": "events.deliver_webhooks", "schedule": 5.0},
     "events-purge-published": {"task": "events.purge_published", "schedule": 24 * 3600.0},
     "audit-checkpoint": {"task": "audit.checkpoint", "schedule": 3600.0},
+    "audit-purge-access-log": {"task": "audit.purge_access_log", "schedule": 3600.0},
 }
 # Signs deliveries to work items' callback_url (Standard Webhooks, whsec_<base64>); derived from
 # SECRET_KEY when unset. Engines verify callbacks with it.

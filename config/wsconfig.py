@@ -78,6 +78,7 @@ DEFAULTS: dict[str, Any] = {
         "trustedProxies": [],
     },
     "idempotency": {"retentionHours": 24},
+    "accessLog": {"enabled": True, "retentionDays": 30, "recordIp": False},
     "sla": {"scanSeconds": 30, "batchSize": 500},
     "roles": {
         "admin": "workstream-admins",
@@ -181,6 +182,7 @@ SCHEMA: dict[str, Any] = _obj(
             }
         ),
         "idempotency": _obj({"retentionHours": _pos(24 * 365)}),
+        "accessLog": _obj({"enabled": _BOOL, "retentionDays": _pos(3650), "recordIp": _BOOL}),
         "sla": _obj({"scanSeconds": _pos(86400), "batchSize": _pos(10_000)}),
         "roles": _obj({"admin": _NAME, "supervisor": _NAME, "worker": _NAME, "service": _NAME}),
     }
