@@ -33,7 +33,7 @@ RUN_ENV := DATABASE_URL= DEBUG=true CELERY_TASK_ALWAYS_EAGER=true CACHE_BACKEND=
 run: install
 	$(RUN_ENV) $(BIN)/python manage.py migrate --no-input
 	$(RUN_ENV) $(BIN)/python manage.py demo_data
-	$(RUN_ENV) $(BIN)/python manage.py runserver $(HOST):$(PORT)
+	$(RUN_ENV) WORKSTREAM_INPROCESS_BEAT=true $(BIN)/python manage.py runserver $(HOST):$(PORT)
 
 # The Debian packages `make test` needs besides Python 3.11 (CI installs them: .ci/run):
 #   slapd ldap-utils                           the directory tests start a real OpenLDAP server

@@ -1,0 +1,70 @@
+"""The periodic jobs run in-process, for `make run`: there is no Celery beat there, yet an
+overdue item must still be escalated and a lapsed reservation moved on with no manual step.
+
+`WORKSTREAM_INPROCESS_BEAT=true` (the Makefile sets it for `runserver` only) starts one
+daemon thread that runs the SLA scan every `sla.scanSeconds` and the reservation expiry
+every 10 s, as the system. A deployment runs Celery beat instead and leaves this off.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+
+from django.db import close_old_connections
+
+from config import wsconfig
+from config.context import acting
+from workitems import services
+
+log = logging.getLogger(__name__)
+RESERVATION_SECONDS = 10.0
+_started = threading.Event()
+
+
+def enabled() -> bool:
+    # Under runserver's autoreloader the app loads twice; only the serving child (RUN_MAIN) runs jobs.
+    flag = os.environ.get("WORKSTREAM_INPROCESS_BEAT", "").lower() in ("1", "true", "yes")
+    return flag and os.environ.get("RUN_MAIN", "true") == "true"
+
+
+def run_due_jobs(last: dict[str, float], now: float) -> list[str]:
+    """Run each job whose period has passed since it last ran (`last` is updated); returns their names."""
+    periods = {"sla_scan": float(wsconfig.get().sla.scanSeconds), "expire_reservations": RESERVATION_SECONDS}
+    ran = []
+    for name, period in periods.items():
+        if now - last.get(name, 0.0) < period:
+            continue
+        last[name] = now
+        try:
+            with acting(channel="system"):
+                if name == "sla_scan":
+                    services.sla_scan(batch=wsconfig.get().sla.batchSize)
+                else:
+                    services.work_items_expire_reservations()
+            ran.append(name)
+        except Exception:  # noqa: BLE001 - a failed round is logged; the next one tries again
+            log.exception("in-process job %s failed", name)
+    return ran
+
+
+def start() -> threading.Thread | None:
+    """Start the in-process beat once per process (None when off or already running)."""
+    if not enabled() or _started.is_set():
+        return None
+    _started.set()
+
+    def loop() -> None:
+        last: dict[str, float] = {}
+        time.sleep(2.0)  # let the server finish starting
+        while True:
+            close_old_connections()  # the thread's own connection, as a request cycle would
+            run_due_jobs(last, time.monotonic())
+            time.sleep(1.0)
+
+    thread = threading.Thread(target=loop, name="workstream-inprocess-beat", daemon=True)
+    thread.start()
+    log.info("in-process beat started (SLA scan every %ss)", wsconfig.get().sla.scanSeconds)
+    return thread
