@@ -319,6 +319,7 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "ItemStrategyEnum": "workitems.api.serializers.ITEM_STRATEGY_CHOICES",
         "QueueStrategyEnum": "workitems.api.queue_views.QUEUE_STRATEGY_CHOICES",
+        "PlatformRolesEnum": "directory.roles.ROLES",  # a user's platform_roles, a queue's sensitive_roles
     },
 }
 

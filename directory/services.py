@@ -28,7 +28,7 @@ from directory.models import Department, Profile, Role, RoleAssignment
 from directory.roles import forget_cached_roles
 from directory.selectors import out_of_office_q
 from workitems.errors import NotAllowed, ValidationFailed
-from workitems.policy import is_supervisor
+from workitems.policy import delegate_refusal, is_supervisor
 from workitems.services import absence
 
 User = get_user_model()
@@ -394,8 +394,9 @@ def _check_delegate(user, delegate, start: datetime) -> None:
         return
     if delegate.pk == user.pk:
         raise ValidationFailed([{"field": "delegate", "message": "a user cannot be their own delegate"}])
-    if not delegate.is_active:
-        raise ValidationFailed([{"field": "delegate", "message": f"user {delegate.username} is not active"}])
+    refusal = delegate_refusal(user, delegate)  # an active person sharing a team with the user
+    if refusal is not None:
+        raise ValidationFailed([{"field": "delegate", "message": refusal}])
     theirs = Profile.objects.filter(user_id=delegate.pk).first()
     if theirs is not None and theirs.is_out_of_office(start) and theirs.delegate_id == user.pk:
         raise ValidationFailed(

@@ -133,6 +133,8 @@ def _run(cmd: dict):
             data.setdefault("correlation_id", cmd["correlation_id"])
         return services.work_item_create(actor=user, data=data)
     args = schemas.action_arguments(ACTIONS[name].args, cmd)
+    if "user" in ACTIONS[name].args and "override" in cmd:
+        args["override"] = cmd["override"]  # a supervisor's, as over REST; the command checks it
     return services.COMMANDS[name](
         item_id=cmd["item_id"], actor=user, expected_version=cmd.get("expected_version"), **args
     )

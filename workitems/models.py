@@ -16,7 +16,7 @@ from django.utils import timezone
 from django_fsm import RETURN_VALUE, ConcurrentTransitionMixin, FSMField, transition
 
 from config import wsconfig
-from directory.roles import ROLES, SYSTEM
+from directory.roles import ADMIN, ROLES, SUPERVISOR, SYSTEM
 from distribution.strategies import queue_strategy_choices, strategy_choices
 from workitems.calendars import BusinessCalendar, CalendarError
 
@@ -71,6 +71,7 @@ ACTIONS: dict[str, Action] = {
     "sla_breach": Action("sla_breached", system=True),
     "accept": Action("accepted", "accept"),
     "reject": Action("rejected", "reject", ("reason",)),
+    "move": Action("moved", "move", ("queue",)),
 }
 CREATE = "create"
 CREATE_EVENT = "created"
@@ -216,6 +217,11 @@ class SlaState(models.TextChoices):
     MISSED = "missed"
 
 
+def default_sensitive_roles() -> list[str]:
+    """Who reads a queue's sensitive context keys unless the queue names others."""
+    return [ADMIN, SUPERVISOR]
+
+
 class Queue(models.Model):
     """Where work items wait: who may take them, how they are distributed, their SLA."""
 
@@ -232,7 +238,14 @@ class Queue(models.Model):
     )
     lifecycle = models.ForeignKey(Lifecycle, null=True, blank=True, on_delete=models.PROTECT, related_name="queues")
     sensitive_keys = models.JSONField(
-        default=list, blank=True, help_text="context_data keys masked for callers without a supervisor role"
+        default=list,
+        blank=True,
+        help_text="context_data keys masked for callers not entitled to them (sensitive_roles)",
+    )
+    sensitive_roles = models.JSONField(
+        default=default_sensitive_roles,
+        blank=True,
+        help_text="platform roles that read the sensitive keys unmasked (the creating client always does)",
     )
     reservation_timeout = models.DurationField(
         null=True,
@@ -253,6 +266,20 @@ class Queue(models.Model):
     )
     escalation_policy = models.JSONField(
         null=True, blank=True, help_text="ordered levels [{at, actions}]; empty = the default policy"
+    )
+    max_open = models.PositiveIntegerField(
+        null=True, blank=True, help_text="open items this queue should hold; empty = no limit"
+    )
+    overflow_queue = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="overflows_from",
+        help_text="where the capacity check moves the lowest-priority unclaimed items above max_open",
+    )
+    capacity_alerted_at = models.DateTimeField(
+        null=True, blank=True, editable=False, help_text="set when the queue crossed 90% of max_open; cleared below"
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -325,6 +352,8 @@ class WorkItem(ConcurrentTransitionMixin, models.Model):
     | reserve        | CREATED, OFFERED                   | OFFERED, held for one user|
     | accept         | OFFERED (reserved)                 | ASSIGNED (the reservee)   |
     | reject         | OFFERED (reserved)                 | OFFERED, reservation gone |
+    | move           | CREATED, OFFERED, ASSIGNED         | OFFERED in another queue  |
+    |                | IN_PROGRESS, SUSPENDED             | same state, another queue |
     """
 
     id = models.BigAutoField(primary_key=True)
@@ -596,6 +625,27 @@ class WorkItem(ConcurrentTransitionMixin, models.Model):
         self.outcome_reason = reason
         self.closed_at = timezone.now()
         self._clear_reservation()
+
+    @transition(
+        field=state,
+        source=list(OPEN_STATES),
+        target=RETURN_VALUE(State.OFFERED, State.IN_PROGRESS, State.SUSPENDED),
+    )
+    def move(self, queue: Queue) -> str:
+        """To another queue. Work nobody has started (CREATED, OFFERED, ASSIGNED) is offered
+        there afresh: an ASSIGNED holder is released, a reservation dropped. Started and
+        suspended work keeps its holder."""
+        self.queue = queue
+        if self.state in (State.IN_PROGRESS, State.SUSPENDED):
+            return self.state
+        self.assignee = None
+        self.assigned_at = None
+        self.offered_at = timezone.now()
+        self.return_to = None
+        self.return_version = None
+        self.declined_by = []
+        self._clear_reservation()
+        return State.OFFERED
 
     @transition(field=state, source=State.IN_PROGRESS, target=None, conditions=[_has_sub_statuses])
     def set_sub_status(self, name: str) -> None:

@@ -4,12 +4,16 @@
   `action_roles` replaces an entry; the system, actor=None, is always allowed);
 - the relation an actor must have to the item (assignee, reservee, creator,
   or a supervisor standing in for them);
-- who "sees everything" (every item, user and queue);
+- who "sees everything" (every item, user and queue), and who reads a queue's sensitive
+  context keys unmasked (`sees_sensitive`);
 - candidacy: who may claim an OFFERED item. It has three forms that must agree:
   the Python predicate `may_claim` (the definition), the ORM filter
   `claimable_filter` (one item, a list, the embedded SQLite walk) and the SQL
   fragment `CANDIDATE_SQL` (claim-next's index walk on PostgreSQL); a property
-  test checks them against each other on random cases.
+  test checks them against each other on random cases. Without the state it is the
+  item's pool (`in_pool`, `pool_filter`);
+- who may hold an item someone gives it to (`hold_refusal`: an active person in its pool,
+  unless a supervisor overrides) and who may stand in for an absent user (`delegate_refusal`).
 
 Policy imports models and the directory's role lookup; it never imports
 services or selectors (selectors build on it).
@@ -23,8 +27,8 @@ from datetime import datetime
 from django.db.models import Exists, OuterRef, Q
 
 from directory.models import Role, RoleAssignment
-from directory.roles import ADMIN, SERVICE, SUPERVISOR, SYSTEM, WORKER, roles_of, user_groups
-from workitems.models import ACTIONS, CREATE, Queue, State, WorkItem
+from directory.roles import ADMIN, ROLES, SERVICE, SUPERVISOR, SYSTEM, WORKER, role_group_name, roles_of, user_groups
+from workitems.models import ACTIONS, CREATE, Lifecycle, Queue, State, WorkItem
 
 # --- roles per action ------------------------------------------------------------------
 
@@ -37,6 +41,7 @@ _DEFAULT_BY_ACTION: dict[str, frozenset[str]] = {
     "suspend": _STAFF,
     "resume": _STAFF,
     "escalate": _STAFF,
+    "move": _STAFF,
     "reserve": _STAFF,
     "cancel": frozenset({SERVICE, SUPERVISOR, ADMIN}),
     # the SLA scan's own steps: the system only
@@ -150,6 +155,26 @@ def may_claim(
     (through a group or a role assignment valid now)."""
     if state != State.OFFERED or reserved_for_id not in (None, user_id) or user_id in excluded_ids:
         return False
+    return in_pool(
+        user_id=user_id,
+        user_group_ids=user_group_ids,
+        queue_member=queue_member,
+        item_user_ids=item_user_ids,
+        item_group_ids=item_group_ids,
+    )
+
+
+def in_pool(
+    *,
+    user_id: int,
+    user_group_ids: Collection[int],
+    queue_member: bool,
+    item_user_ids: Collection[int],
+    item_group_ids: Collection[int],
+) -> bool:
+    """The item's pool, the candidacy rule without the state: the item names the user
+    (directly or through one of their groups), or it names nobody and the user is a member
+    of its queue. "Would be a candidate if it were offered", before exclusions."""
     if item_user_ids or item_group_ids:
         return user_id in item_user_ids or bool(set(item_group_ids) & set(user_group_ids))
     return queue_member
@@ -173,16 +198,21 @@ def queue_member_filter(actor, *, queue_ref: str = "queue_id") -> Q:
     return Q(Exists(groups)) | Q(Exists(roles))
 
 
-def claimable_filter(actor) -> Q:
-    """`may_claim` as an ORM filter over work items, for `actor`."""
+def pool_filter(actor) -> Q:
+    """`in_pool` as an ORM filter over work items, for `actor`."""
     gids = group_ids_of(actor)
     item_users = WorkItem.candidate_users.through.objects.filter(workitem_id=OuterRef("pk"))
     item_groups = WorkItem.candidate_groups.through.objects.filter(workitem_id=OuterRef("pk"))
     named = Exists(item_users.filter(user_id=actor.pk)) | Exists(item_groups.filter(group_id__in=gids))
     unnamed = ~Exists(item_users) & ~Exists(item_groups) & queue_member_filter(actor)
+    return named | unnamed
+
+
+def claimable_filter(actor) -> Q:
+    """`may_claim` as an ORM filter over work items, for `actor`."""
     excluded = Exists(WorkItem.excluded_users.through.objects.filter(workitem_id=OuterRef("pk"), user_id=actor.pk))
     not_reserved_for_others = Q(reserved_for__isnull=True) | Q(reserved_for=actor.pk)
-    return Q(state=State.OFFERED) & not_reserved_for_others & (named | unnamed) & ~excluded
+    return Q(state=State.OFFERED) & not_reserved_for_others & pool_filter(actor) & ~excluded
 
 
 # `may_claim` in SQL over a work-item row `w`, for claim-next's walk. Parameters: %(uid)s the
@@ -215,3 +245,130 @@ CANDIDATE_SQL_NAMED = (
                    UNION SELECT workitem_id FROM workitems_workitem_candidate_groups
                          WHERE group_id = ANY(%(gids)s::bigint[]))"""
 )
+
+
+# --- who may hold an item ------------------------------------------------------------------
+#
+# The target of assign and delegate, the reservee who accepts, a direct assignee on create
+# and the items an absence hands to the absent user's delegate. Distribution's own pushes
+# choose from the candidates it resolved and do not come through here.
+
+# The roles of the people who do the work. An admin (platform administration) and a service
+# client (a machine) are not, even where the action roles would let them start and complete:
+# an item held by one of them waits for someone whose job it is not.
+PERSON_ROLES = frozenset({WORKER, SUPERVISOR})
+HOLD_ACTIVE, HOLD_PERSON, HOLD_CANDIDATE = "active", "person", "candidate"
+NOT_A_PERSON = "is not a person who does work (a worker or supervisor, not a service client)"
+
+
+def is_person(user) -> bool:
+    """An active account of someone who does work: a worker or supervisor role, no service role."""
+    roles = roles_of(user)  # empty for an inactive account
+    return bool(roles & PERSON_ROLES) and SERVICE not in roles
+
+
+def work_actions(item: WorkItem) -> tuple[str, ...]:
+    """The hands-on actions by which the holder finishes `item`: start (when its lifecycle
+    requires it) and complete."""
+    return ("start", "complete") if item.lifecycle.start_step == Lifecycle.START_REQUIRED else ("complete",)
+
+
+def is_in_pool(user, item: WorkItem, *, related: dict | None = None) -> bool:
+    """`in_pool` for one user and one item: a saved item, or one being created (`related`
+    holds its `candidate_users` and `candidate_groups`)."""
+    if related is None and item.pk:
+        return WorkItem.objects.filter(pool_filter(user), pk=item.pk).exists()
+    named_users = {u.pk for u in (related or {}).get("candidate_users", [])}
+    named_groups = {g.pk for g in (related or {}).get("candidate_groups", [])}
+    member = not (named_users or named_groups) and (
+        Queue.objects.filter(pk=item.queue_id).filter(queue_member_filter(user, queue_ref="pk")).exists()
+    )
+    return in_pool(
+        user_id=user.pk,
+        user_group_ids=group_ids_of(user),
+        queue_member=member,
+        item_user_ids=named_users,
+        item_group_ids=named_groups,
+    )
+
+
+def may_override_holding(actor) -> bool:
+    """Who may give an item to someone outside its pool (`override`): the system, supervisors, admins."""
+    return actor is None or is_supervisor(actor)
+
+
+def hold_refusal(
+    user, item: WorkItem, *, related: dict | None = None, override: bool = False
+) -> tuple[str, str] | None:
+    """Why `user` may not hold `item`, as (constraint, detail); None when they may.
+
+    - active: the account is active;
+    - person: someone who does work (`is_person`) whose work roles may fire the item's
+      hands-on actions under its lifecycle (`work_actions`, `action_roles`);
+    - candidate: in the item's pool (`in_pool`): named on it, or, when it names nobody, a
+      member of its queue. A supervisor's explicit `override` waives this one only.
+
+    The holding constraints (capacity, skills, exclusion, separation of duties) are
+    checked after these (distribution.constraints.check_can_hold)."""
+    name = user.username
+    if not user.is_active:
+        return HOLD_ACTIVE, f"user {name} is not active"
+    if not is_person(user):
+        return HOLD_PERSON, f"user {name} {NOT_A_PERSON}"
+    roles = roles_of(user) & PERSON_ROLES
+    refused = [a for a in work_actions(item) if not roles & action_roles(a, item)]
+    if refused:
+        return HOLD_PERSON, f"the roles of {name} may not {' or '.join(refused)} items of queue {item.queue.name}"
+    if not override and not is_in_pool(user, item, related=related):
+        what = f"work item {item.pk}" if item.pk else "the new item"
+        return HOLD_CANDIDATE, (
+            f"user {name} is not a candidate for {what}: neither named on it nor, as it names nobody, "
+            f"a member of queue {item.queue.name}"
+        )
+    return None
+
+
+def team_ids(user) -> set[int]:
+    """The user's teams: their groups that are not platform-role groups (as the directory counts them)."""
+    role_groups = {role_group_name(role) for role in ROLES}
+    return {gid for gid, name in user_groups(user) if name not in role_groups}
+
+
+def delegate_refusal(user, delegate) -> str | None:
+    """Why `delegate` may not stand in for `user` during an absence; None when they may: an
+    active person (`is_person`) who shares a team with them. Each item the absence hands over
+    is checked again with `hold_refusal`; one the delegate may not hold goes back through
+    distribution (or is suspended when IN_PROGRESS)."""
+    if not delegate.is_active:
+        return f"user {delegate.username} is not active"
+    if not is_person(delegate):
+        return f"user {delegate.username} {NOT_A_PERSON}"
+    if not team_ids(user) & team_ids(delegate):
+        return f"user {delegate.username} shares no team with {user.username}"
+    return None
+
+
+# --- sensitive context keys ------------------------------------------------------------------
+
+MASK = "***"
+
+
+def sees_sensitive(actor, item: WorkItem) -> bool:
+    """Who reads the item's sensitive context keys (its queue's `sensitive_keys`) unmasked: the
+    system, the client that created the item, and holders of a platform role the queue names
+    in `sensitive_roles` (default admin and supervisor). Events always carry them masked
+    (`masked_context(..., unmasked=False)`): the bus and webhooks have no single entitled reader."""
+    if actor is None:
+        return True
+    if item.created_by_id is not None and item.created_by_id == actor.pk:
+        return True
+    return bool(roles_of(actor) & frozenset(item.queue.sensitive_roles or ()))
+
+
+def masked_context(item: WorkItem, *, unmasked: bool) -> dict:
+    """The item's context_data, with its queue's sensitive keys (top level) replaced by MASK unless `unmasked`."""
+    keys = item.queue.sensitive_keys or []
+    data = item.context_data or {}
+    if not keys or unmasked:
+        return data
+    return {k: (MASK if k in keys else v) for k, v in data.items()}

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from config.timefmt import isoformat_z
 from workitems.models import WorkItem
+from workitems.policy import masked_context
 
 
 def work_item_snapshot(item: WorkItem) -> dict:
     """Scalar fields of the item after a change. Candidate lists are routing inputs and
-    are left out: they would cost three queries per event and rarely matter downstream."""
+    are left out: they would cost three queries per event and rarely matter downstream.
+    The queue's sensitive context keys are masked: an event goes to every consumer of the
+    bus and every subscription, not to a reader entitled to them (policy.sees_sensitive)."""
     return {
         "id": item.pk,
         "workflow_id": item.workflow_id,
@@ -28,7 +31,7 @@ def work_item_snapshot(item: WorkItem) -> dict:
         "breached_at": isoformat_z(item.breached_at),
         "due_at": isoformat_z(item.due_at),
         "follow_up_at": isoformat_z(item.follow_up_at),
-        "context_data": item.context_data,
+        "context_data": masked_context(item, unmasked=False),  # the bus and webhooks: no one entitled reader
         "result": item.result,
         "outcome_reason": item.outcome_reason,
         "sod_key": item.sod_key,

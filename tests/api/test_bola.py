@@ -199,7 +199,8 @@ def _item_for(endpoint: Endpoint, *, svc, alice, sam, queue, team_b):
     if endpoint.foreign:
         q_b = Queue.objects.filter(name="team-b-queue").first() or factories.queue("team-b-queue", groups=[team_b])
         item = factories.item(actor=svc, queue=q_b)
-        return services.work_item_assign(item_id=item.pk, actor=sam, user=alice)
+        # alice is not of team B: only a supervisor's explicit override gives her the item
+        return services.work_item_assign(item_id=item.pk, actor=sam, user=alice, override=True)
     return drive(factories.item(actor=svc, queue=queue), endpoint.state, worker=alice, supervisor=sam)
 
 

@@ -86,15 +86,20 @@ def test_profile_admin_routes_changes_to_services(web, root, alice, carol, make_
     assert actions == [("user.profile_updated", "admin", root.pk), ("user.out_of_office", "admin", root.pk)]
 
 
-def test_bulk_out_of_office_action(web, alice, carol, bob):
-    data = {"action": "mark_out_of_office", "_selected_action": [alice.pk, bob.pk]}
+def test_bulk_out_of_office_action(web, alice, carol, bob, team_a):
+    dave = factories.user("dave", roles=["worker"], groups=[team_a])
+    data = {"action": "mark_out_of_office", "_selected_action": [alice.pk, dave.pk, bob.pk]}
     page = web.post("/admin/auth/user/", data)
-    assert page.status_code == 200 and b"Mark 2 users out of office" in page.content
-    ok(web.post("/admin/auth/user/", {**data, "apply": "1", "delegate": carol.pk}))
-    for u in (alice, bob):
+    assert page.status_code == 200 and b"Mark 3 users out of office" in page.content
+    done = web.post("/admin/auth/user/", {**data, "apply": "1", "delegate": carol.pk}, follow=True)
+    for u in (alice, dave):  # carol shares their team: she may stand in for them
         p = Profile.objects.get(user=u)
         assert p.is_out_of_office() and p.delegate == carol
         assert records(f"user:{u.pk}")[-1].channel == "admin"
+    # bob is of team B: carol may not be his delegate (policy.delegate_refusal); the others went through
+    shown = [str(m) for m in done.context["messages"]]
+    assert any(m.startswith("bob") and "shares no team with bob" in m for m in shown), shown
+    assert not Profile.objects.filter(user=bob, delegate__isnull=False).exists()
     ok(web.post("/admin/auth/user/", {"action": "mark_available", "_selected_action": [alice.pk]}))
     assert not Profile.objects.get(user=alice).is_out_of_office()
 

@@ -72,12 +72,15 @@ def test_personal_capacity_counts_every_queue(svc, alice, queue, team_a):
     refused("capacity", services.work_item_claim, factories.item(actor=svc, queue=queue).pk, actor=alice)
 
 
-def test_a_supervisor_assigning_is_bound_by_capacity_too_but_not_by_candidacy(svc, sam, bob, capped):
+def test_a_supervisor_assigning_is_bound_by_capacity_too_even_when_overriding_candidacy(svc, sam, bob, capped):
     item = factories.item(actor=svc, queue=capped)
-    # bob is not of team A: not a candidate, yet a supervisor may push the item to him
-    item = services.work_item_assign(item_id=item.pk, actor=sam, user=bob)
+    # bob is not of team A: not a candidate; a supervisor may push the item to him only by
+    # overriding explicitly (tests/workitems/test_delegation_targets.py), and capacity still holds
+    refused("candidate", services.work_item_assign, item.pk, actor=sam, user=bob)
+    item = services.work_item_assign(item_id=item.pk, actor=sam, user=bob, override=True)
     assert (item.state, item.assignee_id) == ("ASSIGNED", bob.pk)
-    refused("capacity", services.work_item_assign, factories.item(actor=svc, queue=capped).pk, actor=sam, user=bob)
+    again = factories.item(actor=svc, queue=capped).pk
+    refused("capacity", services.work_item_assign, again, actor=sam, user=bob, override=True)
 
 
 # --- separation of duties ---------------------------------------------------------------------

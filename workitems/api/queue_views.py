@@ -10,6 +10,7 @@ from rest_framework.response import Response
 from api.problems import ProblemException
 from api.schema import PROBLEM_RESPONSES
 from api.views import WorkstreamAPIView
+from directory.roles import ROLES
 from distribution.strategies import queue_strategy_choices
 from workitems import queues, services
 from workitems.models import Calendar
@@ -26,7 +27,16 @@ class QueueIn(serializers.Serializer):
     sla = serializers.CharField(allow_null=True, required=False, help_text="ISO 8601 duration, e.g. PT4H")
     escalation_queue = serializers.CharField(allow_null=True, required=False)
     lifecycle = serializers.CharField(allow_null=True, required=False)
-    sensitive_keys = serializers.ListField(child=serializers.CharField(), required=False)
+    sensitive_keys = serializers.ListField(
+        child=serializers.CharField(), required=False, help_text="context_data keys masked for callers not entitled"
+    )
+    sensitive_roles = serializers.ListField(
+        child=serializers.ChoiceField(choices=ROLES),
+        required=False,
+        allow_null=True,
+        help_text="platform roles that read the sensitive keys unmasked (default, and null: admin, supervisor); "
+        "the item's creating client always does",
+    )
     reservation_timeout = serializers.CharField(
         allow_null=True, required=False, help_text="push with acceptance: ISO 8601 duration to accept, e.g. PT5M"
     )
@@ -34,6 +44,12 @@ class QueueIn(serializers.Serializer):
     at_risk_ratio = serializers.FloatField(required=False, help_text="share of the allowed time; default 0.75")
     escalation_policy = serializers.ListField(
         child=serializers.DictField(), allow_null=True, required=False, help_text="levels [{at, actions}]"
+    )
+    max_open = serializers.IntegerField(
+        allow_null=True, required=False, min_value=1, help_text="open items the queue should hold; null = no limit"
+    )
+    overflow_queue = serializers.CharField(
+        allow_null=True, required=False, help_text="where the capacity check moves the excess above max_open"
     )
     active = serializers.BooleanField(required=False)
 
@@ -112,6 +128,30 @@ class QueueStatsView(WorkstreamAPIView):
         # Whoever may see the queue may see its figures (members watch their own load).
         queue = queues.queue_get_for(actor=request.user, name=name)
         return Response(queues.queue_stats(queue=queue))
+
+
+class RebalanceOut(serializers.Serializer):
+    queue = serializers.CharField()
+    open = serializers.IntegerField(help_text="open items after the check")
+    max_open = serializers.IntegerField(allow_null=True)
+    alerted = serializers.BooleanField(help_text="this check crossed 90% of max_open and sent the alert")
+    moved = serializers.ListField(child=serializers.IntegerField(), help_text="ids moved to the overflow queue")
+
+
+class QueueRebalanceView(WorkstreamAPIView):
+    @extend_schema(
+        operation_id="queues_rebalance",
+        summary="Run the capacity check of one queue now",
+        description="Supervisors and admins. Alerts once per crossing of 90% of max_open "
+        "(queue.capacity_alert.v1) and moves the unclaimed items above max_open, lowest priority first "
+        "(then newest), to the overflow queue.",
+        request=None,
+        responses={200: RebalanceOut, **PROBLEM_RESPONSES(401, 403, 404, 429)},
+    )
+    def post(self, request, name: str):
+        queue = queues.queue_get_for(actor=request.user, name=name)  # 404 before 403
+        _object_body(request)  # no body needed; one that is not an object is refused
+        return Response(services.queue_rebalance(queue=queue, actor=request.user))
 
 
 class CalendarIn(serializers.Serializer):

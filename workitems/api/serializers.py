@@ -13,9 +13,8 @@ from rest_framework import serializers
 from config.timefmt import isoformat_z as _iso
 from distribution.strategies import strategy_choices
 from workitems.models import SlaState, State, WorkItem
-from workitems.policy import allowed_actions_for, sees_everything
+from workitems.policy import allowed_actions_for, masked_context, sees_sensitive
 
-MASK = "***"
 ITEM_STRATEGY_CHOICES = strategy_choices()
 
 
@@ -107,7 +106,18 @@ class ReasonIn(serializers.Serializer):
 
 
 class UserIn(serializers.Serializer):
-    user = serializers.CharField(help_text="username")
+    user = serializers.CharField(
+        help_text="username: an active person (worker or supervisor, not a service client) in the item's pool"
+    )
+    override = serializers.BooleanField(
+        required=False,
+        help_text="supervisors and admins only (403 for others): give the item to a person outside its pool "
+        "(not named on it, not a member of its queue); audited as an override",
+    )
+
+
+class QueueArgIn(serializers.Serializer):
+    queue = serializers.CharField(help_text="the name of the active queue to move the item to")
 
 
 class SubStatusIn(serializers.Serializer):
@@ -135,19 +145,6 @@ class AuditRecordOut(serializers.Serializer):
     prev_hash = serializers.CharField()
 
 
-def sees_sensitive(actor) -> bool:
-    """Masked context keys are shown to those who see everything (policy.sees_everything)."""
-    return sees_everything(actor)
-
-
-def masked_context(item: WorkItem, actor) -> dict:
-    keys = item.queue.sensitive_keys or []
-    data = item.context_data or {}
-    if not keys or sees_sensitive(actor):
-        return data
-    return {k: (MASK if k in keys else v) for k, v in data.items()}
-
-
 def _names(item: WorkItem, attr: str, field: str) -> list[str]:
     cache = getattr(item, "_prefetched_objects_cache", {})
     if attr in cache:
@@ -168,7 +165,7 @@ def item_representation(item: WorkItem, actor) -> dict:
         "priority": item.priority,
         "due_at": _iso(item.due_at),
         "follow_up_at": _iso(item.follow_up_at),
-        "context_data": masked_context(item, actor),
+        "context_data": masked_context(item, unmasked=sees_sensitive(actor, item)),
         "candidate_users": _names(item, "candidate_users", "username"),
         "candidate_groups": _names(item, "candidate_groups", "name"),
         "excluded_users": _names(item, "excluded_users", "username"),

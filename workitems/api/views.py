@@ -27,7 +27,13 @@ FAR_FUTURE = parse_datetime("9999-12-31T00:00:00+00:00")
 KNOWN_LIST_PARAMS = set(WorkItemFilter.base_filters) | {"cursor", "page_size"}
 
 # The routes and their bodies derive from the action table (workitems.models.ACTIONS).
-ARG_BODIES = {"result": s.ResultIn, "reason": s.ReasonIn, "user": s.UserIn, "sub_status": s.SubStatusIn}
+ARG_BODIES = {
+    "result": s.ResultIn,
+    "reason": s.ReasonIn,
+    "user": s.UserIn,
+    "sub_status": s.SubStatusIn,
+    "queue": s.QueueArgIn,  # move {queue}
+}
 API_ACTIONS = tuple(ROUTED_ACTIONS)
 ACTION_BODIES = {
     route: ARG_BODIES[ACTIONS[name].args[0]] for route, name in ROUTED_ACTIONS.items() if ACTIONS[name].args
@@ -140,7 +146,8 @@ class WorkItemActionView(WorkstreamAPIView):
     @extend_schema(
         operation_id="workitems_action",
         summary="Fire a lifecycle action",
-        description="Bodies: complete {result}, fail/cancel/escalate/suspend/reject {reason}, delegate/assign {user}, "
+        description="Bodies: complete {result}, fail/cancel/escalate/suspend/reject {reason}, "
+        "delegate/assign {user, override (supervisors: outside the item's pool)}, "
         'sub-status {sub_status}; the others take none. Send `If-Match: "<version>"` to guard against '
         "concurrent changes (412 when stale).",
         parameters=[
@@ -154,7 +161,9 @@ class WorkItemActionView(WorkstreamAPIView):
                 "result": serializers.DictField(required=False),
                 "reason": serializers.CharField(required=False),
                 "user": serializers.CharField(required=False),
+                "override": serializers.BooleanField(required=False, help_text=s.UserIn().fields["override"].help_text),
                 "sub_status": serializers.CharField(required=False),
+                "queue": serializers.CharField(required=False, help_text=s.QueueArgIn().fields["queue"].help_text),
             },
         ),
         responses={200: s.WorkItemOut, **PROBLEM_RESPONSES(400, 401, 403, 404, 409, 412, 413, 422, 429)},

@@ -25,7 +25,14 @@ from distribution import constraints
 from distribution.engine import route_item
 from events.outbox import outbox_enqueue
 from workitems import policy, schemas, sla
-from workitems.errors import AlreadyClaimed, InvalidTransition, NotAllowed, StaleVersion, ValidationFailed
+from workitems.errors import (
+    AlreadyClaimed,
+    ConstraintViolated,
+    InvalidTransition,
+    NotAllowed,
+    StaleVersion,
+    ValidationFailed,
+)
 from workitems.models import EVENT_NAMES, State, WorkItem
 from workitems.selectors import work_item_get_for
 from workitems.snapshots import work_item_snapshot
@@ -96,15 +103,29 @@ def validate_input_shape(cmd: Command) -> None:
             raise ValidationFailed(
                 [{"field": "sub_status", "message": f"cannot move from {cmd.item.sub_status!r}; allowed: {allowed}"}]
             )
+    if not isinstance(args.get("override", False), bool):
+        raise ValidationFailed([{"field": "override", "message": "must be true or false"}])
     if cmd.action == "delegate" and cmd.target_user is not None and cmd.target_user.pk == cmd.item.assignee_id:
         raise ValidationFailed([{"field": "user", "message": "the item is already assigned to this user"}])
 
 
 def validate_candidate(cmd: Command) -> None:
-    """Claiming needs candidacy (policy.may_claim); push paths (assign, delegate) may go past
-    the candidate list, as a supervisor decides."""
+    """Claiming needs candidacy (policy.may_claim); the paths that give the item to someone
+    (assign, delegate, accept) check their target with `target_eligible`."""
     if cmd.action == "claim":
         constraints.check_candidate(cmd.target_user, cmd.item)
+
+
+def validate_target_eligible(cmd: Command) -> None:
+    """The user the item goes to is an active person in its pool (policy.hold_refusal); a
+    supervisor's explicit `override` waives the pool, and only theirs (403 for anyone else)."""
+    override = cmd.args.get("override", False)
+    if override and not policy.may_override_holding(cmd.actor):
+        raise NotAllowed(f"only supervisors and admins may override who may hold work item {cmd.item.pk}")
+    refusal = policy.hold_refusal(cmd.target_user, cmd.item, override=override)
+    if refusal is not None:
+        constraint, detail = refusal
+        raise ConstraintViolated(detail, constraint=constraint)
 
 
 def validate_reservation(cmd: Command) -> None:
@@ -135,6 +156,7 @@ VALIDATORS: dict[str, Callable[[Command], None]] = {
     "input_shape": validate_input_shape,
     "reservation": validate_reservation,
     "candidate": validate_candidate,
+    "target_eligible": validate_target_eligible,
     "constraints": validate_holding_constraints,
 }
 
@@ -143,12 +165,13 @@ VALIDATORS: dict[str, Callable[[Command], None]] = {
 # before a constraint on the person who would hold the item.
 _BASE = ("lifecycle_allows", "actor_allowed", "input_shape")
 _HOLDING = ("candidate", "constraints")
+_GIVING = ("target_eligible", "constraints")  # the item goes to a user someone names
 PIPELINES: dict[str, tuple[str, ...]] = {
     "offer": (*_BASE, "queue_active"),
-    "assign": (*_BASE, "queue_active", *_HOLDING),
+    "assign": (*_BASE, "queue_active", *_GIVING),
     "claim": (*_BASE, "queue_active", "reservation", *_HOLDING),
-    "accept": (*_BASE, "constraints"),
-    "delegate": (*_BASE, *_HOLDING),
+    "accept": (*_BASE, *_GIVING),
+    "delegate": (*_BASE, *_GIVING),
 }
 
 
@@ -322,6 +345,7 @@ def push(item: WorkItem, *, exclude_ids=()) -> WorkItem:
         transition_kwargs={"user": route.user},
         audit_data=data,
         locked_item=item,
+        skip=("target_eligible",),  # distribution chose from the candidates it resolved
     )
 
 

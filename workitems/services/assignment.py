@@ -26,24 +26,34 @@ def work_item_offer(*, item_id: int, actor=None, expected_version: int | None = 
     return execute(action="offer", item_id=item_id, actor=actor, expected_version=expected_version)
 
 
-def _give_to(action: str, *, item_id: int, actor, user, expected_version: int | None) -> WorkItem:
-    """assign / delegate: the item goes to `user` (a username or a User)."""
+def _give_to(action: str, *, item_id: int, actor, user, override: bool, expected_version: int | None) -> WorkItem:
+    """assign / delegate: the item goes to `user` (a username or a User), who must be an
+    active person in its pool (policy.hold_refusal) unless a supervisor overrides; an
+    override is audited (`override: true`)."""
     target = resolve_user(user)
+    audit_data = {"assignee": target.username}
+    if override is True:
+        audit_data["override"] = True
     return execute(
         action=action,
         item_id=item_id,
         actor=actor,
         expected_version=expected_version,
         target_user=target,
+        args={"override": override},
         transition_kwargs={"user": target},
-        audit_data={"assignee": target.username},
+        audit_data=audit_data,
     )
 
 
 @transaction.atomic
-def work_item_assign(*, item_id: int, actor, user, expected_version: int | None = None) -> WorkItem:
-    """Give a CREATED or OFFERED item to `user` (push, or a supervisor's choice)."""
-    return _give_to("assign", item_id=item_id, actor=actor, user=user, expected_version=expected_version)
+def work_item_assign(
+    *, item_id: int, actor, user, override: bool = False, expected_version: int | None = None
+) -> WorkItem:
+    """Give a CREATED or OFFERED item to `user` (a supervisor's choice)."""
+    return _give_to(
+        "assign", item_id=item_id, actor=actor, user=user, override=override, expected_version=expected_version
+    )
 
 
 @transaction.atomic
@@ -200,6 +210,10 @@ def work_item_reject(*, item_id: int, actor, reason: str = "", expected_version:
 
 
 @transaction.atomic
-def work_item_delegate(*, item_id: int, actor, user, expected_version: int | None = None) -> WorkItem:
+def work_item_delegate(
+    *, item_id: int, actor, user, override: bool = False, expected_version: int | None = None
+) -> WorkItem:
     """Hand a held item to another user (it becomes ASSIGNED to them)."""
-    return _give_to("delegate", item_id=item_id, actor=actor, user=user, expected_version=expected_version)
+    return _give_to(
+        "delegate", item_id=item_id, actor=actor, user=user, override=override, expected_version=expected_version
+    )

@@ -16,7 +16,7 @@ from config.observability import WORKITEM_CREATE_LATENCY_MS
 from distribution.engine import route_item
 from events import urlguard
 from workitems import policy, schemas, sla
-from workitems.errors import NotAllowed, NotFound, ValidationFailed
+from workitems.errors import ConstraintViolated, NotAllowed, NotFound, ValidationFailed
 from workitems.models import CREATE, Queue, WorkItem
 from workitems.services._core import emit_unassigned, record_change, touch_last_assigned
 
@@ -127,6 +127,11 @@ def _build_item(body: dict, lookups: _CreateLookups, actor, prefix: str) -> tupl
         updated_at=now,
     )
     sla.start_clock(item, now)
+    if assignee is not None:
+        refusal = policy.hold_refusal(assignee, item, related=related)
+        if refusal is not None:
+            constraint, detail = refusal
+            raise ConstraintViolated(f"{schemas.dotted(prefix, ['assignee'])}: {detail}", constraint=constraint)
     return item, {**related, "assignee": assignee}
 
 

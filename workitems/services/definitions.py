@@ -14,11 +14,11 @@ from django.utils.dateparse import parse_duration
 
 from audit.services import audit_record
 from config import wsconfig
-from directory.roles import ADMIN, roles_of
+from directory.roles import ADMIN, ROLES, roles_of
 from distribution.strategies import queue_strategy_choices
 from workitems import schemas, sla
 from workitems.errors import NotAllowed, NotFound, ValidationFailed
-from workitems.models import Calendar, Lifecycle, Queue
+from workitems.models import Calendar, Lifecycle, Queue, default_sensitive_roles
 from workitems.queues import calendar_snapshot, lifecycle_snapshot, queue_snapshot
 
 FIELDS = (
@@ -31,6 +31,7 @@ FIELDS = (
     "escalation_queue",
     "lifecycle",
     "sensitive_keys",
+    "sensitive_roles",
     "reservation_timeout",
     "calendar",
     "at_risk_ratio",
@@ -137,6 +138,14 @@ def _clean(data: dict, *, partial: bool, current: Queue | None) -> dict[str, Any
             err("sensitive_keys", "must be a list of context_data keys")
         else:
             out["sensitive_keys"] = keys
+    if "sensitive_roles" in data:
+        roles = data["sensitive_roles"]
+        if roles is None:  # null (a blank admin field): the default
+            out["sensitive_roles"] = default_sensitive_roles()
+        elif not isinstance(roles, list) or not all(isinstance(r, str) and r in ROLES for r in roles):
+            err("sensitive_roles", f"must be null or a list of platform roles drawn from {', '.join(ROLES)}")
+        else:
+            out["sensitive_roles"] = sorted(set(roles))
     if "active" in data:
         if not isinstance(data["active"], bool):
             err("active", "must be true or false")
