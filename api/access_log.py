@@ -14,6 +14,7 @@ lost silently: it is logged as an error with every field (the logs are the secon
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import re
@@ -25,6 +26,7 @@ from django.utils import timezone
 
 from api.models import ServiceApiKey
 from api.problems import CONTENT_TYPE, PROBLEM_BASE
+from api.throttling import client_ip
 from audit.models import AccessRecord
 from config import wsconfig
 
@@ -85,6 +87,15 @@ def caller_of(request) -> tuple:
     return user, "session", ""
 
 
+def address_of(request) -> str | None:
+    """The client's address as the throttles see it (behind `rateLimits.trustedProxies`, the
+    forwarded one), or None when there is no valid address."""
+    try:
+        return str(ipaddress.ip_address(client_ip(request)))
+    except ValueError:
+        return None
+
+
 def _write(record: AccessRecord) -> None:
     try:
         if connection.in_atomic_block:  # only under a test's transaction: keep it usable on failure
@@ -127,7 +138,7 @@ class AccessLogMiddleware:
                 status=response.status_code,
                 problem=problem_kind(response),
                 duration_ms=duration,
-                ip=(request.META.get("REMOTE_ADDR") or None) if cfg.recordIp else None,
+                ip=address_of(request) if cfg.recordIp else None,
             )
         )
         return response

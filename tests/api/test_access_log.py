@@ -188,6 +188,10 @@ def test_addresses_only_when_configured(api, api_config, alice):
     assert record_of(api(alice).get("/api/v1/queues")).ip is None
     api_config({"accessLog": {"recordIp": True}})
     assert record_of(api(alice).get("/api/v1/queues")).ip == "127.0.0.1"
+    forwarded = {"HTTP_X_FORWARDED_FOR": "203.0.113.7"}
+    assert record_of(api(alice).get("/api/v1/queues", **forwarded)).ip == "127.0.0.1"  # not a trusted proxy
+    api_config({"accessLog": {"recordIp": True}, "rateLimits": {"trustedProxies": ["127.0.0.1"]}})
+    assert record_of(api(alice).get("/api/v1/queues", **forwarded)).ip == "203.0.113.7"
 
 
 def test_switched_off_nothing_is_recorded_and_outside_the_api_nothing_either(api, api_config, alice, client):
