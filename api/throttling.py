@@ -140,17 +140,19 @@ def _address(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None
     except ValueError:
         return None
     mapped = getattr(addr, "ipv4_mapped", None)
+    if getattr(addr, "scope_id", None):  # fe80::1%eth0: the zone names our interface, not the client
+        addr = ipaddress.IPv6Address(str(addr).split("%", 1)[0])
     return mapped or addr
 
 
-def client_ip(request) -> str:
+def client_ip(request) -> str | None:
     """The client's address: REMOTE_ADDR, or behind `rateLimits.trustedProxies` the X-Forwarded-For
-    hop that the nearest untrusted party connected from."""
-    remote = request.META.get("REMOTE_ADDR") or ""
-    peer = _address(remote)
-    trusted = _networks(tuple(wsconfig.get().rateLimits.trustedProxies))
+    hop that the nearest untrusted party connected from; None when the server was given none
+    (django-axes stores it as an address, so nothing else may come out)."""
+    peer = _address(request.META.get("REMOTE_ADDR") or "")
     if peer is None:
-        return remote[:64] or "unknown"
+        return None
+    trusted = _networks(tuple(wsconfig.get().rateLimits.trustedProxies))
 
     def is_trusted(addr) -> bool:
         return any(addr in net for net in trusted)
@@ -169,12 +171,14 @@ def client_ip(request) -> str:
 
 
 def throttle_ip(request) -> str:
-    """The address a per-address limit counts: an IPv4 address, or an IPv6 address's /64."""
-    ip = client_ip(request)
-    addr = _address(ip)
+    """The address a per-address limit counts: an IPv4 address, an IPv6 address's /64, or
+    "unknown" (every request without an address shares one window)."""
+    addr = _address(client_ip(request) or "")
+    if addr is None:
+        return "unknown"
     if isinstance(addr, ipaddress.IPv6Address):
         return str(ipaddress.ip_network(f"{addr}/64", strict=False))
-    return ip
+    return str(addr)
 
 
 # --- DRF throttles ----------------------------------------------------------------------------
@@ -225,7 +229,7 @@ def _username_key(request) -> str | None:
         return None
     # Spellings a directory may take for one account share a window.
     folded = unicodedata.normalize("NFKC", name.strip()).casefold()
-    return hashlib.sha256(folded.encode()).hexdigest()[:32]
+    return hashlib.sha256(folded.encode("utf-8", "surrogatepass")).hexdigest()[:32]  # lone surrogates too
 
 
 class TokenRateThrottle(_WindowThrottle):

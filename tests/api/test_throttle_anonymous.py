@@ -151,7 +151,11 @@ def _request(remote: str | None, xff: str | None = None):
         ([], "203.0.113.5", "1.2.3.4", "203.0.113.5"),  # never believed without trusted proxies
         ([], "::ffff:203.0.113.5", None, "203.0.113.5"),  # an IPv4-mapped address is the IPv4 one
         ([], "2001:DB8::0:1", None, "2001:db8::1"),
-        ([], None, "1.2.3.4", "unknown"),
+        ([], "fe80::1%eth0", None, "fe80::1"),  # the zone is the server's interface
+        ([], None, "1.2.3.4", None),  # no address at all: none (axes stores it as an address)
+        ([], "", None, None),
+        ([], "testserver", None, None),
+        ([], "10.0.0.300", None, None),
         (["10.0.0.0/8"], "10.0.0.1", "1.2.3.4", "1.2.3.4"),
         (["10.0.0.0/8"], "10.0.0.1", "6.6.6.6, 1.2.3.4", "1.2.3.4"),  # the rightmost untrusted hop
         (["10.0.0.0/8"], "10.0.0.1", "1.2.3.4, 10.0.0.2", "1.2.3.4"),  # past a chain of our proxies
@@ -172,3 +176,4 @@ def test_throttle_ip_groups_ipv6_by_64(api_config):
     api_config({"rateLimits": {}})
     assert throttle_ip(_request("203.0.113.5")) == "203.0.113.5"
     assert throttle_ip(_request("2001:db8:1:2:3:4:5:6")) == "2001:db8:1:2::/64"
+    assert throttle_ip(_request(None)) == throttle_ip(_request("garbage")) == "unknown"

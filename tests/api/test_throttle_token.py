@@ -109,11 +109,14 @@ def test_a_request_refused_by_its_address_does_not_spend_the_usernames_window(db
         ({"username": ["a"], "password": "x"}, None),
         ({"username": {"a": 1}, "password": "x"}, None),
         ({"username": "", "password": "x"}, None),
+        ('{"username": "\\ud800x", "password": "x"}', "application/json"),
+        ('{"username": "a\\u0000b", "password": "x"}', "application/json"),
+        ({"username": "\u00e9" * 5000, "password": "x"}, None),
         ({"password": "x"}, None),
         ('{"username": "a", ', "application/json"),
         ("username=a&password=b", "application/x-www-form-urlencoded"),
     ],
-    ids=["list", "number", "array", "object", "empty", "missing", "broken-json", "form"],
+    ids=["list", "number", "array", "object", "empty", "surrogate", "nul", "long", "missing", "broken-json", "form"],
 )
 def test_odd_bodies_are_4xx_and_count_against_the_address(db, limits, body, content_type):
     limits(tokenPerIp="2/min")
@@ -149,3 +152,23 @@ def test_the_window_rates_are_the_configured_ones(db, limits):
     limits(tokenPerIp="4/min", tokenPerUsername="100/min")
     statuses = [login(f"n{i}").status_code for i in range(6)]
     assert statuses == [401] * 4 + [429] * 2
+
+
+@pytest.mark.parametrize("remote_addr", ["", "not-an-address", "10.0.0.300", "fe80::1%"])
+def test_a_request_without_a_usable_address_is_answered_and_throttled(db, limits, remote_addr):
+    """The server gave no (usable) client address: the login works, failures are still counted by
+    axes (under no address), and such requests share one window."""
+    limits(tokenPerIp="3/min")
+    user = factories.user(f"noaddr-{uuid.uuid4().hex[:8]}")
+    assert login(user.username, "pw-" + user.username, remote_addr).status_code == 200
+    assert login(user.username, "guess", remote_addr).status_code == 401
+    assert login(user.username, "guess", "").status_code == 401
+    assert_throttled(login(user.username, "pw-" + user.username, remote_addr))
+
+
+@pytest.mark.parametrize("remote_addr", ["fe80::1%eth0", "::ffff:192.0.2.1", "2001:DB8::1"])
+def test_odd_spellings_of_an_address_are_answered(db, limits, remote_addr):
+    limits(tokenPerIp="3/min")
+    user = factories.user(f"odd-{uuid.uuid4().hex[:8]}")
+    assert login(user.username, "guess", remote_addr).status_code == 401
+    assert login(user.username, "pw-" + user.username, remote_addr).status_code == 200
