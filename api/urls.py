@@ -6,6 +6,7 @@ from audit.access_api import AccessListView
 from audit.api import AuditListView, AuditVerifyView
 from directory import api as d
 from events import api as ev
+from notifications import api as n
 from workitems.api import queue_views as q
 from workitems.api import views as w
 
@@ -35,6 +36,12 @@ urlpatterns = [
         name="subscription-deliveries",
     ),
     path("notifications", ev.NotificationListView.as_view(), name="notification-list"),
+    path("me/notifications", n.MyNotificationsView.as_view(), name="me-notifications"),
+    path("me/notifications/read-all", n.MyNotificationsReadAllView.as_view(), name="me-notifications-read-all"),
+    path(
+        "me/notifications/<int:notification_id>/read", n.MyNotificationReadView.as_view(), name="me-notification-read"
+    ),
+    path("me/preferences", n.MyPreferencesView.as_view(), name="me-preferences"),
     path("users", d.UserListView.as_view(), name="user-list"),
     path("users/<str:username>", d.UserDetailView.as_view(), name="user-detail"),
     path("users/<str:username>/availability", d.UserAvailabilityView.as_view(), name="user-availability"),

@@ -90,6 +90,7 @@ INSTALLED_APPS = [
     "directory",
     "distribution",
     "workitems",
+    "notifications",
 ]
 
 MIDDLEWARE = [
@@ -208,7 +209,18 @@ CELERY_BEAT_SCHEDULE: dict = {
     "events-purge-published": {"task": "events.purge_published", "schedule": 24 * 3600.0},
     "audit-checkpoint": {"task": "audit.checkpoint", "schedule": 3600.0},
     "audit-purge-access-log": {"task": "audit.purge_access_log", "schedule": 3600.0},
+    # Reads new outbox rows into notifications and sends what is due (notifications/notifier.py).
+    "notifications-run": {"task": "notifications.run", "schedule": float(WORKSTREAM.notifications.pollSeconds)},
 }
+# Email notifications: Django's SMTP backend; the password from the environment or a secret file.
+EMAIL_BACKEND = env("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
+EMAIL_HOST = env("EMAIL_HOST", "localhost")
+EMAIL_PORT = envint("EMAIL_PORT", "25")
+EMAIL_HOST_USER = env("EMAIL_USER")
+EMAIL_HOST_PASSWORD = envsecret("EMAIL_PASSWORD")
+EMAIL_USE_TLS = envbool("EMAIL_USE_TLS", "False")
+EMAIL_TIMEOUT = envint("EMAIL_TIMEOUT", "10")
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "workstream@localhost")
 # Signs deliveries to work items' callback_url (Standard Webhooks, whsec_<base64>); derived from
 # SECRET_KEY when unset. Engines verify callbacks with it.
 CALLBACK_SIGNING_SECRET = envsecret("CALLBACK_SIGNING_SECRET")

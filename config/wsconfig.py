@@ -80,6 +80,15 @@ DEFAULTS: dict[str, Any] = {
     "idempotency": {"retentionHours": 24},
     "accessLog": {"enabled": True, "retentionDays": 30, "recordIp": False},
     "sla": {"scanSeconds": 30, "batchSize": 500},
+    "notifications": {
+        "channels": {"in_app": True, "email": False, "slack": False, "teams": False},
+        "pollSeconds": 5,
+        "batchSize": 500,
+        "maxAttempts": 6,
+        "retryBaseSeconds": 30,
+        "retryMaxSeconds": 3600,
+        "timeoutSeconds": 10,
+    },
     "roles": {
         "admin": "workstream-admins",
         "supervisor": "workstream-supervisors",
@@ -184,6 +193,17 @@ SCHEMA: dict[str, Any] = _obj(
         "idempotency": _obj({"retentionHours": _pos(24 * 365)}),
         "accessLog": _obj({"enabled": _BOOL, "retentionDays": _pos(3650), "recordIp": _BOOL}),
         "sla": _obj({"scanSeconds": _pos(86400), "batchSize": _pos(10_000)}),
+        "notifications": _obj(
+            {
+                "channels": _obj({"in_app": _BOOL, "email": _BOOL, "slack": _BOOL, "teams": _BOOL}),
+                "pollSeconds": _seconds(3600),
+                "batchSize": _pos(10_000),
+                "maxAttempts": _pos(100),
+                "retryBaseSeconds": _seconds(86400),
+                "retryMaxSeconds": _seconds(7 * 86400),
+                "timeoutSeconds": _seconds(300),
+            }
+        ),
         "roles": _obj({"admin": _NAME, "supervisor": _NAME, "worker": _NAME, "service": _NAME}),
     }
 )
