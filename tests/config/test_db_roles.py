@@ -104,6 +104,9 @@ REFUSED = {
     "TRUNCATE audit_audithead": "permission denied for table audit_audithead",
     "UPDATE audit_auditcheckpoint SET mac = ''": "permission denied for table audit_auditcheckpoint",
     "TRUNCATE audit_auditcheckpoint": "permission denied for table audit_auditcheckpoint",
+    # the access log is written and purged, never edited
+    "UPDATE audit_accessrecord SET status = 200": "permission denied for table audit_accessrecord",
+    "TRUNCATE audit_accessrecord": "permission denied for table audit_accessrecord",
     # nor switch its triggers off
     "ALTER TABLE audit_auditrecord DISABLE TRIGGER ALL": "must be owner of table audit_auditrecord",
     "DROP TRIGGER audit_auditrecord_no_truncate ON audit_auditrecord": "must be owner of",
@@ -141,6 +144,7 @@ def test_the_runtime_role_may_read_and_write_what_the_service_needs(deployment):
             "SELECT count(*) FROM django_migrations",
             "UPDATE workitems_workitem SET priority = priority",
             "DELETE FROM api_idempotencyrecord WHERE false",
+            "DELETE FROM audit_accessrecord WHERE false",  # the retention purge
             "SELECT nextval('workitems_workitem_id_seq'::regclass)",
         ):
             conn.execute(statement)

@@ -24,11 +24,13 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connections, transaction
 
 READ_WRITE = ("SELECT", "INSERT", "UPDATE", "DELETE")
-# Tables the runtime role may not change freely, by model: the audit trail (audit/models.py).
+# Tables the runtime role may not change freely, by model: the audit trail and the access log
+# (audit/models.py).
 RESTRICTED_MODELS = {
     "audit.AuditRecord": ("SELECT", "INSERT"),  # append-only
     "audit.AuditHead": ("SELECT", "INSERT", "UPDATE"),  # advanced with each record (a trigger: by one)
     "audit.AuditCheckpoint": ("SELECT", "INSERT", "DELETE"),  # older ones dropped (a trigger keeps the newest)
+    "audit.AccessRecord": ("SELECT", "INSERT", "DELETE"),  # written once, purged after the retention, never edited
 }
 RESTRICTED_TABLES = {"django_migrations": ("SELECT",)}  # the owner records migrations
 TABLE_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER")
@@ -49,8 +51,9 @@ class Command(BaseCommand):
     help = (
         "Grant the runtime role (the user of DATABASE_URL) exactly what the service needs, as the owner "
         "role (DATABASE_MIGRATE_URL): full read/write on the application's tables except the audit "
-        "trail (records: SELECT, INSERT; heads: no DELETE; checkpoints: no UPDATE) and django_migrations "
-        "(SELECT), USAGE on sequences, no TRUNCATE anywhere, no CREATE in the schema or database. "
+        "trail (records: SELECT, INSERT; heads: no DELETE; checkpoints and the access log: no UPDATE) "
+        "and django_migrations (SELECT), USAGE on sequences, no TRUNCATE anywhere, no CREATE in the "
+        "schema or database. "
         "Refuses a runtime role that is the owner, a member of it, a superuser, or owns anything. "
         "Run after every migrate."
     )
