@@ -1,11 +1,63 @@
-"""`Authorization: Api-Key <key>` for service clients (keys stored hashed)."""
+"""`Authorization: Api-Key <key>` for service clients (keys stored hashed), and simplejwt's
+JWT authentication and refresh with the token's user id checked before it is looked up."""
 
 from __future__ import annotations
 
+from django.contrib.auth import get_user_model
+from drf_spectacular.contrib.rest_framework_simplejwt import SimpleJWTScheme, TokenRefreshSerializerExtension
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
+from rest_framework_simplejwt import authentication as jwt_authentication
+from rest_framework_simplejwt import serializers as jwt_serializers
+from rest_framework_simplejwt.exceptions import InvalidToken
+from rest_framework_simplejwt.settings import api_settings as jwt_settings
 
 from api.models import ServiceApiKey
+
+MAX_USER_ID = 2**63 - 1  # the largest primary key PostgreSQL's bigint holds
+
+
+def token_user_id(payload) -> int:
+    """The user id a validly signed token names, as the integer primary key it must be.
+
+    simplejwt looks the claim up as it is: a string, a float, a list or a number past
+    bigint (which a token signed with a leaked key may carry) ended in a 500."""
+    value = payload.get(jwt_settings.USER_ID_CLAIM)
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 19:
+        value = int(value)  # simplejwt writes non-integer ids as strings; ours are integers
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= MAX_USER_ID:
+        raise InvalidToken(f"the token's {jwt_settings.USER_ID_CLAIM} claim is not a user id (a positive integer)")
+    return value
+
+
+class JWTAuthentication(jwt_authentication.JWTAuthentication):
+    """`Authorization: Bearer <access>`; a token whose user id is no integer is a 401."""
+
+    def get_user(self, validated_token):
+        token_user_id(validated_token)
+        return super().get_user(validated_token)
+
+
+class TokenRefreshSerializer(jwt_serializers.TokenRefreshSerializer):
+    """POST /auth/token/refresh: the refresh token's user id is checked, and a user who no
+    longer exists is a 401 (simplejwt's lookup raised DoesNotExist, a 500)."""
+
+    def validate(self, attrs):
+        refresh = self.token_class(attrs["refresh"])
+        user_id = token_user_id(refresh.payload)
+        if not get_user_model().objects.filter(**{jwt_settings.USER_ID_FIELD: user_id}).exists():
+            raise exceptions.AuthenticationFailed(self.error_messages["no_active_account"], "no_active_account")
+        return super().validate(attrs)
+
+
+class JWTScheme(SimpleJWTScheme):
+    """The OpenAPI document describes these as simplejwt's own (`jwtAuth`, the refresh body)."""
+
+    target_class = "api.authentication.JWTAuthentication"
+
+
+class TokenRefreshSchema(TokenRefreshSerializerExtension):
+    target_class = "api.authentication.TokenRefreshSerializer"
 
 
 class ApiKeyAuthentication(authentication.BaseAuthentication):

@@ -14,14 +14,17 @@ import binascii
 import json
 from datetime import datetime
 
+from django.db import models
 from django.db.models import Q
-from django.utils.dateparse import parse_datetime
 from rest_framework.pagination import BasePagination
 from rest_framework.response import Response
 from rest_framework.utils.urls import replace_query_param
 
 from api.problems import ProblemException
 from config import wsconfig
+from workitems import schemas
+
+MAX_KEY = 2**63 - 1  # bigint: an integer key past it is no row's
 
 
 def _bad_cursor() -> ProblemException:
@@ -30,6 +33,12 @@ def _bad_cursor() -> ProblemException:
         "cursor is not valid: use the `next` or `previous` link of a page as it is",
         errors=[{"field": "cursor", "message": "invalid cursor"}],
     )
+
+
+def _field_of(queryset, name: str) -> models.Field:
+    """The model field (or annotation's output field) a queryset is ordered by."""
+    annotation = queryset.query.annotations.get(name)
+    return annotation.output_field if annotation is not None else queryset.model._meta.get_field(name)
 
 
 class Cursor(BasePagination):
@@ -69,15 +78,32 @@ class Cursor(BasePagination):
             raw = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
             value = raw["v"]
             if raw["k"] == "dt":
-                value = parse_datetime(value)
-                if value is None:
-                    raise ValueError
+                value, message = schemas.parse_iso_time(value, latest=schemas.MAX_READABLE)
+                if message:
+                    raise ValueError(message)
             pk, reverse = raw["i"], bool(raw["r"])
-            if not isinstance(pk, int) or isinstance(pk, bool) or not isinstance(value, int | str | datetime):
+            if not isinstance(pk, int) or isinstance(pk, bool) or not -MAX_KEY <= pk <= MAX_KEY:
                 raise ValueError
+            if not isinstance(value, int | str | datetime) or isinstance(value, str) and schemas.nul_errors(value):
+                raise ValueError  # text PostgreSQL cannot compare: NUL, lone surrogates
             return value, pk, reverse
-        except (ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError):
+        except (ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError, RecursionError):
             raise _bad_cursor() from None
+
+    @staticmethod
+    def _checked(value, field: models.Field):
+        """The cursor's value, if it has the type the ordering's `field` holds (a time for a
+        DateTimeField, an integer in bigint's range for an IntegerField, a string otherwise):
+        a forged cursor with another (a string for a priority, a number for a name) is a bad cursor."""
+        if isinstance(field, models.DateTimeField):
+            ok = isinstance(value, datetime)
+        elif isinstance(field, models.IntegerField):
+            ok = isinstance(value, int) and not isinstance(value, bool) and -MAX_KEY <= value <= MAX_KEY
+        else:
+            ok = isinstance(value, str)
+        if not ok:
+            raise _bad_cursor()
+        return value
 
     # --- paging ------------------------------------------------------------------------
 
@@ -94,6 +120,7 @@ class Cursor(BasePagination):
         qs = queryset.order_by(f"-{field}", "-id") if scan_desc else queryset.order_by(field, "id")
         if position is not None:
             value, pk, _ = position
+            value = self._checked(value, _field_of(queryset, field))
             op = "lt" if scan_desc else "gt"
             qs = qs.filter(Q(**{f"{field}__{op}": value}) | Q(**{field: value, f"id__{op}": pk}))
         rows = list(qs[: size + 1])

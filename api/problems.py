@@ -38,6 +38,7 @@ KINDS: dict[str, tuple[int, str]] = {
     "conflict": (409, "Conflict"),
     "constraint-violated": (409, "Constraint violated"),
     "idempotency-in-flight": (409, "Request with this Idempotency-Key is in progress"),
+    "length-required": (411, "Length required"),
     "stale-version": (412, "Precondition failed: stale version"),
     "payload-too-large": (413, "Payload too large"),
     "unsupported-media-type": (415, "Unsupported media type"),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from django.core.exceptions import RequestDataTooBig
 from django.db import transaction
 from django.http import JsonResponse
@@ -60,23 +62,30 @@ class WorkstreamAPIView(APIView):
             return idempotency.replay_response(replay.record)
 
 
+# A version is a PositiveIntegerField: at most 10 ASCII digits. Any other tag (W/"3", "١٢",
+# "²", a thousand digits) is an entity tag no item ever has, so it fails the precondition.
+_VERSION_TAG = re.compile(r'"([0-9]{1,10})"')
+
+
 def parse_if_match(request) -> int | None:
     """The version an `If-Match: "<version>"` header demands (strong comparison; RFC 9110).
 
-    `*` and no header mean no precondition. A weak or malformed tag can never
-    match a strong ETag, so it fails the precondition (412).
+    `*` and no header mean no precondition. A weak, malformed or impossible tag can never
+    match a strong ETag, so it fails the precondition (412), naming what it expected.
     """
     header = request.headers.get("If-Match")
     if header is None or header.strip() == "*":
         return None
     tags = [t.strip() for t in header.split(",")]
-    versions = []
-    for tag in tags:
-        if tag.startswith('"') and tag.endswith('"') and tag[1:-1].isdigit():
-            versions.append(int(tag[1:-1]))
+    versions = [int(m.group(1)) for m in map(_VERSION_TAG.fullmatch, tags) if m]
     if len(versions) == 1:
         return versions[0]
-    raise ProblemException("stale-version", f"If-Match {header!r} does not match the current version")
+    shown = header if len(header) <= 80 else header[:80] + "…"
+    raise ProblemException(
+        "stale-version",
+        f"If-Match {shown!r} does not match the current version: send one strong tag, "
+        'the ETag as it was given ("<version>", ASCII digits)',
+    )
 
 
 def etag(version: int) -> str:

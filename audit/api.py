@@ -16,6 +16,7 @@ from api.views import WorkstreamAPIView
 from audit.models import AuditRecord
 from audit.services import audit_verify
 from workitems.api.serializers import AuditRecordOut, audit_representation
+from workitems.filters import TimeFilter
 from workitems.policy import is_supervisor
 
 
@@ -31,8 +32,8 @@ class AuditFilter(df.FilterSet):
     actor = df.CharFilter(field_name="actor_username")
     action = df.CharFilter()
     stream = df.CharFilter()
-    after = df.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    before = df.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    after = TimeFilter(field_name="created_at", lookup_expr="gte")
+    before = TimeFilter(field_name="created_at", lookup_expr="lt")
 
     class Meta:
         model = AuditRecord

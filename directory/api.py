@@ -23,6 +23,7 @@ from config.timefmt import isoformat_z as _iso
 from directory import selectors, services
 from directory.models import Department
 from directory.roles import ROLES
+from workitems import schemas
 from workitems.errors import ValidationFailed
 
 User = get_user_model()
@@ -151,10 +152,21 @@ RolePageOut = _page_out("RolePageOut", RoleOut)
 # --- input -------------------------------------------------------------------------------
 
 
+class TimeIn(serializers.DateTimeField):
+    """A time as every input reads one (workitems.schemas.parse_iso_time): ISO 8601 in ASCII,
+    a real date, within the accepted range; without a zone, UTC."""
+
+    def to_internal_value(self, value):
+        parsed, message = schemas.parse_iso_time(value, zone_required=False)
+        if message:
+            raise serializers.ValidationError(message)
+        return parsed
+
+
 class AvailabilityIn(serializers.Serializer):
     available = serializers.BooleanField(help_text="true clears any absence; false sets one")
-    out_of_office_from = serializers.DateTimeField(required=False, allow_null=True, help_text="default: now")
-    out_of_office_until = serializers.DateTimeField(required=False, allow_null=True, help_text="null: open-ended")
+    out_of_office_from = TimeIn(required=False, allow_null=True, help_text="default: now")
+    out_of_office_until = TimeIn(required=False, allow_null=True, help_text="null: open-ended")
     delegate = serializers.CharField(required=False, allow_null=True, help_text="username of an active user")
 
     def validate(self, attrs):

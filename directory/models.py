@@ -8,6 +8,8 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from workitems.schemas import validate_time_range
+
 
 class Department(models.Model):
     """A unit of the organisation; departments form a tree (parent → children)."""
@@ -37,8 +39,10 @@ class Profile(models.Model):
     capacity = models.PositiveIntegerField(
         null=True, blank=True, help_text="open items this user may hold across all queues; empty = no limit"
     )
-    out_of_office_from = models.DateTimeField(null=True, blank=True)
-    out_of_office_until = models.DateTimeField(null=True, blank=True, help_text="empty = until further notice")
+    out_of_office_from = models.DateTimeField(null=True, blank=True, validators=[validate_time_range])
+    out_of_office_until = models.DateTimeField(
+        null=True, blank=True, help_text="empty = until further notice", validators=[validate_time_range]
+    )
     delegate = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="delegating_profiles"
     )
@@ -93,8 +97,8 @@ class RoleAssignment(models.Model):
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="role_assignments")
     role = models.ForeignKey(Role, on_delete=models.CASCADE, related_name="assignments")
-    valid_from = models.DateTimeField(default=timezone.now)
-    valid_to = models.DateTimeField(null=True, blank=True)
+    valid_from = models.DateTimeField(default=timezone.now, validators=[validate_time_range])
+    valid_to = models.DateTimeField(null=True, blank=True, validators=[validate_time_range])
     granted_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

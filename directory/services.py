@@ -27,6 +27,7 @@ from config.timefmt import isoformat_z
 from directory.models import Department, Profile, Role, RoleAssignment
 from directory.roles import forget_cached_roles
 from directory.selectors import out_of_office_q
+from workitems import schemas
 from workitems.errors import NotAllowed, ValidationFailed
 from workitems.policy import delegate_refusal, is_supervisor
 from workitems.services import absence
@@ -421,6 +422,8 @@ def availability_set(
         raise NotAllowed("only the user themself or a supervisor may change availability")
     now = at or timezone.now()
     start = out_of_office_from or now
+    schemas.check_time_range(out_of_office_from, "out_of_office_from")
+    schemas.check_time_range(out_of_office_until, "out_of_office_until")
     errors = []
     if out_of_office_until is not None and out_of_office_until <= start:
         errors.append({"field": "out_of_office_until", "message": "must be after out_of_office_from"})

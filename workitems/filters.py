@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import django_filters as df
+from django import forms
+from django.core.exceptions import ValidationError
 from django.db.models import Q
 from django.utils import timezone
 
+from workitems import schemas
 from workitems.models import OPEN_STATES, SlaState, State, WorkItem
 from workitems.policy import claimable_filter
 
@@ -15,6 +18,26 @@ _BOOL_CHOICES = [("true", "true"), ("false", "false")]
 def _strict_bool(method: str, help_text: str) -> df.ChoiceFilter:
     """`true`/`false` only: anything else is a 400, not silently "no filter"."""
     return df.ChoiceFilter(choices=_BOOL_CHOICES, method=method, help_text=help_text)
+
+
+class _TimeField(forms.Field):
+    """An ISO 8601 date-time in the range every input time keeps (schemas.parse_iso_time);
+    without a zone it is UTC. An impossible date (`2026-02-30`) or a year PostgreSQL keeps
+    but Python cannot read is a 400 naming the parameter, not a 500."""
+
+    def to_python(self, value):
+        if value in self.empty_values:
+            return None
+        parsed, message = schemas.parse_iso_time(value, zone_required=False)
+        if message:
+            raise ValidationError(message, code="invalid")
+        return parsed
+
+
+class TimeFilter(df.IsoDateTimeFilter):
+    """A time query parameter (`due_before=…`); every list's time filters use this one."""
+
+    field_class = _TimeField
 
 
 ORDERINGS = ("priority", "-priority", "due_at", "-due_at", "created_at", "-created_at")
@@ -30,11 +53,11 @@ class WorkItemFilter(df.FilterSet):
     task_name = df.CharFilter()
     priority_min = df.NumberFilter(field_name="priority", lookup_expr="gte")
     priority_max = df.NumberFilter(field_name="priority", lookup_expr="lte")
-    due_before = df.IsoDateTimeFilter(field_name="due_at", lookup_expr="lt")
-    due_after = df.IsoDateTimeFilter(field_name="due_at", lookup_expr="gte")
+    due_before = TimeFilter(field_name="due_at", lookup_expr="lt")
+    due_after = TimeFilter(field_name="due_at", lookup_expr="gte")
     overdue = _strict_bool("filter_overdue", "`true`: open items past due_at; `false`: the others")
-    created_after = df.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = df.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    created_after = TimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = TimeFilter(field_name="created_at", lookup_expr="lt")
     escalated = _strict_bool("filter_escalated", "`true`: escalation_level > 0")
     sla_state = df.MultipleChoiceFilter(choices=SlaState.choices)
     at_risk = _strict_bool("filter_at_risk", "`true`: open items at risk of missing due_at (sla_state at_risk)")

@@ -6,11 +6,12 @@ same answer wherever it comes in."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jsonschema
-from django.utils.dateparse import parse_datetime
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.utils.dateparse import parse_datetime, parse_duration
 
 from distribution.strategies import strategy_names
 from workitems.errors import ValidationFailed
@@ -75,21 +76,45 @@ def dotted(prefix: str, path: Iterable[Any]) -> str:
     return ".".join(parts)
 
 
+def _unstorable(text: str) -> str | None:
+    """What in `text` PostgreSQL cannot store (in text or jsonb), or None."""
+    if "\x00" in text:
+        return "NUL (\\u0000) characters"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "lone UTF-16 surrogates (\\ud800-\\udfff)"
+    return None
+
+
+def printable(text: str) -> str:
+    """`text` with NUL and lone surrogates escaped, safe to echo in an answer or a log."""
+    return text.replace("\x00", "\\u0000").encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def nul_errors(data: Any, prefix: str = "") -> list[dict[str, str]]:
-    """NUL characters anywhere in a JSON value (PostgreSQL stores none, in text or jsonb)."""
+    """Text PostgreSQL cannot store anywhere in a JSON value: NUL characters and lone
+    UTF-16 surrogates (JSON `"\\ud800"`, which no UTF-8 holds), in strings and in keys.
+    The walk is iterative, so any nesting depth is safe."""
     out: list[dict[str, str]] = []
-    if isinstance(data, str):
-        if "\x00" in data:
-            out.append({"field": prefix or "body", "message": "must not contain NUL (\\u0000) characters"})
-    elif isinstance(data, dict):
-        for key, value in data.items():
-            field = dotted(prefix, [str(key).replace("\x00", "\\u0000")])
-            if "\x00" in str(key):
-                out.append({"field": field, "message": "keys must not contain NUL (\\u0000) characters"})
-            out.extend(nul_errors(value, field))
-    elif isinstance(data, list):
-        for i, value in enumerate(data):
-            out.extend(nul_errors(value, f"{prefix or 'body'}[{i}]"))
+    stack: list[tuple[str, Any]] = [(prefix, data)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, str):
+            why = _unstorable(value)
+            if why:
+                out.append({"field": path or "body", "message": f"must not contain {why}"})
+        elif isinstance(value, dict):
+            children = []
+            for key, child in value.items():
+                field = dotted(path, [printable(str(key))])
+                why = _unstorable(str(key))
+                if why:
+                    out.append({"field": field, "message": f"keys must not contain {why}"})
+                children.append((field, child))
+            stack.extend(reversed(children))
+        elif isinstance(value, list):
+            stack.extend(reversed([(f"{path or 'body'}[{i}]", child) for i, child in enumerate(value)]))
     return out
 
 
@@ -114,19 +139,89 @@ def create_shape_errors(data: Any, prefix: str = "") -> list[dict[str, str]]:
     return out
 
 
+# Every time that comes in (API bodies and filters, cursors, the bus, the admin) lies in
+# this range once converted to UTC: PostgreSQL keeps years Python cannot read (year 0,
+# 10000), and an item stored with one could not be read, listed or claimed again.
+MIN_TIME = datetime(1970, 1, 1, tzinfo=UTC)
+MAX_TIME = datetime(9000, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
+TIME_RANGE = "from 1970-01-01T00:00:00Z to 9000-12-31T23:59:59Z"
+# Durations (queue `sla`, `reservation_timeout`) are positive and at most a year (366 days):
+# `now + duration` stays a time of that range, and P999999999999D is refused, not an overflow.
+MAX_DURATION = timedelta(days=366)
+# The latest time Python reads in UTC: what a cursor may carry (a list sorts items with no
+# due date after every accepted one, as 9999-12-31).
+MAX_READABLE = datetime.max.replace(tzinfo=UTC)
+
+
+def time_range_error(value: datetime, *, latest: datetime = MAX_TIME) -> str | None:
+    """Why `value` (aware; naive is taken as UTC) is outside the accepted range, or None."""
+    try:
+        utc = value.astimezone(UTC) if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    except (OverflowError, ValueError):
+        utc = None  # the offset pushes it past what Python can represent
+    if utc is None or not MIN_TIME <= utc <= latest:
+        return f"must be {TIME_RANGE}" if latest == MAX_TIME else "is out of range"
+    return None
+
+
+def check_time_range(value: datetime | None, field: str) -> datetime | None:
+    """`value` when it is None or in the accepted range; ValidationFailed naming `field` otherwise."""
+    message = time_range_error(value) if value is not None else None
+    if message:
+        raise ValidationFailed([{"field": field, "message": message}])
+    return value
+
+
+def validate_time_range(value: datetime | None) -> None:
+    """The model fields' validator (admin forms, full_clean): the same range as the API."""
+    message = time_range_error(value) if value is not None else None
+    if message:
+        raise DjangoValidationError(message, code="time_range")
+
+
+def parse_iso_time(
+    raw: Any, *, zone_required: bool = True, latest: datetime = MAX_TIME
+) -> tuple[datetime | None, str | None]:
+    """(value, None) for an ISO 8601 date-time in the accepted range, else (None, why).
+    Without `zone_required`, a time without a zone is taken as UTC.
+
+    Impossible but well-formed values (`2026-02-30`, month 13, offset `+25:00`) and
+    non-ASCII digits are refused like any other malformed string."""
+    try:
+        value = parse_datetime(raw) if isinstance(raw, str) and raw.isascii() else None
+    except (ValueError, OverflowError):
+        return None, "must be a valid ISO 8601 date-time (no such date, time or offset)"
+    if value is None:
+        return None, "must be an ISO 8601 date-time"
+    if value.tzinfo is None:
+        if zone_required:
+            return None, "must include a time zone"
+        value = value.replace(tzinfo=UTC)
+    message = time_range_error(value, latest=latest)
+    return (None, message) if message else (value, None)
+
+
 def parse_time(raw: Any, field: str, errors: list[dict[str, str]]) -> datetime | None:
-    """An aware ISO 8601 date-time from `raw` (None stays None); a problem is appended to
-    `errors` under `field` instead."""
+    """An aware ISO 8601 date-time in the accepted range from `raw` (None stays None); a
+    problem is appended to `errors` under `field` instead."""
     if raw is None:
         return None
-    value = parse_datetime(raw) if isinstance(raw, str) else None
-    if value is None:
-        errors.append({"field": field, "message": "must be an ISO 8601 date-time"})
-    elif value.tzinfo is None:
-        errors.append({"field": field, "message": "must include a time zone"})
-    else:
-        return value
-    return None
+    value, message = parse_iso_time(raw)
+    if message:
+        errors.append({"field": field, "message": message})
+    return value
+
+
+def parse_positive_duration(raw: Any) -> tuple[timedelta | None, str | None]:
+    """(value, None) for an ISO 8601 duration (`PT4H`) > 0 and at most MAX_DURATION, else (None, why)."""
+    why = f"must be a positive ISO 8601 duration of at most {MAX_DURATION.days} days"
+    try:
+        value = parse_duration(raw) if isinstance(raw, str) and raw.startswith("P") and raw.isascii() else None
+    except (ValueError, OverflowError):  # P999999999999D: more days than a timedelta holds
+        value = None
+    if value is None or not timedelta(0) < value <= MAX_DURATION:
+        return None, why
+    return value, None
 
 
 def check_reason(args: dict[str, Any]) -> None:
@@ -152,6 +247,7 @@ ARG_TYPES: dict[str, tuple[type, str]] = {
     "user": (str, "a username"),
     "result": (dict, "a JSON object"),
     "sub_status": (str, "a string"),
+    "queue": (str, "a queue name"),
 }
 
 

@@ -200,3 +200,47 @@ def test_nul_character_in_an_action_body_is_400(api, sam, make_item):
     assert_field_error(assert_problem(resp, 400, "validation-error"), "reason")
     item.refresh_from_db()
     assert item.state == "OFFERED"
+
+
+# --- a browser's Accept: errors are problem JSON whatever is asked for (issue 10, item 11) ----
+
+BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+
+
+@pytest.mark.parametrize("accept", ["text/html", BROWSER_ACCEPT, "text/html;q=1, application/json;q=0.1"])
+@pytest.mark.parametrize(
+    ("who", "method", "path", "status", "kind"),
+    [
+        ("alice", "get", "/api/v1/workitems/999999", 404, "not-found"),
+        ("alice", "get", "/api/v1/workitems?priority_min=abc", 400, "validation-error"),
+        ("alice", "get", "/api/v1/workitems?cursor=forged", 400, "validation-error"),
+        ("alice", "post", "/api/v1/workitems/{id}/cancel", 403, "not-allowed"),
+        ("alice", "get", "/api/v1/audit", 403, "not-allowed"),
+        ("alice", "delete", "/api/v1/workitems/{id}", 405, "method-not-allowed"),
+        ("alice", "put", "/api/v1/workitems", 405, "method-not-allowed"),
+        (None, "get", "/api/v1/workitems", 401, "unauthorized"),
+        ("alice", "get", "/api/v1/no-such-route", 404, "not-found"),
+    ],
+)
+def test_a_browser_gets_problem_json_for_an_error(api, alice, make_item, accept, who, method, path, status, kind):
+    item = make_item()
+    client = api(alice if who else None)
+    resp = getattr(client, method)(path.format(id=item.pk), HTTP_ACCEPT=accept)
+    body = assert_problem(resp, status, kind)  # labelled problem+json, and it parses as JSON
+    assert not resp.content.lstrip().startswith(b"<"), resp.content[:200]
+    assert body["status"] == status
+
+
+def test_a_browser_gets_problem_json_for_a_bad_body(api, svc, queue):
+    resp = api(svc).post("/api/v1/workitems", {"queue": queue.name}, format="json", HTTP_ACCEPT="text/html")
+    assert_field_error(assert_problem(resp, 400, "validation-error"), "workflow_id")
+    assert not resp.content.lstrip().startswith(b"<")
+
+
+def test_a_browser_still_gets_the_browsable_page_for_a_success(api, alice, make_item):
+    """The decision (docs/api.md): HTML for a browser's successful GET, labelled as HTML."""
+    item = make_item()
+    resp = api(alice).get(f"/api/v1/workitems/{item.pk}", HTTP_ACCEPT="text/html")
+    assert resp.status_code == 200
+    assert resp["Content-Type"].startswith("text/html")
+    assert resp.content.lstrip().startswith(b"<")

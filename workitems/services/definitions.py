@@ -4,13 +4,11 @@ with the before and after) in one transaction; the REST API and the admin call t
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
-from django.utils.dateparse import parse_duration
 
 from audit.services import audit_record
 from config import wsconfig
@@ -100,20 +98,13 @@ def _clean(data: dict, *, partial: bool, current: Queue | None) -> dict[str, Any
             err("capacity_per_user", "must be null or an integer from 1 to 100000")
         else:
             out["capacity_per_user"] = cap
-    if "sla" in data:
-        raw = data["sla"]
-        sla = parse_duration(raw) if isinstance(raw, str) and raw.startswith("P") else None
-        if raw is not None and (sla is None or sla <= timedelta(0)):
-            err("sla", "must be null or a positive ISO 8601 duration, e.g. PT4H")
-        else:
-            out["sla"] = sla
-    if "reservation_timeout" in data:
-        raw = data["reservation_timeout"]
-        timeout = parse_duration(raw) if isinstance(raw, str) and raw.startswith("P") else None
-        if raw is not None and (timeout is None or timeout <= timedelta(0)):
-            err("reservation_timeout", "must be null or a positive ISO 8601 duration, e.g. PT5M")
-        else:
-            out["reservation_timeout"] = timeout
+    for name, example in (("sla", "PT4H"), ("reservation_timeout", "PT5M")):
+        if name in data:
+            value, message = schemas.parse_positive_duration(data[name]) if data[name] is not None else (None, None)
+            if message:
+                err(name, f"{message}, e.g. {example} (or null)")
+            else:
+                out[name] = value
     if "escalation_queue" in data:
         target = data["escalation_queue"]
         if target is None:
