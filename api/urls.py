@@ -22,6 +22,7 @@ urlpatterns = [
     path("queues", q.QueueListCreateView.as_view(), name="queue-list"),
     path("queues/<slug:name>", q.QueueDetailView.as_view(), name="queue-detail"),
     path("queues/<slug:name>/stats", q.QueueStatsView.as_view(), name="queue-stats"),
+    path("queues/<slug:name>/rebalance", q.QueueRebalanceView.as_view(), name="queue-rebalance"),
     path("calendars", q.CalendarListCreateView.as_view(), name="calendar-list"),
     path("calendars/<slug:name>", q.CalendarDetailView.as_view(), name="calendar-detail"),
     path("audit", AuditListView.as_view(), name="audit-list"),

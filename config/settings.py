@@ -202,6 +202,7 @@ CELERY_TASK_DEFAULT_QUEUE = env("CELERY_TASK_DEFAULT_QUEUE", "workstream")  # te
 CELERY_BEAT_SCHEDULE: dict = {
     "expire-reservations": {"task": "workitems.expire_reservations", "schedule": 10.0},
     "sla-scan": {"task": "workitems.sla_scan", "schedule": float(WORKSTREAM.sla.scanSeconds)},
+    "capacity-check": {"task": "workitems.capacity_check", "schedule": 60.0},  # queues' max_open
     "purge-idempotency-keys": {"task": "api.purge_idempotency_keys", "schedule": 3600.0},
     # Safety nets for the on-commit nudges (events/nudge.py): a lost nudge costs seconds, not events.
     "events-relay-outbox": {"task": "events.relay_outbox", "schedule": 10.0},

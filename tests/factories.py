@@ -91,6 +91,15 @@ DEFAULT_TRANSITIONS: dict[str, dict[str, str]] = {
     "sla_breach": {s: s.split(":")[0] for s in _OPEN},
     "accept": {RESERVED: "ASSIGNED"},
     "reject": {RESERVED: "OFFERED"},
+    # to another queue: work nobody has started is offered there afresh, started work keeps its holder
+    "move": {
+        "CREATED": "OFFERED",
+        "OFFERED": "OFFERED",
+        RESERVED: "OFFERED",
+        "ASSIGNED": "OFFERED",
+        "IN_PROGRESS": "IN_PROGRESS",
+        "SUSPENDED": "SUSPENDED",
+    },
 }
 
 

@@ -21,3 +21,11 @@ def sla_scan() -> int:
     """The SLA scan (beat, every `sla.scanSeconds`): states and escalation levels that came due."""
     with acting(channel="system"):
         return services.sla_scan(batch=wsconfig.get().sla.batchSize)
+
+
+@shared_task(name="workitems.capacity_check")
+def capacity_check() -> int:
+    """Queues' capacity (beat, every minute): alert above 90% of max_open, move the excess to
+    the overflow queue. Returns how many items moved."""
+    with acting(channel="system"):
+        return sum(len(r["moved"]) for r in services.queues_capacity_check().values())

@@ -19,7 +19,7 @@ from tests import factories
 from tests.factories import DEFAULT_TRANSITIONS, RESERVED, RESUME_STATE, item_in, observed, state_key
 from workitems import services
 from workitems.errors import AlreadyClaimed, InvalidTransition, NotAllowed, ValidationFailed
-from workitems.models import ACTIONS, TERMINAL_STATES, State, WorkItem
+from workitems.models import ACTIONS, TERMINAL_STATES, Queue, State, WorkItem
 
 ALL_STATES = [s.value for s in State]
 # The states of the matrix: every State, plus an OFFERED item reserved for one user.
@@ -69,6 +69,7 @@ def command_for(action: str, item: WorkItem, cast):
         "set_sub_status": (assignee, {"sub_status": "review"}),
         "accept": (assignee, {}),
         "reject": (assignee, {"reason": "too busy"}),
+        "move": (cast.sam, {"queue": Queue.objects.get_or_create(name="elsewhere")[0]}),
     }[action]
 
 

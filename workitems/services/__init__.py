@@ -8,6 +8,7 @@ transition, audit record and outbox event in one transaction):
     assignment   offer, assign, claim, claim_next, release, accept, reject, delegate
     lifecycle    start, complete, fail, suspend, resume, cancel, set_sub_status
     escalation   escalate; the SLA scan (work_item_sla_advance, sla_scan)
+    moves        move to another queue; the capacity check (queue_rebalance, queues_capacity_check)
     absence      hand-over and return for absences, reservation expiry
     definitions  queue and lifecycle-definition commands
 
@@ -59,6 +60,7 @@ from workitems.services.lifecycle import (
     work_item_start,
     work_item_suspend,
 )
+from workitems.services.moves import queue_rebalance, queues_capacity_check, work_item_move
 
 # The command of each action, keyed by the action table's names (the system's own steps,
 # `reserve` inside push and the SLA scan's state changes, have none). A name missing here is
@@ -78,7 +80,9 @@ __all__ = [
     "lifecycle_create",
     "lifecycle_update",
     "queue_create",
+    "queue_rebalance",
     "queue_update",
+    "queues_capacity_check",
     "sla_scan",
     "work_item_accept",
     "work_item_assign",
@@ -93,6 +97,7 @@ __all__ = [
     "work_item_expire_reservation",
     "work_item_fail",
     "work_item_hand_over_for_absence",
+    "work_item_move",
     "work_item_offer",
     "work_item_reject",
     "work_item_release",

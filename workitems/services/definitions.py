@@ -34,6 +34,8 @@ FIELDS = (
     "calendar",
     "at_risk_ratio",
     "escalation_policy",
+    "max_open",
+    "overflow_queue",
     "active",
 )
 
@@ -143,6 +145,7 @@ def _clean(data: dict, *, partial: bool, current: Queue | None) -> dict[str, Any
         else:
             out["active"] = data["active"]
     _clean_sla(data, out, errors)
+    _clean_capacity(data, out, errors, current)
     if errors:
         raise ValidationFailed(errors)
     return out
@@ -178,6 +181,27 @@ def _clean_sla(data: dict, out: dict[str, Any], errors: list[dict[str, str]]) ->
             errors.extend(problems)
         else:
             out["escalation_policy"] = policy
+
+
+def _clean_capacity(data: dict, out: dict[str, Any], errors: list[dict[str, str]], current: Queue | None) -> None:
+    """A queue's capacity: `max_open` open items, the excess moved to `overflow_queue`."""
+    if "max_open" in data:
+        cap = data["max_open"]
+        if cap is not None and (not isinstance(cap, int) or isinstance(cap, bool) or not 1 <= cap <= 10_000_000):
+            errors.append({"field": "max_open", "message": "must be null or an integer from 1 to 10000000"})
+        else:
+            out["max_open"] = cap
+    if "overflow_queue" in data:
+        target = data["overflow_queue"]
+        found = Queue.objects.filter(name=target).first() if isinstance(target, str) else None
+        if target is None:
+            out["overflow_queue"] = None
+        elif found is None:
+            errors.append({"field": "overflow_queue", "message": f"unknown queue {target!r}"})
+        elif current is not None and found.pk == current.pk:
+            errors.append({"field": "overflow_queue", "message": "a queue cannot overflow into itself"})
+        else:
+            out["overflow_queue"] = found
 
 
 def _slug(value: str) -> bool:
