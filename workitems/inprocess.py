@@ -2,8 +2,9 @@
 overdue item must still be escalated and a lapsed reservation moved on with no manual step.
 
 `WORKSTREAM_INPROCESS_BEAT=true` (the Makefile sets it for `runserver` only) starts one
-daemon thread that runs the SLA scan every `sla.scanSeconds` and the reservation expiry
-every 10 s, as the system. A deployment runs Celery beat instead and leaves this off.
+daemon thread that runs, as the system, the SLA scan every `sla.scanSeconds`, the
+reservation expiry every 10 s and the notifier (read the outbox, send what is due) every
+`notifications.pollSeconds`, so people are told too. A deployment runs Celery beat instead and leaves this off.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from django.db import close_old_connections
 
 from config import wsconfig
 from config.context import acting
+from notifications import tasks as notification_tasks
 from workitems import services
 
 log = logging.getLogger(__name__)
@@ -32,7 +34,12 @@ def enabled() -> bool:
 
 def run_due_jobs(last: dict[str, float], now: float) -> list[str]:
     """Run each job whose period has passed since it last ran (`last` is updated); returns their names."""
-    periods = {"sla_scan": float(wsconfig.get().sla.scanSeconds), "expire_reservations": RESERVATION_SECONDS}
+    cfg = wsconfig.get()
+    periods = {
+        "sla_scan": float(cfg.sla.scanSeconds),
+        "expire_reservations": RESERVATION_SECONDS,
+        "notify": float(cfg.notifications.pollSeconds),
+    }
     ran = []
     for name, period in periods.items():
         if now - last.get(name, 0.0) < period:
@@ -41,9 +48,11 @@ def run_due_jobs(last: dict[str, float], now: float) -> list[str]:
         try:
             with acting(channel="system"):
                 if name == "sla_scan":
-                    services.sla_scan(batch=wsconfig.get().sla.batchSize)
-                else:
+                    services.sla_scan(batch=cfg.sla.batchSize)
+                elif name == "expire_reservations":
                     services.work_items_expire_reservations()
+                else:
+                    notification_tasks.run()
             ran.append(name)
         except Exception:  # noqa: BLE001 - a failed round is logged; the next one tries again
             log.exception("in-process job %s failed", name)
