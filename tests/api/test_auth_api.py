@@ -7,6 +7,7 @@ import uuid
 from datetime import timedelta
 
 import pytest
+from axes.models import AccessAttempt
 from axes.utils import reset as axes_reset
 from django.conf import settings
 from django.core.management import call_command
@@ -298,3 +299,30 @@ def test_unknown_authorization_scheme_is_401(db):
     resp = c.get("/api/v1/workitems")
     assert_problem(resp, 401, "unauthorized")
     assert resp["WWW-Authenticate"].startswith("Bearer")
+
+
+# The lockout counts the address the throttles count (AXES_CLIENT_IP_CALLABLE = api.throttling.client_ip).
+
+
+def test_x_forwarded_for_does_not_escape_the_lockout(person, axes_only):
+    for i in range(settings.AXES_FAILURE_LIMIT):
+        c = APIClient(raise_request_exception=False, HTTP_X_FORWARDED_FOR=f"198.51.100.{i}")
+        c.post(TOKEN, {"username": person.username, "password": "wrong"}, format="json")
+    assert _locked_out(_attempt(person, person.raw_password))
+
+
+def test_behind_a_trusted_proxy_the_lockout_is_per_forwarded_client(person, api_config):
+    api_config({"rateLimits": {"tokenPerUsername": "1000/min", "trustedProxies": ["10.0.0.0/8"]}})
+
+    def via_proxy(client_addr: str, password: str):
+        c = APIClient(raise_request_exception=False, REMOTE_ADDR="10.0.0.2", HTTP_X_FORWARDED_FOR=client_addr)
+        return c.post(TOKEN, {"username": person.username, "password": password}, format="json")
+
+    for _ in range(settings.AXES_FAILURE_LIMIT):
+        via_proxy("203.0.113.5", "wrong")
+    assert AccessAttempt.objects.filter(username=person.username).values_list("ip_address", flat=True).get() == (
+        "203.0.113.5"
+    )
+    assert _locked_out(via_proxy("203.0.113.5", person.raw_password))
+    assert via_proxy("203.0.113.6", person.raw_password).status_code == 200  # another client of the proxy
+    axes_reset(ip="203.0.113.5", username=person.username)
