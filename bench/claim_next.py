@@ -25,6 +25,7 @@ import argparse
 import hashlib
 import json
 import os
+import secrets
 import sys
 import threading
 import time
@@ -125,10 +126,19 @@ def make_users(prefix: str, n: int, *, groups=()) -> list:
     return users
 
 
-def seed_items(queue, n: int, *, state: str = "OFFERED", assignee_sql: str = "NULL", extra: dict | None = None) -> None:
+def seed_items(
+    queue,
+    n: int,
+    *,
+    state: str = "OFFERED",
+    assignee_sql: str = "NULL",
+    extra: dict | None = None,
+    varying_sql: dict | None = None,
+) -> None:
     """Insert `n` work items into `queue` in one set-based statement. Every column comes from
     the model's own defaults (so the rows are what the ORM would write), except a few that
-    vary with the series: run_id, priority, due_at, created_at."""
+    vary with the series: run_id, priority, due_at, created_at (and `varying_sql`: column →
+    SQL expression of the series number g, e.g. for the SLA columns)."""
     from django.db import connection
 
     from workitems.models import WorkItem
@@ -145,6 +155,7 @@ def seed_items(queue, n: int, *, state: str = "OFFERED", assignee_sql: str = "NU
         "offered_at": "now()",
         "assignee_id": assignee_sql,
         "assigned_at": "now()" if state != "OFFERED" else "NULL",
+        **(varying_sql or {}),
     }
     cols, exprs, params = [], [], []
     for f in WorkItem._meta.concrete_fields:
@@ -513,13 +524,34 @@ def profile(title: str, fn, n: int) -> None:
 # --- main -------------------------------------------------------------------------------------
 
 
-def main() -> int:
-    args = parse_args()
+def print_table(rows: list[tuple[str, str, str, str]], t_start: float) -> None:
+    """The versions, the total time and the (measure, result, target, verdict) rows as Markdown."""
+    import django
+    from django.db import connection
+
+    total = time.perf_counter() - t_start
+    with connection.cursor() as cur:
+        cur.execute("SELECT version()")
+        pg = cur.fetchone()[0].split(",")[0]
+    print()
+    print(f"Django {django.get_version()}, {pg}, {os.cpu_count()} CPUs; total bench time {total:.0f}s")
+    print()
+    print("| measure | result | target | |")
+    print("|---|---|---|---|")
+    for r in rows:
+        print("| " + " | ".join(r) + " |")
+
+
+def bench_main(args, run) -> int:
+    """Create the bench database (`args.db`), migrate it, `run(args, bench_url, t_start)`, and
+    drop it unless `args.keep`."""
     server = server_url()
     bench_url = with_db(server, args.db)
     t_start = time.perf_counter()
     print(f"creating database {args.db} …", flush=True)
     recreate_database(server, args.db)
+    # Outside DEBUG the settings want a strong signing key: a throwaway one for this process.
+    os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(50))
     try:
         setup_django(bench_url)
         return run(args, bench_url, t_start)
@@ -531,10 +563,12 @@ def main() -> int:
             drop_database(server, args.db)
 
 
+def main() -> int:
+    return bench_main(parse_args(), run)
+
+
 def run(args, bench_url: str, t_start: float) -> int:
-    import django
     from django.contrib.auth.models import Group
-    from django.db import connection
 
     from directory.roles import role_group_name
     from workitems import services
@@ -667,17 +701,7 @@ def run(args, bench_url: str, t_start: float) -> int:
 
         profile("constraints.resolve, 1,000 candidates", lambda: constraints.resolve(item), 30)
 
-    total = time.perf_counter() - t_start
-    with connection.cursor() as cur:
-        cur.execute("SELECT version()")
-        pg = cur.fetchone()[0].split(",")[0]
-    print()
-    print(f"Django {django.get_version()}, {pg}, {os.cpu_count()} CPUs; total bench time {total:.0f}s")
-    print()
-    print("| measure | result | target | |")
-    print("|---|---|---|---|")
-    for r in rows:
-        print("| " + " | ".join(r) + " |")
+    print_table(rows, t_start)
     for size in (sizes[0], sizes[-1]):
         print(f"\nEXPLAIN (ANALYZE, BUFFERS) of claim-next's SELECT … FOR UPDATE SKIP LOCKED, {size:,} open items:\n")
         print(plans[size])
