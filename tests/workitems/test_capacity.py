@@ -10,6 +10,7 @@ from rest_framework.test import APIClient
 from audit.models import AuditRecord
 from events.models import OutboxEvent
 from tests import factories
+from tests.workitems.test_concurrency import race
 from workitems import queues, services, tasks
 from workitems.errors import NotAllowed, ValidationFailed
 from workitems.models import Queue, State, WorkItem
@@ -165,3 +166,24 @@ def test_only_supervisors_admins_and_the_system_rebalance(alice, svc, full, over
     assert WorkItem.objects.filter(queue=overflow).count() == 0
     assert len(services.queue_rebalance(queue="full", actor=None)["moved"]) == 2
     assert all(i.state == State.OFFERED for i in WorkItem.objects.filter(queue=overflow))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_checks_move_the_excess_once_and_alert_once(team_a):
+    """Four checks of one over-full queue at once (threads, own connections): between them
+    exactly the excess moves and the crossing alerts once."""
+    svc = factories.user("svc-cc", roles=["service"])
+    overflow = factories.queue("overflow-cc", groups=[team_a])
+    full = factories.queue("full-cc", groups=[team_a], max_open=20, overflow_queue=overflow)
+    fill(full, svc, [i % 7 for i in range(32)])
+    outcomes = race(4, lambda _: services.queue_rebalance(queue="full-cc"))
+    assert all(kind == "ok" for kind, _ in outcomes), outcomes
+    results = [r for _, r in outcomes]
+    moved = [i for r in results for i in r["moved"]]
+    assert len(moved) == len(set(moved)) == 12
+    assert WorkItem.objects.filter(queue=overflow).count() == 12
+    assert sum(r["alerted"] for r in results) == 1 and len(alerts(full)) == 1
+    # the lowest priorities went: everything left has a priority at least as high as any moved
+    moved_max = max(WorkItem.objects.filter(pk__in=moved).values_list("priority", flat=True))
+    left_min = min(WorkItem.objects.filter(queue=full).values_list("priority", flat=True))
+    assert moved_max <= left_min

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from audit.services import audit_record
@@ -94,60 +95,52 @@ def _alert(queue: Queue, open_count: int, now) -> None:
     )
 
 
-def _overflow_candidates(queue: Queue, excess: int) -> list[int]:
-    """The `excess` unclaimed items to move: OFFERED and not reserved, lowest priority first,
-    then newest first (the oldest keep their place)."""
-    return list(
-        WorkItem.objects.filter(queue=queue, state=State.OFFERED, reserved_for__isnull=True)
+def _next_unclaimed(queue: Queue) -> int | None:
+    """The next unclaimed item to move (OFFERED, not reserved), row-locked: lowest priority
+    first, then newest first (the oldest keep their place). Rows a claimer holds are skipped."""
+    return (
+        WorkItem.objects.select_for_update(skip_locked=True)
+        .filter(queue=queue, state=State.OFFERED, reserved_for__isnull=True)
         .order_by("priority", "-created_at", "-id")
-        .values_list("id", flat=True)[:excess]
+        .values_list("id", flat=True)
+        .first()
     )
 
 
+@transaction.atomic
 def queue_rebalance(*, queue: Queue | str, actor=None, now=None) -> dict[str, Any]:
     """The capacity check of one queue: alert once per crossing of 90% of `max_open`, reset
     below it, and move the excess above `max_open` to `overflow_queue` (each item through
-    `work_item_move`, as the system, in its own transaction). Supervisors and admins, or the
-    system (actor None)."""
+    `work_item_move`, as the system). Supervisors and admins, or the system (actor None).
+
+    One transaction holding the queue row (FOR NO KEY UPDATE: items may still be created in
+    and claimed from the queue meanwhile), so concurrent checks of one queue run one after
+    the other and never move more than the excess between them."""
     if actor is not None and not policy.is_supervisor(actor):
         raise NotAllowed("only supervisors and admins rebalance queues")
     now = now or timezone.now()
-    with transaction.atomic():
-        queue = Queue.objects.select_for_update().get(pk=_resolve_queue(queue).pk)
-        result: dict[str, Any] = {"queue": queue.name, "max_open": queue.max_open, "alerted": False, "moved": []}
-        if queue.max_open is None:
-            if queue.capacity_alerted_at is not None:
-                Queue.objects.filter(pk=queue.pk).update(capacity_alerted_at=None)
-            result["open"] = _open_count(queue)
-            return result
-        open_count = _open_count(queue)
-        above = open_count >= ALERT_SHARE * queue.max_open
-        if above and queue.capacity_alerted_at is None:
-            _alert(queue, open_count, now)
-            Queue.objects.filter(pk=queue.pk).update(capacity_alerted_at=now)
-            result["alerted"] = True
-        excess = open_count - queue.max_open
-        overflow = queue.overflow_queue if queue.overflow_queue_id and queue.overflow_queue.active else None
-        ids = _overflow_candidates(queue, excess) if excess > 0 and overflow is not None else []
-    for item_id in ids:
-        with transaction.atomic():
-            locked = WorkItem.objects.select_for_update(skip_locked=True).filter(
-                pk=item_id, queue=queue, state=State.OFFERED, reserved_for__isnull=True
-            )
-            if not locked.exists():
-                continue  # claimed or moved meanwhile
-            work_item_move(item_id=item_id, actor=None, queue=overflow, reason=f"queue {queue.name} over capacity")
-            result["moved"].append(item_id)
+    queue = Queue.objects.select_for_update(no_key=True).get(pk=_resolve_queue(queue).pk)
+    result: dict[str, Any] = {"queue": queue.name, "max_open": queue.max_open, "alerted": False, "moved": []}
     open_count = _open_count(queue)
-    if open_count < ALERT_SHARE * queue.max_open:
-        Queue.objects.filter(pk=queue.pk, capacity_alerted_at__isnull=False).update(capacity_alerted_at=None)
-    result["open"] = open_count
+    above = queue.max_open is not None and open_count >= ALERT_SHARE * queue.max_open
+    if above and queue.capacity_alerted_at is None:
+        _alert(queue, open_count, now)
+        result["alerted"] = True
+    overflow = queue.overflow_queue if queue.overflow_queue_id and queue.overflow_queue.active else None
+    excess = open_count - queue.max_open if queue.max_open is not None and overflow is not None else 0
+    reason = f"queue {queue.name} over capacity"
+    while len(result["moved"]) < excess and (item_id := _next_unclaimed(queue)) is not None:
+        work_item_move(item_id=item_id, actor=None, queue=overflow, reason=reason)
+        result["moved"].append(item_id)
+    result["open"] = open_count - len(result["moved"])
+    still_above = queue.max_open is not None and result["open"] >= ALERT_SHARE * queue.max_open
+    alerted_at = (queue.capacity_alerted_at or now) if still_above else None
+    if alerted_at != queue.capacity_alerted_at:
+        Queue.objects.filter(pk=queue.pk).update(capacity_alerted_at=alerted_at)
     return result
 
 
 def queues_capacity_check(*, now=None) -> dict[str, Any]:
     """Every queue with a `max_open`, and those with an alert to reset (beat job)."""
-    names = Queue.objects.filter(max_open__isnull=False).values_list("name", flat=True)
-    stale = Queue.objects.filter(max_open__isnull=True, capacity_alerted_at__isnull=False)
-    stale.update(capacity_alerted_at=None)
-    return {name: queue_rebalance(queue=name, now=now) for name in list(names)}
+    names = Queue.objects.filter(Q(max_open__isnull=False) | Q(capacity_alerted_at__isnull=False))
+    return {name: queue_rebalance(queue=name, now=now) for name in names.values_list("name", flat=True)}
