@@ -137,6 +137,22 @@ def test_the_same_complete_with_a_content_length_completes_through_gunicorn(serv
     assert (item.state, item.result) == ("COMPLETED", {"approved": True, "amount": 1200})
 
 
+@pytest.mark.parametrize("charset", ["bz2_codec", "base64_codec", "zlib_codec", "rot13"])
+def test_a_charset_that_is_not_a_text_encoding_is_415_through_gunicorn(server, started, alice, charset):
+    """Django's request decodes the query string with the body's charset while it is built,
+    before any middleware: `bz2_codec` raised LookupError there, a 500 from the server itself."""
+    path = f"/api/v1/workitems/{started.pk}/complete?x=1"
+    headers = f"Content-Length: {len(RESULT)}\r\n"
+    request = _post(path, bearer(alice), headers, RESULT).replace(
+        b"Content-Type: application/json", f"Content-Type: application/json; charset={charset}".encode()
+    )
+    status, headers_out, answer = _raw(server.port, request)
+    assert status == 415, (status, answer[:300])
+    assert headers_out["content-type"].startswith("application/problem+json")
+    assert json.loads(answer)["type"].endswith("/unsupported-media-type")
+    assert item_state(started.pk)[0] == "IN_PROGRESS"
+
+
 # --- in-process: what the middleware refuses, whatever server passes it on ------------------
 
 
