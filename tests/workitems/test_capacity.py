@@ -10,6 +10,7 @@ from rest_framework.test import APIClient
 from audit.models import AuditRecord
 from events.models import OutboxEvent
 from tests import factories
+from tests.workitems.test_admin import QUEUE_FORM, saved
 from tests.workitems.test_concurrency import race
 from workitems import queues, services, tasks
 from workitems.errors import NotAllowed, ValidationFailed
@@ -187,3 +188,18 @@ def test_concurrent_checks_move_the_excess_once_and_alert_once(team_a):
     moved_max = max(WorkItem.objects.filter(pk__in=moved).values_list("priority", flat=True))
     left_min = min(WorkItem.objects.filter(queue=full).values_list("priority", flat=True))
     assert moved_max <= left_min
+
+
+def test_the_admin_sets_the_capacity_through_the_queue_command(admin_client, overflow, team_a):
+    form = {**QUEUE_FORM, "candidate_groups": [team_a.pk], "max_open": "50", "overflow_queue": overflow.pk}
+    saved(admin_client.post("/admin/workitems/queue/add/", form))
+    billing = Queue.objects.get(name="billing")
+    assert (billing.max_open, billing.overflow_queue_id) == (50, overflow.pk)
+    record = AuditRecord.objects.get(stream=f"queue:{billing.pk}", action="queue.create")
+    assert (record.data["max_open"], record.data["overflow_queue"]) == (50, "overflow")
+    # the command's refusal lands on the form's field and writes nothing
+    resp = admin_client.post(f"/admin/workitems/queue/{billing.pk}/change/", {**form, "overflow_queue": billing.pk})
+    assert resp.status_code == 200
+    assert "overflow_queue" in resp.context["adminform"].form.errors
+    billing.refresh_from_db()
+    assert billing.overflow_queue_id == overflow.pk
