@@ -19,6 +19,7 @@ from config import wsconfig
 from directory.roles import ADMIN, ROLES, SUPERVISOR, SYSTEM
 from distribution.strategies import queue_strategy_choices, strategy_choices
 from workitems.calendars import BusinessCalendar, CalendarError
+from workitems.schemas import validate_time_range
 
 
 class State(models.TextChoices):
@@ -364,8 +365,8 @@ class WorkItem(ConcurrentTransitionMixin, models.Model):
     description = models.TextField(blank=True)
     queue = models.ForeignKey(Queue, on_delete=models.PROTECT, related_name="work_items")
     priority = models.PositiveSmallIntegerField(default=50, validators=[MaxValueValidator(100)])
-    due_at = models.DateTimeField(null=True, blank=True)
-    follow_up_at = models.DateTimeField(null=True, blank=True)
+    due_at = models.DateTimeField(null=True, blank=True, validators=[validate_time_range])
+    follow_up_at = models.DateTimeField(null=True, blank=True, validators=[validate_time_range])
     context_data = models.JSONField(default=dict, blank=True)
     candidate_users = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="candidate_work_items")
     candidate_groups = models.ManyToManyField(Group, blank=True, related_name="candidate_work_items")

@@ -218,6 +218,21 @@ def test_profile_validators_refuse_times_out_of_range(alice, raw):
         _assert_full_clean_refuses(Profile(user=alice, **{field: parse_datetime(raw)}), field)
 
 
+@pytest.mark.parametrize("raw", MODEL_EDGES)
+def test_work_item_validators_refuse_times_out_of_range(queue, raw):
+    """What any full_clean of an item (a form of the admin, a script) refuses."""
+    for field in ("due_at", "follow_up_at"):
+        item = WorkItem(workflow_id="w", task_name="t", queue=queue, **{field: parse_datetime(raw)})
+        _assert_full_clean_refuses(item, field)
+
+
+def test_the_time_range_validator_takes_the_edges_of_the_range(queue):
+    for raw in SANE_EDGES:
+        WorkItem(workflow_id="w", task_name="t", queue=queue, due_at=parse_datetime(raw)).full_clean(
+            exclude=[f.name for f in WorkItem._meta.fields if f.name != "due_at"]
+        )
+
+
 @pytest.mark.parametrize("raw", ["1969-12-31 23:00:00", "0001-01-01 00:00:00", "9001-01-01 00:00:00"])
 def test_the_admin_profile_form_refuses_a_time_out_of_range(alice, raw):
     profile, _ = Profile.objects.get_or_create(user=alice)
