@@ -317,8 +317,8 @@ SIMPLE_JWT = {
     "SIGNING_KEY": JWT_SIGNING_KEY or SECRET_KEY,
     "AUTH_HEADER_TYPES": ("Bearer",),
     "UPDATE_LAST_LOGIN": False,
-}
     "TOKEN_REFRESH_SERIALIZER": "api.authentication.TokenRefreshSerializer",
+}
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Workstream API",
