@@ -143,8 +143,8 @@ def create_shape_errors(data: Any, prefix: str = "") -> list[dict[str, str]]:
 # this range once converted to UTC: PostgreSQL keeps years Python cannot read (year 0,
 # 10000), and an item stored with one could not be read, listed or claimed again.
 MIN_TIME = datetime(1970, 1, 1, tzinfo=UTC)
-MAX_TIME = datetime(9000, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
-TIME_RANGE = "from 1970-01-01T00:00:00Z to 9000-12-31T23:59:59Z"
+MAX_TIME = datetime(2999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
+TIME_RANGE = "from 1970-01-01T00:00:00Z to 2999-12-31T23:59:59Z"
 # Durations (queue `sla`, `reservation_timeout`) are positive and at most a year (366 days):
 # `now + duration` stays a time of that range, and P999999999999D is refused, not an overflow.
 MAX_DURATION = timedelta(days=366)
