@@ -142,26 +142,35 @@ class BusinessCalendar:
             if e > s:  # a span inside a skipped DST hour can vanish
                 yield s, e
 
-    def _walk(self, start: datetime) -> Iterator[tuple[datetime, datetime]]:
-        """Working intervals from `start` on (the first one clipped to start at it)."""
-        if not self.has_working_time:
-            raise CalendarError([{"field": "working_hours", "message": "the calendar has no working time"}])
-        day = start.astimezone(self._zone).date() - timedelta(days=1)  # a span may start the day before in UTC
-        idle = 0
-        while idle < MAX_DAYS:
-            idle += 1
-            for s, e in self._intervals(day):
-                if e > start:
-                    idle = 0
-                    yield max(s, start), e
-            day += timedelta(days=1)
-        raise CalendarError([{"field": "holidays", "message": "no working time within two years"}])
-
     @cached_property
     def around_the_clock(self) -> bool:
         """Every hour counts (no holidays): business time is wall-clock time."""
         full = [["00:00", "24:00"]]
         return all(self.working_hours.get(d) == full for d in DAYS) and not self.holidays and not self.country
+
+    # Whole weeks are skipped in one step where nothing in them varies (no holiday, no change of
+    # UTC offset): a deadline years away costs a few hundred steps, not one per day.
+
+    @cached_property
+    def _week(self) -> timedelta:
+        """The working time of a plain week (local clock time, per the definition)."""
+        total = timedelta(0)
+        for spans in (self.working_hours.get(d, []) for d in DAYS):
+            for start, end in spans:
+                s_h, s_m = (int(x) for x in start.split(":"))
+                e_h, e_m = (int(x) for x in end.split(":"))
+                total += timedelta(hours=e_h - s_h, minutes=e_m - s_m)
+        return total
+
+    def _midnight(self, day: date) -> datetime:
+        return datetime.combine(day, time(0), self._zone).astimezone(UTC)
+
+    def _plain_week(self, monday: date) -> bool:
+        if any(self.is_holiday(monday + timedelta(days=i)) for i in range(7)):
+            return False
+        a = datetime.combine(monday, time(0), self._zone)
+        b = datetime.combine(monday + timedelta(days=7), time(0), self._zone)
+        return a.utcoffset() == b.utcoffset()
 
     def add(self, start: datetime, duration: timedelta) -> datetime:
         """The moment `duration` of working time after `start` (aware datetimes, UTC out)."""
@@ -171,11 +180,30 @@ class BusinessCalendar:
             return start
         if self.around_the_clock:
             return start + left
-        for s, e in self._walk(start):
-            if e - s >= left:
-                return s + left
-            left -= e - s
-        raise AssertionError("unreachable: _walk raises when it runs out")  # pragma: no cover
+        if not self.has_working_time:
+            raise CalendarError([{"field": "working_hours", "message": "the calendar has no working time"}])
+        cur, idle = start, 0
+        day = start.astimezone(self._zone).date()
+        while True:
+            if day.weekday() == 0 and cur == self._midnight(day) and left > self._week and self._plain_week(day):
+                left -= self._week
+                day += timedelta(days=7)
+                cur, idle = self._midnight(day), 0
+                continue
+            worked = False
+            for s, e in self._intervals(day):
+                if e <= cur:
+                    continue
+                s = max(s, cur)
+                if e - s >= left:
+                    return s + left
+                left -= e - s
+                worked = True
+            idle = 0 if worked else idle + 1
+            if idle > MAX_DAYS:
+                raise CalendarError([{"field": "holidays", "message": "no working time within two years"}])
+            day += timedelta(days=1)
+            cur = self._midnight(day)
 
     def elapsed(self, start: datetime, end: datetime) -> timedelta:
         """Working time between `start` and `end` (zero when end <= start)."""
@@ -185,8 +213,19 @@ class BusinessCalendar:
             return total
         if self.around_the_clock:
             return end - start
-        for s, e in self._walk(start):
-            if s >= end:
-                break
-            total += min(e, end) - s
+        cur = start
+        day = start.astimezone(self._zone).date()
+        while cur < end:
+            midnight, next_midnight = self._midnight(day), self._midnight(day + timedelta(days=1))
+            if day.weekday() == 0 and cur == midnight:
+                week_end = self._midnight(day + timedelta(days=7))
+                if week_end <= end and self._plain_week(day):
+                    total += self._week
+                    cur, day = week_end, day + timedelta(days=7)
+                    continue
+            for s, e in self._intervals(day):
+                lo, hi = max(s, cur), min(e, end)
+                if hi > lo:
+                    total += hi - lo
+            cur, day = next_midnight, day + timedelta(days=1)
         return total

@@ -133,3 +133,60 @@ def test_a_deadline_never_falls_in_closed_hours(start, d):
     end = BERLIN.add(start, d).astimezone(ZoneInfo("Europe/Berlin"))
     assert end.weekday() < 5, end
     assert time(9, 0) < end.time() <= time(17, 0), end  # a positive amount of work ends inside a span
+
+
+GERMAN = BusinessCalendar.validated(time_zone="Europe/Berlin", working_hours=WEEKDAYS_9_17, country="DE")
+
+
+def reference_elapsed(cal: BusinessCalendar, start: datetime, end: datetime) -> timedelta:
+    """The plain day-by-day walk, no week skipping: what the fast path must agree with."""
+    total = timedelta(0)
+    day = start.astimezone(ZoneInfo(cal.time_zone)).date() - timedelta(days=1)
+    while True:
+        for s, e in cal._intervals(day):
+            lo, hi = max(s, start), min(e, end)
+            if hi > lo:
+                total += hi - lo
+        if cal._midnight(day) > end:
+            return total
+        day += timedelta(days=1)
+
+
+long_durations = st.timedeltas(min_value=timedelta(0), max_value=timedelta(days=120))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    cal=st.sampled_from([BERLIN, SPLIT, GERMAN]),
+    start=moments,
+    span=st.timedeltas(min_value=timedelta(0), max_value=timedelta(days=400)),
+)
+def test_week_skipping_agrees_with_the_day_walk(cal, start, span):
+    end = start + span
+    assert cal.elapsed(start, end) == reference_elapsed(cal, start, end)
+
+
+@settings(max_examples=60, deadline=None)
+@given(cal=st.sampled_from([BERLIN, SPLIT, GERMAN]), start=moments, d=long_durations)
+def test_elapsed_undoes_add_over_long_spans(cal, start, d):
+    end = cal.add(start, d)
+    assert cal.elapsed(start, end) == d
+    assert reference_elapsed(cal, start, end) == d
+
+
+def test_a_deadline_decades_away_skips_whole_weeks(monkeypatch):
+    visited = []
+    walk = BusinessCalendar._intervals
+
+    def counting(self, day):
+        visited.append(day)
+        return walk(self, day)
+
+    monkeypatch.setattr(BusinessCalendar, "_intervals", counting)
+    start = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
+    seventy_years = timedelta(hours=8 * 5 * 52 * 70)
+    due = GERMAN.add(start, seventy_years)
+    assert GERMAN.elapsed(start, due) == seventy_years
+    assert due.year > 2090
+    # ~25,000 days each way; only weeks with a holiday or a DST change are walked day by day
+    assert len(visited) < 2 * 70 * 7 * 12, len(visited)
