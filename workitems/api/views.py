@@ -126,6 +126,13 @@ class WorkItemBulkCreateView(WorkstreamAPIView):
     )
     def post(self, request):
         body = _body(request)
+        unknown = sorted(set(body) - {"items"})
+        if unknown:  # as a single create refuses unknown members, so does the bulk body
+            raise ProblemException(
+                "validation-error",
+                f"{unknown[0]}: unknown field",
+                errors=[{"field": name, "message": "unknown field"} for name in unknown],
+            )
         items = services.work_item_create_many(actor=request.user, items=body.get("items"))
         qs = with_relations(type(items[0]).objects.filter(pk__in=[i.pk for i in items]).order_by("id"))
         return Response({"items": [s.item_representation(i, request.user) for i in qs]}, status=201)
@@ -171,7 +178,8 @@ class WorkItemActionView(WorkstreamAPIView):
     def post(self, request, item_id: int, action: str):
         if action not in API_ACTIONS:
             raise ProblemException("not-found", f"unknown action {action!r}; actions: {', '.join(API_ACTIONS)}")
-        expected = parse_if_match(request)
+        # The body is read and validated before the precondition: a bad body is a 400 whatever
+        # If-Match says (the document and the server agree on the order of the answers).
         args = {}
         if action in ACTION_BODIES:
             ser = ACTION_BODIES[action](data=_body(request))
@@ -179,6 +187,7 @@ class WorkItemActionView(WorkstreamAPIView):
             args = dict(ser.validated_data)
         else:
             _body(request)  # still reject malformed JSON
+        expected = parse_if_match(request)
         command = services.COMMANDS[ROUTED_ACTIONS[action]]
         item = command(item_id=item_id, actor=request.user, expected_version=expected, **args)
         return item_response(item, request.user)
@@ -218,7 +227,9 @@ class WorkItemHistoryView(WorkstreamAPIView):
 
 def _body(request) -> dict:
     data = request.data
-    if data is None or data == {} or data == []:
+    if data is None:  # a JSON `null` is a body, and not an object
+        return _not_object()
+    if data == {} or data == []:
         return {} if not isinstance(data, list) else _not_object()
     if not isinstance(data, dict):
         return _not_object()
