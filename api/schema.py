@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiExample, OpenApiResponse
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse
 from rest_framework import serializers
 
+from api.idempotency import HEADER, MAX_KEY
 from api.problems import CONTENT_TYPE, KINDS, type_uri
+from config import wsconfig
 
 
 class FieldErrorOut(serializers.Serializer):
@@ -60,3 +62,21 @@ def problem(status: int) -> OpenApiResponse:
 def PROBLEM_RESPONSES(*statuses: int) -> dict:  # noqa: N802 - reads as a constant
     """Error responses for `extend_schema`, declared with the media type they are sent with."""
     return {(code, CONTENT_TYPE): problem(code) for code in statuses}
+
+
+def page_size_parameter() -> OpenApiParameter:
+    """`page_size` with the bounds the paginator enforces (1 to performance.maxPageSize)."""
+    top = wsconfig.get().performance.maxPageSize
+    return OpenApiParameter(
+        "page_size",
+        {"type": "integer", "minimum": 1, "maximum": top},
+        description=f"1–{top}, default 50",
+    )
+
+
+IDEMPOTENCY_KEY = OpenApiParameter(
+    HEADER,
+    {"type": "string", "minLength": 1, "maxLength": MAX_KEY},
+    OpenApiParameter.HEADER,
+    description="replays the first answer for the same key and body for 24 h",
+)

@@ -16,7 +16,7 @@ from rest_framework.response import Response
 
 from api.pagination import Cursor
 from api.problems import ProblemException
-from api.schema import PROBLEM_RESPONSES
+from api.schema import PROBLEM_RESPONSES, page_size_parameter
 from api.views import WorkstreamAPIView
 from config import wsconfig
 from config.timefmt import isoformat_z as _iso
@@ -30,7 +30,7 @@ User = get_user_model()
 
 PAGE_PARAMS = [
     OpenApiParameter("cursor", OpenApiTypes.STR, description="opaque cursor from next/previous"),
-    OpenApiParameter("page_size", OpenApiTypes.INT, description="1–500, default 50"),
+    page_size_parameter(),
 ]
 
 

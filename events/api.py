@@ -13,16 +13,16 @@ from rest_framework.response import Response
 
 from api.pagination import Cursor
 from api.problems import ProblemException
-from api.schema import PROBLEM_RESPONSES
+from api.schema import IDEMPOTENCY_KEY, PROBLEM_RESPONSES, page_size_parameter
 from api.views import WorkstreamAPIView
 from events import services
 from events.models import Delivery, ProcessedEvent
 from workitems.policy import is_supervisor
 
-_IDEMPOTENCY = OpenApiParameter("Idempotency-Key", OpenApiTypes.STR, OpenApiParameter.HEADER)
+_IDEMPOTENCY = IDEMPOTENCY_KEY
 _PAGING = [
     OpenApiParameter("cursor", OpenApiTypes.STR, description="opaque cursor from next/previous"),
-    OpenApiParameter("page_size", OpenApiTypes.INT, description="1–500, default 50"),
+    page_size_parameter(),
 ]
 
 

@@ -55,3 +55,16 @@ def test_bulk_create_refuses_unknown_top_level_members(api, svc, queue, extra):
     unknown = sorted(set(extra) - {"items"})
     for name in unknown:
         assert_field_error(problem, name, "unknown field")
+
+
+@pytest.mark.django_db
+def test_the_document_declares_the_limits_the_server_enforces(client):
+    doc = client.get("/openapi.json").json()
+    listing = {p["name"]: p for p in doc["paths"]["/api/v1/workitems"]["get"]["parameters"]}
+    assert listing["page_size"]["schema"] == {"type": "integer", "minimum": 1, "maximum": 500}
+    for path in ("/api/v1/workitems", "/api/v1/workitems/bulk", "/api/v1/subscriptions"):
+        header = {p["name"]: p for p in doc["paths"][path]["post"]["parameters"]}["Idempotency-Key"]
+        assert header["in"] == "header" and header["schema"]["maxLength"] == 255 and header["schema"]["minLength"] == 1
+    for path in ("/api/v1/users", "/api/v1/subscriptions"):
+        sizes = {p["name"]: p for p in doc["paths"][path]["get"]["parameters"]}
+        assert sizes["page_size"]["schema"]["maximum"] == 500, path

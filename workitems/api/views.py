@@ -14,7 +14,7 @@ from rest_framework.response import Response
 
 from api.pagination import Cursor
 from api.problems import ProblemException
-from api.schema import PROBLEM_RESPONSES
+from api.schema import IDEMPOTENCY_KEY, PROBLEM_RESPONSES, page_size_parameter
 from api.views import WorkstreamAPIView, etag, parse_if_match
 from audit.models import AuditRecord
 from workitems import services
@@ -69,7 +69,7 @@ class WorkItemListCreateView(WorkstreamAPIView):
         summary="Query work items",
         parameters=[
             OpenApiParameter("cursor", OpenApiTypes.STR, description="opaque cursor from next/previous"),
-            OpenApiParameter("page_size", OpenApiTypes.INT, description="1–500, default 50"),
+            page_size_parameter(),
         ],
         responses={200: s.WorkItemPageOut, **PROBLEM_RESPONSES(400, 401, 429)},
     )
@@ -92,7 +92,7 @@ class WorkItemListCreateView(WorkstreamAPIView):
         operation_id="workitems_create",
         summary="Create a work item and distribute it",
         request=s.WorkItemCreateIn,
-        parameters=[OpenApiParameter("Idempotency-Key", OpenApiTypes.STR, OpenApiParameter.HEADER)],
+        parameters=[IDEMPOTENCY_KEY],
         responses={201: s.WorkItemOut, **PROBLEM_RESPONSES(400, 401, 403, 404, 409, 413, 422, 429)},
         examples=[
             OpenApiExample(
@@ -121,7 +121,7 @@ class WorkItemBulkCreateView(WorkstreamAPIView):
         operation_id="workitems_bulk_create",
         summary="Create up to 1,000 work items in one transaction",
         request=s.BulkCreateIn,
-        parameters=[OpenApiParameter("Idempotency-Key", OpenApiTypes.STR, OpenApiParameter.HEADER)],
+        parameters=[IDEMPOTENCY_KEY],
         responses={201: s.BulkCreateOut, **PROBLEM_RESPONSES(400, 401, 403, 404, 409, 413, 422, 429)},
     )
     def post(self, request):
@@ -160,7 +160,7 @@ class WorkItemActionView(WorkstreamAPIView):
         parameters=[
             OpenApiParameter("action", OpenApiTypes.STR, OpenApiParameter.PATH, enum=list(API_ACTIONS)),
             OpenApiParameter("If-Match", OpenApiTypes.STR, OpenApiParameter.HEADER),
-            OpenApiParameter("Idempotency-Key", OpenApiTypes.STR, OpenApiParameter.HEADER),
+            IDEMPOTENCY_KEY,
         ],
         request=inline_serializer(
             "ActionBody",
