@@ -128,14 +128,21 @@ def test_kill_9_the_relay_20_times_during_a_10000_event_drain(events_config, tap
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             if rng.random() < 0.2:
-                time.sleep(rng.uniform(0, 1.5))  # somewhere in start-up / connect / first batch
+                # somewhere in start-up / connect / the first batch: a random moment, but no later
+                # than the first batch's commit (a relay that starts fast would otherwise drain
+                # thousands before this kill, and the later kills find nothing left)
+                until = time.monotonic() + rng.uniform(0, 1.5)
+                while time.monotonic() < until and _unpublished() == backlog_before:
+                    time.sleep(0.005)
             else:
                 # once this incarnation has committed a batch, kill it at a random point after
                 deadline = time.monotonic() + 20
                 while time.monotonic() < deadline and _unpublished() == backlog_before and backlog_before:
                     time.sleep(0.005)
+                # short pauses, longer only while far more is left than the remaining kills need:
+                # a relay that publishes ~10k events/s drains ~1,000 in 0.1 s
                 left = max(20 - kills, 1)
-                time.sleep(rng.uniform(0, 0.12 if _unpublished() > left * 300 else 0.02))
+                time.sleep(rng.uniform(0, 0.05 if _unpublished() > left * 600 else 0.01))
             mid = _unpublished() > 0
         finally:
             os.kill(proc.pid, signal.SIGKILL)
