@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from config import wsconfig
 from config.timefmt import isoformat_z
 from workitems.calendars import BusinessCalendar
 from workitems.models import OPEN_STATES, Queue, SlaState, State, WorkItem
@@ -156,8 +157,9 @@ def due_levels(item: WorkItem, now: datetime) -> list[tuple[int, dict[str, Any]]
 
 
 def next_moment(item: WorkItem) -> datetime | None:
-    """When the scan must look at `item` next: its next SLA state change or policy level;
-    None when nothing more can happen (no deadline, terminal, suspended, all fired)."""
+    """When the scan must look at `item` next: its next SLA state change or, with
+    `features.escalation` on, policy level; None when nothing more can happen (no deadline,
+    terminal, suspended, all fired)."""
     clock = clock_of(item)
     if clock is None or item.state not in OPEN_STATES or item.state == State.SUSPENDED:
         return None
@@ -167,7 +169,7 @@ def next_moment(item: WorkItem) -> datetime | None:
     if item.sla_state != SlaState.BREACHED:
         moments.append(clock.due)
     levels = policy_of(item.queue)
-    if item.sla_level < len(levels):
+    if wsconfig.get().features.escalation and item.sla_level < len(levels):
         moments.append(clock.moment(levels[item.sla_level]["at"]))
     return min(moments) if moments else None
 

@@ -18,7 +18,7 @@ from django.conf import settings
 from prometheus_client.mmap_dict import MmapedDict, mmap_key
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.distribution.test_round_robin_processes import this_test_database_url
+from tests.processes import this_test_database_url
 
 ROOT = Path(__file__).resolve().parents[2]
 COUNTER = "django_http_responses_total_by_status_view_method_total"

@@ -4,72 +4,35 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 from collections import Counter
-from pathlib import Path
-from urllib.parse import quote
 
 import pytest
-from django.conf import settings
 
 from distribution.models import RoundRobinCursor
 from tests import factories
+from tests.processes import run_together
 from workitems.models import State, WorkItem
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parents[2]
 PROCESSES = 4
 ITEMS = int(os.environ.get("DIST_RR_ITEMS", "3000"))  # smaller for a quick local run
 CHUNK = 5  # items per create transaction: many lock hand-overs between the processes
 
 
-def this_test_database_url() -> str:
-    """A DATABASE_URL for the database this test runs on (pytest-django's test database)."""
-    db = settings.DATABASES["default"]
-    auth = quote(db.get("USER") or "postgres")
-    if db.get("PASSWORD"):
-        auth += ":" + quote(db["PASSWORD"])
-    return f"postgres://{auth}@{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}/{db['NAME']}"
-
-
 def test_round_robin_from_four_processes_gives_each_user_a_third(svc, team_a):
     q = factories.queue("rr-procs", groups=[team_a], strategy="round_robin")
     users = [factories.user(f"rr{i}", roles=["worker"], groups=[team_a]) for i in range(3)]
-    env = {**os.environ, "DATABASE_URL": this_test_database_url(), "DB_CONN_MAX_AGE": "0", "PYTHONPATH": str(ROOT)}
     per_process = ITEMS // PROCESSES
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "tests.distribution.rr_worker", q.name, svc.username, str(per_process), str(CHUNK)],
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
+    t0 = time.perf_counter()
+    outputs = [
+        json.loads(out.strip().splitlines()[-1])
+        for out in run_together(
+            "tests.distribution.rr_worker", [q.name, svc.username, str(per_process), str(CHUNK)], processes=PROCESSES
         )
-        for _ in range(PROCESSES)
     ]
-    try:
-        for p in procs:
-            line = p.stdout.readline()
-            assert line.strip() == "ready", f"worker did not start: {line!r} {p.stderr.read()[-3000:]}"
-        t0 = time.perf_counter()
-        for p in procs:  # all at once
-            p.stdin.write("go\n")
-            p.stdin.flush()
-        outputs = []
-        for p in procs:
-            out, err = p.communicate(timeout=300)
-            assert p.returncode == 0, err[-3000:]
-            outputs.append(json.loads(out.strip().splitlines()[-1]))
-        elapsed = time.perf_counter() - t0
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
+    elapsed = time.perf_counter() - t0
     print(f"\n{PROCESSES} processes created {ITEMS} round-robin items in {elapsed:.1f}s")
 
     made = [row for out in outputs for row in out]

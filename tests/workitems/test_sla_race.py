@@ -4,24 +4,20 @@ fires exactly once per item (the row lock and the counters on the row, not luck)
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from django.db.models import Count, Q
 
 from audit.models import AuditRecord
 from tests import factories
-from tests.distribution.test_round_robin_processes import this_test_database_url
+from tests.processes import run_together
 from workitems import services
 from workitems.models import SlaState, WorkItem
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parents[2]
 PROCESSES = 4
 ITEMS = int(os.environ.get("SLA_RACE_ITEMS", "5000"))
 
@@ -32,35 +28,8 @@ def test_four_scanners_fire_each_level_exactly_once_per_item(svc, team_a):
         bodies = [factories.item_body(q) for _ in range(min(1000, ITEMS - start))]
         services.work_item_create_many(actor=svc, items=bodies)
     time.sleep(1.2)  # every item is past its deadline: at risk, breached, both default levels due
-    env = {**os.environ, "DATABASE_URL": this_test_database_url(), "DB_CONN_MAX_AGE": "0", "PYTHONPATH": str(ROOT)}
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "tests.workitems.sla_scanner", "200"],
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(PROCESSES)
-    ]
-    try:
-        for p in procs:
-            line = p.stdout.readline()
-            assert line.strip() == "ready", f"scanner did not start: {line!r} {p.stderr.read()[-3000:]}"
-        for p in procs:
-            p.stdin.write("go\n")
-            p.stdin.flush()
-        changed = []
-        for p in procs:
-            out, err = p.communicate(timeout=600)
-            assert p.returncode == 0, err[-3000:]
-            changed.append(int(out.strip().splitlines()[-1]))
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
+    outputs = run_together("tests.workitems.sla_scanner", ["200"], processes=PROCESSES, timeout=600)
+    changed = [int(out.strip().splitlines()[-1]) for out in outputs]
     assert sum(changed) == ITEMS  # each item changed by exactly one scanner
     assert sum(1 for n in changed if n) >= 2, changed  # the scanners really shared the work
     counts = (

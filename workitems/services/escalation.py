@@ -102,8 +102,11 @@ def work_item_sla_advance(*, item_id: int, now=None) -> WorkItem | None:
     escalation-policy level past due that has not fired (when `features.escalation` is on).
     The row lock and the counters on the row (`sla_state`, `sla_level`) make every step
     happen exactly once however many scanners race. None when nothing was due."""
-    now = now or timezone.now()
-    item = lock_for_system(item_id)
+    return _advance(lock_for_system(item_id), now or timezone.now())
+
+
+def _advance(item: WorkItem, now) -> WorkItem | None:
+    """work_item_sla_advance on an item already locked."""
     if item.sla_next_at is None or item.sla_next_at > now or item.state not in OPEN_STATES:
         return None
     state = sla.state_at(item, now)
@@ -124,17 +127,12 @@ def work_item_sla_advance(*, item_id: int, now=None) -> WorkItem | None:
             if item.state not in OPEN_STATES or item.state == State.SUSPENDED:
                 break
             item = _fire_level(item, index, level, now)
-    elif item.sla_next_at is not None and item.sla_next_at <= now:
-        # Escalation off: the levels wait; look again when the next state change is due.
-        WorkItem.objects.filter(pk=item.pk).update(sla_next_at=_next_state_moment(item))
+    if item.sla_next_at is not None and item.sla_next_at <= now:
+        # Nothing changed the item although it came due (escalation switched off meanwhile):
+        # look again when the rules say (sla.next_moment leaves the levels out then).
+        item.sla_next_at = sla.next_moment(item)
+        WorkItem.objects.filter(pk=item.pk).update(sla_next_at=item.sla_next_at)
     return item
-
-
-def _next_state_moment(item: WorkItem):
-    clock = sla.clock_of(item)
-    if clock is None or item.sla_state == SlaState.BREACHED:
-        return None
-    return clock.due if item.sla_state == SlaState.AT_RISK else clock.moment(item.queue.at_risk_ratio)
 
 
 def sla_scan(*, now=None, batch: int = 500, max_batches: int = 100) -> int:
@@ -153,14 +151,16 @@ def sla_scan(*, now=None, batch: int = 500, max_batches: int = 100) -> int:
             break
         for item_id in ids:
             with transaction.atomic():
-                free = (
-                    WorkItem.objects.select_for_update(skip_locked=True)
+                # One statement claims and reads the row; a row another scanner holds is skipped.
+                item = (
+                    WorkItem.objects.select_related("queue__lifecycle", "assignee", "created_by", "reserved_for")
+                    .select_for_update(skip_locked=True, of=("self",))
                     .filter(pk=item_id, sla_next_at__lte=now)
-                    .values_list("id", flat=True)
+                    .first()
                 )
-                if not list(free):
+                if item is None:
                     continue  # another scanner has it, or it is done
-                changed += int(work_item_sla_advance(item_id=item_id, now=now) is not None)
+                changed += int(_advance(item, now) is not None)
         if len(ids) < batch:
             break
     return changed
