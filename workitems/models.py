@@ -282,6 +282,21 @@ class Queue(models.Model):
     capacity_alerted_at = models.DateTimeField(
         null=True, blank=True, editable=False, help_text="set when the queue crossed 90% of max_open; cleared below"
     )
+    supervisor_groups = models.ManyToManyField(
+        Group,
+        blank=True,
+        related_name="supervised_queues",
+        help_text="who gets this queue's alerts and daily summary; empty = every supervisor",
+    )
+    channels = models.JSONField(
+        null=True,
+        blank=True,
+        help_text='the channels of its alerts: [{"type": "slack", "ref": "claims"}, …]; empty = all on',
+    )
+    critical = models.BooleanField(default=False, help_text="its breaches and capacity alerts also page (PagerDuty)")
+    escalation_held_since = models.DateTimeField(
+        null=True, blank=True, editable=False, help_text="an SLA scan ran with features.escalation off (levels held)"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
