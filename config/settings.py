@@ -91,6 +91,7 @@ INSTALLED_APPS = [
     "distribution",
     "workitems",
     "notifications",
+    "stats",
 ]
 
 MIDDLEWARE = [
