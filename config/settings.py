@@ -91,6 +91,8 @@ INSTALLED_APPS = [
     "distribution",
     "workitems",
     "notifications",
+    "csp",
+    "console",
     "stats",
 ]
 
@@ -103,6 +105,7 @@ MIDDLEWARE = [
     # rateLimits.anonymousPerIp on API requests that do not authenticate, counted before DRF runs.
     "api.throttle_middleware.AnonymousRateMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",  # CONTENT_SECURITY_POLICY below
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -160,6 +163,31 @@ CACHES = {
     }
     if env("CACHE_BACKEND", "redis") == "redis"
     else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+}
+
+# The browser console (console/): session login for workers, supervisors and admins.
+LOGIN_URL = "console:login"
+LOGIN_REDIRECT_URL = "console:home"
+LOGOUT_REDIRECT_URL = "console:login"
+
+# Content-Security-Policy (django-csp): every asset comes from this origin and nothing runs or
+# styles inline, so an injected <script> or style attribute does nothing. The console keeps to it
+# (htmx's config in a meta tag, chart data in JSON blocks read by console.js); the API viewers'
+# bundles (Swagger UI, ReDoc) inject their own <style> elements and relax style-src on their
+# pages alone (config/urls.py).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
 }
 
 AUTH_PASSWORD_VALIDATORS = [
