@@ -1,8 +1,17 @@
+from csp.decorators import csp_update
 from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import SpectacularJSONAPIView, SpectacularRedocView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularJSONAPIView, SpectacularRedocView, SpectacularSwaggerSplitView
 
 from config import health, observability
+from console.dashboard import root
+
+# Swagger UI's and ReDoc's bundles inject <style> elements (React, styled-components) and ReDoc
+# runs its search in a blob: worker: those two pages alone relax the Content-Security-Policy for
+# that; scripts stay 'self' only. ReDoc's page is the project's own template, without the web
+# fonts the stock one loads from a CDN, and Swagger UI's initialiser is a served script (the
+# split view), not an inline one.
+API_VIEWER_CSP = {"style-src": ["'unsafe-inline'"], "worker-src": ["'self'", "blob:"]}
 
 admin.site.site_header = "Workstream administration"
 admin.site.site_title = "Workstream"
@@ -10,13 +19,23 @@ admin.site.site_title = "Workstream"
 urlpatterns = [
     path("api/v1/", include("api.urls")),
     path("openapi.json", SpectacularJSONAPIView.as_view(), name="openapi"),
-    path("swagger/", SpectacularSwaggerView.as_view(url_name="openapi"), name="swagger"),
-    path("redoc/", SpectacularRedocView.as_view(url_name="openapi"), name="redoc"),
+    path(
+        "swagger/", csp_update(API_VIEWER_CSP)(SpectacularSwaggerSplitView.as_view(url_name="openapi")), name="swagger"
+    ),
+    path(
+        "redoc/",
+        csp_update(API_VIEWER_CSP)(
+            SpectacularRedocView.as_view(url_name="openapi", template_name="console/redoc.html")
+        ),
+        name="redoc",
+    ),
     path("admin/", admin.site.urls),
     path("health", health.health, name="health"),
     path("health/live", health.live, name="health-live"),
     path("health/ready", health.ready, name="health-ready"),
     path("metrics", observability.metrics_view, name="prometheus-django-metrics"),
+    path("console/", include("console.urls")),
+    path("", root, name="root"),
 ]
 
 handler400 = "api.problems.handler400"
