@@ -1,0 +1,103 @@
+"""A worker's day in real headless Chromium against a gunicorn of the app (tests/console/conftest.py):
+log in, get next, start, complete through the form rendered from the lifecycle's result schema
+(a validation error first); another team's queue and items stay out of sight."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests import factories
+from tests.console.browser import *  # noqa: F403 (the browser fixtures)
+from tests.console.browser import log_in
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+def test_login_refuses_a_wrong_password_and_lets_the_worker_in(open_page, console_users):
+    visit = open_page()
+    visit.goto("/")
+    assert visit.path() == "/console/login", "/ sends an anonymous visitor to the console's login"
+    visit.by_testid("login-username").fill("alice")
+    visit.by_testid("login-password").fill("not-her-password")
+    visit.click_and_wait("login-submit")
+    assert visit.by_testid("login-error").is_visible()
+    log_in(visit, "alice")
+    assert visit.by_testid("nav-user").inner_text() == "alice"
+
+
+def test_get_next_start_and_complete_through_the_result_form(worker_page, review_queue, console_users):
+    svc = console_users["svc"]
+    urgent = factories.item(actor=svc, queue=review_queue, title="Check the invoice", priority=90)
+    factories.item(actor=svc, queue=review_queue, title="Approve the refund", priority=20)
+    visit = worker_page
+
+    visit.goto("/console/inbox")
+    assert visit.by_testid(f"claimable-item-{urgent.pk}").is_visible()
+    assert visit.by_testid("my-items-empty").is_visible()
+
+    visit.click_and_wait("get-next")
+    assert visit.path() == f"/console/items/{urgent.pk}", "get next takes the most urgent item"
+    assert visit.by_testid("item-state").inner_text().strip().lower() == "assigned"
+
+    visit.click_and_wait("action-start")
+    assert visit.by_testid("item-state").inner_text().strip().lower() == "in progress"
+
+    # The form comes from the lifecycle's result schema: a checkbox and a text box.
+    approved = visit.by_testid("result-field-approved")
+    comment = visit.by_testid("result-field-comment")
+    assert approved.get_attribute("type") == "checkbox"
+    approved.check()
+    comment.fill("ok")  # the schema wants at least 5 characters
+    visit.click_and_wait("action-complete")
+    errors = visit.by_testid("result-error-comment")
+    assert errors.is_visible()
+    assert re.search(r"short", errors.inner_text(), re.I), errors.inner_text()
+    assert visit.by_testid("item-state").inner_text().strip().lower() == "in progress"
+    # The refusal is the item page again (400), which Chromium reports as a failed resource.
+    visit.expect_errors(f"status of 400 (Bad Request) [{visit.base_url}/console/items/{urgent.pk}/complete]")
+
+    comment.fill("invoice matches the order")
+    visit.click_and_wait("action-complete")
+    assert visit.by_testid("item-state").inner_text().strip().lower() == "completed"
+
+    urgent.refresh_from_db()
+    assert urgent.state == "COMPLETED"
+    assert urgent.result == {"approved": True, "comment": "invoice matches the order"}
+
+
+def test_a_worker_cannot_see_another_teams_queue(worker_page, review_queue, other_team_queue, console_users):
+    svc = console_users["svc"]
+    ours = factories.item(actor=svc, queue=review_queue, title="Ours to do")
+    theirs = factories.item(actor=svc, queue=other_team_queue, title="Team B only")
+    visit = worker_page
+
+    visit.goto("/console/inbox")
+    page_text = visit.page.inner_text("body")
+    assert "Ours to do" in page_text
+    assert "Team B only" not in page_text
+    assert other_team_queue.name not in page_text
+    options = visit.by_testid("get-next-queue").locator("option").all_inner_texts()
+    assert other_team_queue.name not in options and review_queue.name in options
+
+    assert visit.goto(f"/console/queues/{review_queue.name}").status == 200  # while its own queue opens
+    for path in (f"/console/queues/{other_team_queue.name}", f"/console/items/{theirs.pk}"):
+        response = visit.goto(path)
+        assert response.status == 404, path
+        assert "Team B only" not in visit.page.inner_text("body")
+        # A 404 document is a failed resource to Chromium, and so is the favicon its plain page
+        # lacks; nothing else may be in the console.
+        visit.expect_errors(f"status of 404 (Not Found) [{visit.base_url}{path}]")
+    visit.expect_errors(f"status of 404 (Not Found) [{visit.base_url}/favicon.ico]", required=False)
+
+    # And get next never hands out team B's item.
+    visit.goto("/console/inbox")
+    visit.click_and_wait("get-next")
+    assert visit.path() == f"/console/items/{ours.pk}"
+    visit.click_and_wait("nav-inbox")
+    visit.click_and_wait("get-next")
+    assert visit.path() == "/console/inbox"
+    assert "Nothing to claim" in visit.page.inner_text("body")
+    theirs.refresh_from_db()
+    assert theirs.state == "OFFERED" and theirs.assignee_id is None
