@@ -1,12 +1,47 @@
-"""The supervisors' side of the console: the dashboard, its live fragments, the queue pages."""
+"""The supervisors' side of the console: the dashboard and its live fragments, and the queue
+pages. Figures come from console.figures over the queues the caller may see
+(workitems.queues.queue_list_for); the breach list's actions post to the item's action
+endpoint (console.views.item_action), which runs the command."""
 
 from __future__ import annotations
 
-from django.shortcuts import redirect, render
-from django.views.decorators.http import require_GET
+from dataclasses import dataclass
+from datetime import timedelta
+from urllib.parse import urlencode
 
+from django.contrib.auth import get_user_model
+from django.db.models import F, Value
+from django.db.models.functions import Coalesce
+from django.http import Http404
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_GET
+from rest_framework.request import Request
+
+from api.pagination import Cursor
+from api.problems import ProblemException
+from console import figures
 from console.access import console_view, supervises
-from workitems.queues import queue_get_for, queue_snapshot
+from directory.models import Department
+from workitems import policy
+from workitems.api.views import FAR_FUTURE
+from workitems.filters import ORDERINGS, WorkItemFilter
+from workitems.models import OPEN_STATES, SlaState, State
+from workitems.queues import queue_get_for, queue_list_for, queue_snapshot
+from workitems.selectors import work_item_list_for
+
+User = get_user_model()
+# The windows a supervisor can choose (ISO 8601 durations, as the statistics API takes them).
+WINDOWS = {
+    "PT1H": timedelta(hours=1),
+    "PT24H": timedelta(hours=24),
+    "P7D": timedelta(days=7),
+    "P30D": timedelta(days=30),
+}
+DEFAULT_WINDOW = "PT24H"
+BREACH_LIST_SIZE = 50
+POLL = {"tiles": "every 2s", "breaches": "every 2s", "charts": "every 3s"}
 
 
 @require_GET
@@ -15,18 +50,221 @@ def root(request):
     return redirect("console:home")
 
 
+@dataclass
+class Filters:
+    """The dashboard's filters, read from the query string (unknown values are ignored)."""
+
+    queues: list  # the visible, active queues shown
+    all_queues: list  # every visible active queue (the filter's choices)
+    queue: str
+    department: Department | None
+    departments: list
+    window: str
+
+    @property
+    def query(self) -> str:
+        params = {
+            "queue": self.queue,
+            "department": self.department.code if self.department else "",
+            "window": self.window,
+        }
+        return urlencode({k: v for k, v in params.items() if v})
+
+
+def _filters(request) -> Filters:
+    visible = [q for q in queue_list_for(actor=request.user) if q.active]
+    name = request.GET.get("queue", "")
+    chosen = [q for q in visible if q.name == name] if name else visible
+    code = request.GET.get("department", "")
+    department = Department.objects.filter(code=code).first() if code else None
+    window = request.GET.get("window", DEFAULT_WINDOW)
+    return Filters(
+        queues=chosen,
+        all_queues=visible,
+        queue=name if chosen and name else "",
+        department=department,
+        departments=list(Department.objects.order_by("name")[:500]),
+        window=window if window in WINDOWS else DEFAULT_WINDOW,
+    )
+
+
+def _tiles(f: Filters) -> list[dict]:
+    by_id = figures.queue_figures(queues=f.queues, window=WINDOWS[f.window])
+    return [{"queue": q, **by_id[q.pk]} for q in f.queues]
+
+
+def _charts(f: Filters) -> dict:
+    now = timezone.now()
+    since = now - timedelta(hours=23)
+    created = figures.timeseries(metric="created", queues=f.queues, since=since, now=now)
+    completed = figures.timeseries(metric="completed", queues=f.queues, since=since, now=now)
+    users = figures.user_figures(queues=f.queues, department=f.department)
+    ages = figures.age_distribution(queues=f.queues, now=now)
+    return {
+        "throughput": {
+            "labels": [p["start"].strftime("%H:00") for p in created],
+            "datasets": [
+                {"label": "created", "data": [p["count"] for p in created]},
+                {"label": "completed", "data": [p["count"] for p in completed]},
+            ],
+        },
+        "users": {
+            "labels": [u["user"] for u in users],
+            "datasets": [
+                {"label": "open items held", "data": [u["open"] for u in users]},
+                {"label": "capacity", "data": [u["capacity"] for u in users], "colour": "#98a2b3"},
+            ],
+        },
+        "age": {
+            "labels": [b["label"] for b in ages],
+            "datasets": [{"label": "open items", "data": [b["count"] for b in ages]}],
+        },
+    }
+
+
+def _breaches(request, f: Filters) -> list[dict]:
+    """Open items breaching or at risk, breached first then by deadline, with the actions the
+    caller may take on each (the people and queues to give them to)."""
+    qs = (
+        work_item_list_for(actor=request.user)
+        .filter(queue__in=f.queues, state__in=OPEN_STATES, sla_state__in=(SlaState.BREACHED, SlaState.AT_RISK))
+        .select_related("queue__lifecycle", "assignee")
+        .order_by(F("sla_state").desc(), F("due_at").asc(nulls_last=True), "id")
+    )
+    if f.department is not None:
+        qs = qs.filter(assignee__workstream_profile__department_id__in=figures.department_ids(f.department))
+    people_by_queue: dict[int, list] = {}
+    rows = []
+    for item in qs[:BREACH_LIST_SIZE]:
+        allowed = policy.allowed_actions_for(item, request.user)
+        give = "delegate" if "delegate" in allowed else "assign" if "assign" in allowed else ""
+        if give and item.queue_id not in people_by_queue:
+            people_by_queue[item.queue_id] = _queue_people(item.queue)
+        rows.append(
+            {
+                "item": item,
+                "give": give,
+                "people": people_by_queue.get(item.queue_id, []) if give else [],
+                "escalate": "escalate" in allowed,
+                "move": "move" in allowed,
+                "move_queues": [q for q in f.all_queues if q.pk != item.queue_id] if "move" in allowed else [],
+            }
+        )
+    return rows
+
+
+def _queue_people(queue) -> list:
+    users = User.objects.filter(is_active=True, groups__workstream_queues=queue).distinct()
+    return [u for u in users.order_by("username")[:200] if policy.is_person(u)]
+
+
+def _context(request, f: Filters, *parts: str) -> dict:
+    ctx: dict = {"f": f, "updated_at": timezone.now(), "poll": POLL, "next": reverse("console:home") + "?" + f.query}
+    if "tiles" in parts:
+        ctx["tiles"] = _tiles(f)
+    if "charts" in parts:
+        ctx["charts"] = _charts(f)
+    if "breaches" in parts:
+        ctx["breaches"] = _breaches(request, f)
+    return ctx
+
+
 @require_GET
 @console_view
 def home(request):
     """`/console/`: the dashboard for supervisors and admins; workers go to their inbox."""
     if not supervises(request.user):
         return redirect("console:inbox")
-    return render(request, "console/dashboard.html", {})
+    f = _filters(request)
+    ctx = _context(request, f, "tiles", "charts", "breaches")
+    ctx["windows"] = list(WINDOWS)
+    return render(request, "console/dashboard.html", ctx)
+
+
+FRAGMENTS = {
+    "tiles": "console/_tiles.html",
+    "charts": "console/_charts_data.html",
+    "breaches": "console/_breaches.html",
+}
+
+
+@require_GET
+@console_view(supervisors_only=True)
+def live(request, part: str):
+    """`/console/live/<part>`: one of the dashboard's live fragments, for htmx to poll."""
+    if part not in FRAGMENTS:
+        raise Http404("no such fragment")
+    f = _filters(request)
+    return render(request, FRAGMENTS[part], _context(request, f, part))
+
+
+# --- the queue page ---------------------------------------------------------------------------
+
+QUEUE_ITEM_PARAMS = ("state", "sla_state", "assignee", "priority_min", "priority_max", "overdue", "ordering")
+
+
+class _QueueItemsView:
+    """What api.pagination.Cursor asks of a view: the order, as the API's item list gives it."""
+
+    def cursor_ordering(self, request):
+        order = request.query_params.get("ordering") or "-created_at"
+        desc, field = order.startswith("-"), order.lstrip("-")
+        if field == "due_at":
+            field = "due_sort"  # nulls sort as "no deadline", as in GET /workitems
+        return (("-" if desc else "") + field, "-id" if desc else "id")
 
 
 @require_GET
 @console_view
 def queue_page(request, name: str):
-    """`/console/queues/<name>`: a queue the caller may see (404 otherwise)."""
+    """`/console/queues/<name>`: a queue the caller may see (404 otherwise): its figures over a
+    window, its items (the API's filters, orderings and cursor pagination), its configuration."""
     queue = queue_get_for(actor=request.user, name=name)
-    return render(request, "console/queue.html", {"queue": queue, "config": queue_snapshot(queue)})
+    window = request.GET.get("window", DEFAULT_WINDOW)
+    window = window if window in WINDOWS else DEFAULT_WINDOW
+    stats = figures.queue_figures(queues=[queue], window=WINDOWS[window])[queue.pk]
+    data = request.GET.copy()
+    data.setdefault("ordering", "-created_at")
+    filterset = WorkItemFilter(
+        data={
+            k: data.getlist(k) if k in ("state", "sla_state") else data.get(k) for k in QUEUE_ITEM_PARAMS if k in data
+        },
+        queryset=work_item_list_for(actor=request.user).filter(queue=queue),
+        request=request,
+    )
+    error, page, links, status = "", [], {}, 200
+    if filterset.is_valid():
+        qs = filterset.qs.annotate(due_sort=Coalesce(F("due_at"), Value(FAR_FUTURE))).select_related("assignee")
+        paginator = Cursor()
+        try:
+            page = paginator.paginate_queryset(qs, Request(request), view=_QueueItemsView())
+            links = paginator.get_paginated_response([]).data
+        except ProblemException as exc:
+            error, status = str(exc.detail), 400
+    else:
+        error = "; ".join(f"{k}: {' '.join(v)}" for k, v in filterset.errors.items())
+        status = 400
+    return render(
+        request,
+        "console/queue.html",
+        {
+            "queue": queue,
+            "config": queue_snapshot(queue),
+            "stats": stats,
+            "users": figures.user_figures(queues=[queue]),
+            "window": window,
+            "windows": list(WINDOWS),
+            "items": page,
+            "next_url": links.get("next"),
+            "previous_url": links.get("previous"),
+            "error": error,
+            "states": [s.value for s in State],
+            "sla_states": [s.value for s in SlaState],
+            "orderings": ORDERINGS,
+            "chosen": {
+                k: data.getlist(k) if k in ("state", "sla_state") else data.get(k, "") for k in QUEUE_ITEM_PARAMS
+            },
+            "is_admin": request.user.is_staff and request.user.has_perm("workitems.change_queue"),
+        },
+        status=status,
+    )

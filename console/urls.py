@@ -21,6 +21,7 @@ urlpatterns = [
     path("inbox", views.inbox, name="inbox"),
     path("inbox/claim-next", views.claim_next, name="claim-next"),
     path("me/availability", views.availability, name="availability"),
+    path("live/<slug:part>", dashboard.live, name="live"),
     path("queues/<slug:name>", dashboard.queue_page, name="queue"),
     path("items/<int:item_id>", views.item_page, name="item"),
     path("items/<int:item_id>/<str:action>", views.item_action, name="item-action"),
