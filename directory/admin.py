@@ -44,7 +44,7 @@ def _run(request, label: str, items, command) -> None:
 
 def _errors_to_form(form, exc: WorkstreamError) -> None:
     for err in getattr(exc, "errors", None) or [{"field": "", "message": exc.detail}]:
-        field = err.get("field", "").split(".")[0]
+        field = err.get("field", "").split(".")[0].split("[")[0]  # `channels[0].ref` is the channels field
         form.add_error(field if field in form.fields else None, err["message"])
 
 
