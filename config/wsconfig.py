@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import copy
 import ipaddress
+import zoneinfo
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -79,9 +81,11 @@ DEFAULTS: dict[str, Any] = {
     },
     "idempotency": {"retentionHours": 24},
     "accessLog": {"enabled": True, "retentionDays": 30, "recordIp": False},
-    "sla": {"scanSeconds": 30, "batchSize": 500},
+    "sla": {"scanSeconds": 30, "batchSize": 500, "defaultPolicy": None},
+    "capacity": {"checkSeconds": 60},
     "notifications": {
-        "channels": {"in_app": True, "email": False, "slack": False, "teams": False},
+        "channels": {"in_app": True, "email": False, "slack": False, "teams": False, "pagerduty": False},
+        "summary": {"enabled": True, "timeOfDay": "08:00", "timeZone": "UTC", "checkSeconds": 60},
         "pollSeconds": 5,
         "batchSize": 500,
         "maxAttempts": 6,
@@ -113,6 +117,17 @@ FORMATS = jsonschema.FormatChecker()
 @FORMATS.checks("ip-network", raises=ValueError)
 def _is_network(value: object) -> bool:
     return not isinstance(value, str) or bool(ipaddress.ip_network(value, strict=False))
+
+
+@FORMATS.checks("time-zone", raises=ValueError)
+def _is_time_zone(value: object) -> bool:
+    if not isinstance(value, str):
+        return True
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"{value!r} is not an IANA time zone") from exc
+    return True
 
 
 def _pos(maximum: int) -> dict[str, Any]:
@@ -192,10 +207,27 @@ SCHEMA: dict[str, Any] = _obj(
         ),
         "idempotency": _obj({"retentionHours": _pos(24 * 365)}),
         "accessLog": _obj({"enabled": _BOOL, "retentionDays": _pos(3650), "recordIp": _BOOL}),
-        "sla": _obj({"scanSeconds": _pos(86400), "batchSize": _pos(10_000)}),
+        # defaultPolicy: null (the built-in) or levels as a queue's escalation_policy; its
+        # levels are checked by the rule queues use (workitems.sla, registered with add_check).
+        "sla": _obj(
+            {
+                "scanSeconds": _pos(86400),
+                "batchSize": _pos(10_000),
+                "defaultPolicy": {"type": ["array", "null"]},
+            }
+        ),
+        "capacity": _obj({"checkSeconds": _pos(86400)}),
         "notifications": _obj(
             {
-                "channels": _obj({"in_app": _BOOL, "email": _BOOL, "slack": _BOOL, "teams": _BOOL}),
+                "channels": _obj({"in_app": _BOOL, "email": _BOOL, "slack": _BOOL, "teams": _BOOL, "pagerduty": _BOOL}),
+                "summary": _obj(
+                    {
+                        "enabled": _BOOL,
+                        "timeOfDay": {"type": "string", "pattern": r"^([01][0-9]|2[0-3]):[0-5][0-9]$"},
+                        "timeZone": {"type": "string", "format": "time-zone"},
+                        "checkSeconds": _pos(3600),
+                    }
+                ),
                 "pollSeconds": _seconds(3600),
                 "batchSize": _pos(10_000),
                 "maxAttempts": _pos(100),
@@ -275,6 +307,26 @@ def validate(data: Any, path: Path) -> None:
         raise ConfigError(f"{path}: invalid configuration at {_key_of(err)}: {err.message}")
 
 
+# Checks an app registers (AppConfig.ready) for keys whose rule lives with that app: each
+# takes the merged configuration and returns [(dotted key, message)].
+_checks: list[Callable[[WorkstreamConfig], list[tuple[str, str]]]] = []
+
+
+def add_check(check: Callable[[WorkstreamConfig], list[tuple[str, str]]], cfg: WorkstreamConfig) -> None:
+    """Register `check` for every later load, and apply it to `cfg` (the one in force) now."""
+    if check not in _checks:
+        _checks.append(check)
+    _run_checks(cfg, [check])
+
+
+def _run_checks(cfg: WorkstreamConfig, checks) -> None:
+    for check in checks:
+        problems = check(cfg)
+        if problems:
+            key, message = problems[0]
+            raise ConfigError(f"{cfg.path}: invalid configuration at {key}: {message}")
+
+
 def load(path: str | Path | None = None) -> WorkstreamConfig:
     """Read, validate and merge the file over the defaults."""
     path = Path(path) if path else DEFAULT_PATH
@@ -286,7 +338,9 @@ def load(path: str | Path | None = None) -> WorkstreamConfig:
         raise ConfigError(f"{path}: configuration file not found")
     raw = raw or {}
     validate(raw, path)
-    return WorkstreamConfig(_merge(DEFAULTS, raw), path)
+    cfg = WorkstreamConfig(_merge(DEFAULTS, raw), path)
+    _run_checks(cfg, _checks)
+    return cfg
 
 
 _current: WorkstreamConfig | None = None

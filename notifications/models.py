@@ -16,10 +16,11 @@ from django.utils import timezone
 # The triggers: what happened, as the kind of a notification and the key of a preference.
 ASSIGNED, RESERVED, DELEGATED, CLAIMED = "assigned", "reserved", "delegated", "claimed"
 SLA_AT_RISK, SLA_BREACHED, ESCALATED = "sla_at_risk", "sla_breached", "escalated"
-TRIGGERS = (ASSIGNED, RESERVED, DELEGATED, CLAIMED, SLA_AT_RISK, SLA_BREACHED, ESCALATED)
+CAPACITY_ALERT, DAILY_SUMMARY = "capacity_alert", "daily_summary"
+TRIGGERS = (ASSIGNED, RESERVED, DELEGATED, CLAIMED, SLA_AT_RISK, SLA_BREACHED, ESCALATED, CAPACITY_ALERT, DAILY_SUMMARY)
 
-IN_APP, EMAIL, SLACK, TEAMS = "in_app", "email", "slack", "teams"
-CHANNELS = (IN_APP, EMAIL, SLACK, TEAMS)
+IN_APP, EMAIL, SLACK, TEAMS, PAGERDUTY = "in_app", "email", "slack", "teams", "pagerduty"
+CHANNELS = (IN_APP, EMAIL, SLACK, TEAMS, PAGERDUTY)
 
 
 class Notification(models.Model):
@@ -32,6 +33,7 @@ class Notification(models.Model):
     title = models.CharField(max_length=300)
     body = models.TextField(blank=True)
     work_item_id = models.BigIntegerField(null=True, blank=True)
+    queue = models.CharField(max_length=100, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     read_at = models.DateTimeField(null=True, blank=True)
 
@@ -50,12 +52,13 @@ class Notification(models.Model):
 
 
 class NotificationDelivery(models.Model):
-    """One event to one recipient on one channel (email, slack, teams) and its attempts.
+    """One event to one recipient on one channel (email, slack, teams, pagerduty) and its attempts.
 
     `recipient` is a username (email) or the webhook target's label (`slack:global`,
-    `teams:queue:<name>`): the URL itself is a secret, read from the environment when sent,
-    never stored here. `pending` (never tried) and `failed` (retrying at `next_attempt_at`)
-    are due; `sent` and `dead` (attempts used up, or refused for good) are final.
+    `teams:queue:<name>`, `pagerduty:ref:<ref>`): the URL or routing key itself is a secret,
+    read from the environment when sent, never stored here. `pending` (never tried) and
+    `failed` (retrying at `next_attempt_at`) are due; `sent` and `dead` (attempts used up, or
+    refused for good) are final.
     """
 
     PENDING, SENT, FAILED, DEAD = "pending", "sent", "failed", "dead"
@@ -104,6 +107,34 @@ class NotificationPreference(models.Model):
 
     def __str__(self) -> str:
         return f"preferences of {self.user_id}"
+
+
+class QueueSummary(models.Model):
+    """One queue's daily summary: its figures for `day` (the day before it was sent, in the
+    summary's time zone). Unique per (queue, day): the row is what keeps a second run from
+    summarising again; its notifications are unique per recipient (and channel) as well."""
+
+    id = models.BigAutoField(primary_key=True)
+    queue = models.CharField(max_length=100)
+    day = models.DateField(help_text="the day summarised")
+    open = models.PositiveIntegerField(default=0)
+    overdue = models.PositiveIntegerField(default=0)
+    breached = models.PositiveIntegerField(default=0, help_text="items that breached their deadline that day")
+    completed = models.PositiveIntegerField(default=0, help_text="items with a deadline completed that day")
+    met = models.PositiveIntegerField(default=0, help_text="of those, completed by their deadline")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-day", "queue"]
+        verbose_name_plural = "queue summaries"
+        constraints = [models.UniqueConstraint(fields=["queue", "day"], name="queue_summary_day_uniq")]
+
+    def __str__(self) -> str:
+        return f"{self.queue} on {self.day}"
+
+    @property
+    def sla_compliance(self) -> float | None:
+        return round(self.met / self.completed, 4) if self.completed else None
 
 
 class NotifierCursor(models.Model):

@@ -25,7 +25,8 @@ from config import wsconfig
 from events.models import OutboxEvent
 from notifications import channels
 from notifications import models as m
-from notifications.triggers import CHANNEL_TRIGGERS, Told, told_by
+from notifications.triggers import CHANNEL_TRIGGERS, PAGED_TRIGGERS, Told, told_by
+from workitems.models import Queue
 
 log = logging.getLogger(__name__)
 
@@ -58,25 +59,24 @@ def _email_wanted(user_ids: list[int], trigger: str) -> set[int]:
     return {uid for uid in user_ids if (prefs.get(uid) or {}).get(trigger, True) is not False}
 
 
-def _write(event: OutboxEvent, told: Told) -> None:
-    on = wsconfig.get().notifications.channels
-    common = {"event_id": event.event_id, "kind": told.trigger, "title": told.title, "body": told.body}
-    common["work_item_id"] = told.work_item_id
-    if on.in_app and told.users:
+def write(event_id, told: Told) -> None:
+    """The rows of one notification: in-app per user, a delivery per (recipient, channel);
+    each unique, so writing twice writes nothing more. A queue's alert goes where the
+    queue's `channels` say (channels.routes)."""
+    alert = told.trigger in CHANNEL_TRIGGERS
+    queue = Queue.objects.filter(name=told.queue).first() if alert and told.queue else None
+    people, posts = channels.routes(told.trigger, queue, alert=alert, paged=told.trigger in PAGED_TRIGGERS)
+    common = {"event_id": event_id, "kind": told.trigger, "title": told.title, "body": told.body}
+    common.update(work_item_id=told.work_item_id, queue=told.queue)
+    if m.IN_APP in people and told.users:
         m.Notification.objects.bulk_create(
             [m.Notification(recipient_id=uid, **common) for uid in told.users], ignore_conflicts=True
         )
     rows = []
-    if on.email and told.users:
+    if m.EMAIL in people and told.users:
         for uid in sorted(_email_wanted(list(told.users), told.trigger)):
             rows.append(m.NotificationDelivery(channel=m.EMAIL, recipient=told.users[uid], user_id=uid, **common))
-    if told.trigger in CHANNEL_TRIGGERS:
-        for channel in (m.SLACK, m.TEAMS):
-            label = channels.webhook_label(channel, told.queue) if on[channel] else None
-            if label:
-                rows.append(m.NotificationDelivery(channel=channel, recipient=label, **common))
-    for row in rows:
-        row.queue = told.queue
+    rows += [m.NotificationDelivery(channel=channel, recipient=label, **common) for channel, label in posts]
     if rows:
         m.NotificationDelivery.objects.bulk_create(rows, ignore_conflicts=True)
 
@@ -85,7 +85,7 @@ def _handle(events) -> None:
     for event in events:
         told = told_by(event)
         if told is not None:
-            _write(event, told)
+            write(event.event_id, told)
 
 
 def _gaps_between(low: int, ids: list[int], seen_at: str) -> list[list]:

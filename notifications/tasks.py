@@ -1,10 +1,12 @@
-"""Celery: `notifications.run` (beat, every notifications.pollSeconds) reads the outbox and sends what is due."""
+"""Celery: `notifications.run` (beat, every notifications.pollSeconds) reads the outbox and sends
+what is due; `notifications.daily_summary` (beat, every notifications.summary.checkSeconds)
+writes the queues' daily summaries once the time of day has come."""
 
 from __future__ import annotations
 
 from celery import shared_task
 
-from notifications import notifier, sender
+from notifications import notifier, sender, summary
 
 
 def run() -> dict:
@@ -17,3 +19,8 @@ def run() -> dict:
 @shared_task(name="notifications.run", ignore_result=True)
 def run_task() -> dict:
     return run()
+
+
+@shared_task(name="notifications.daily_summary", ignore_result=True)
+def daily_summary_task() -> int:
+    return summary.summarise()

@@ -18,7 +18,9 @@ from workitems.models import HELD_STATES, OPEN_STATES, Queue, State, WorkItem
 
 def queue_list_for(*, actor) -> QuerySet[Queue]:
     """Queues `actor` may see: all for admins, supervisors and services; a worker's own otherwise."""
-    qs = Queue.objects.select_related("escalation_queue", "lifecycle").prefetch_related("candidate_groups")
+    qs = Queue.objects.select_related("escalation_queue", "lifecycle").prefetch_related(
+        "candidate_groups", "supervisor_groups"
+    )
     if policy.sees_everything(actor):
         return qs
     return qs.filter(candidate_groups__in=policy.group_ids_of(actor)).distinct()
@@ -49,6 +51,9 @@ def queue_snapshot(queue: Queue) -> dict[str, Any]:
         "escalation_policy": queue.escalation_policy,
         "max_open": queue.max_open,
         "overflow_queue": queue.overflow_queue.name if queue.overflow_queue_id else None,
+        "supervisor_groups": sorted(g.name for g in queue.supervisor_groups.all()),
+        "channels": queue.channels,
+        "critical": queue.critical,
         "active": queue.active,
         "created_at": isoformat_z(queue.created_at),
         "updated_at": isoformat_z(queue.updated_at),

@@ -42,8 +42,12 @@ def due_from(queue: Queue, start: datetime) -> datetime | None:
 
 
 def default_policy(queue: Queue) -> list[dict[str, Any]]:
-    """The policy of a queue that names none: notify at the at-risk share; at the deadline
-    raise the level, notify, and move an unclaimed item to the escalation queue."""
+    """The policy of a queue that names none: `sla.defaultPolicy` from the configuration
+    file when it sets one, else notify at the at-risk share; at the deadline raise the
+    level, notify, and move an unclaimed item to the escalation queue."""
+    configured = wsconfig.get().sla.defaultPolicy
+    if configured:
+        return configured
     at_deadline: list[dict[str, Any]] = [{"type": "notify", "to": ["assignee", "supervisors"]}]
     if queue.escalation_queue_id:
         at_deadline.append({"type": "escalate_queue"})
@@ -78,6 +82,13 @@ def policy_errors(policy: Any, field: str = "escalation_policy") -> list[dict[st
         for j, action in enumerate(level["actions"]):
             errors.extend(_action_errors(action, f"{where}.actions[{j}]"))
     return errors
+
+
+def config_errors(cfg) -> list[tuple[str, str]]:
+    """The configuration's `sla.defaultPolicy`, checked by the rule queues' policies follow
+    (registered with config.wsconfig.add_check at start-up). A reassign's queue is not
+    checked here: queues are data; a level naming one that does not exist moves nothing."""
+    return [(e["field"], e["message"]) for e in policy_errors(cfg.sla.defaultPolicy, field="sla.defaultPolicy")]
 
 
 def _action_errors(action: Any, where: str) -> list[dict[str, str]]:

@@ -142,6 +142,7 @@ def test_bad_preferences_are_400_naming_the_field_and_change_nothing(client_for,
     assert field in [e["field"] for e in resp.json()["errors"]]
     assert api.get("/api/v1/me/preferences").json()["email"] == {
         **{t: True for t in ("assigned", "reserved", "delegated", "claimed", "sla_at_risk", "sla_breached")},
+        **{"capacity_alert": True, "daily_summary": True},
         "escalated": False,
     }
 

@@ -135,12 +135,51 @@ def _advance(item: WorkItem, now) -> WorkItem | None:
     return item
 
 
+def _revisit_held(batch: int) -> int:
+    """After `features.escalation` was off during a scan, look again at the open items of
+    the queues it saw then: their next SLA moment left the policy levels out (sla.next_moment),
+    so a breached item would never come due again. Its `sla_next_at` is brought forward to
+    what the rules say now; the scan then fires the levels that are due. Each queue is walked
+    once by id, in batches; returns how many items were brought forward."""
+    moved = 0
+    for queue_id, held in Queue.objects.filter(escalation_held_since__isnull=False).values_list(
+        "id", "escalation_held_since"
+    ):
+        last = 0
+        while True:
+            items = list(
+                WorkItem.objects.select_related("queue__calendar")
+                .filter(queue_id=queue_id, state__in=OPEN_STATES, due_at__isnull=False, id__gt=last)
+                .exclude(state=State.SUSPENDED)
+                .order_by("id")[:batch]
+            )
+            for item in items:
+                moment = sla.next_moment(item)
+                if moment is not None and (item.sla_next_at is None or moment < item.sla_next_at):
+                    # Only if nothing changed it meanwhile (a change computes its own next moment).
+                    moved += WorkItem.objects.filter(
+                        pk=item.pk, version=item.version, sla_next_at=item.sla_next_at
+                    ).update(sla_next_at=moment)
+            if len(items) < batch:
+                break
+            last = items[-1].pk
+        Queue.objects.filter(pk=queue_id, escalation_held_since=held).update(escalation_held_since=None)
+    return moved
+
+
 def sla_scan(*, now=None, batch: int = 500, max_batches: int = 100) -> int:
     """Apply what is due to every item whose `sla_next_at` has come, walking the partial index
     `wi_sla_next_idx` in batches; each item in its own transaction. Rows another scanner holds
-    are skipped (SKIP LOCKED) and taken by it. Returns how many items changed."""
+    are skipped (SKIP LOCKED) and taken by it. Returns how many items changed.
+
+    A scan with `features.escalation` off marks the queues (`escalation_held_since`); the
+    first scan with it on again revisits their items (_revisit_held) before its own walk."""
     now = now or timezone.now()
     changed = 0
+    if not wsconfig.get().features.escalation:
+        Queue.objects.filter(escalation_held_since__isnull=True).update(escalation_held_since=now)
+    else:
+        _revisit_held(batch)
     for _ in range(max_batches):
         ids = list(
             WorkItem.objects.filter(sla_next_at__lte=now, state__in=OPEN_STATES)
