@@ -14,6 +14,7 @@ from audit.services import audit_record
 from config import wsconfig
 from directory.roles import ADMIN, ROLES, roles_of
 from distribution.strategies import queue_strategy_choices
+from notifications.schemas import channels_errors
 from workitems import schemas, sla
 from workitems.errors import NotAllowed, NotFound, ValidationFailed
 from workitems.models import Calendar, Lifecycle, Queue, default_sensitive_roles
@@ -36,6 +37,9 @@ FIELDS = (
     "escalation_policy",
     "max_open",
     "overflow_queue",
+    "supervisor_groups",
+    "channels",
+    "critical",
     "active",
 )
 
@@ -84,16 +88,17 @@ def _clean(data: dict, *, partial: bool, current: Queue | None) -> dict[str, Any
             err("strategy", f"strategy {strategy} is switched off in the configuration")
         else:
             out["strategy"] = strategy
-    if "candidate_groups" in data:
-        names = data["candidate_groups"]
-        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-            err("candidate_groups", "must be a list of group names")
-        else:
-            groups = list(Group.objects.filter(name__in=names))
-            missing = sorted(set(names) - {g.name for g in groups})
-            if missing:
-                err("candidate_groups", f"unknown groups: {', '.join(missing)}")
-            out["candidate_groups"] = groups
+    for field in ("candidate_groups", "supervisor_groups"):
+        if field in data:
+            names = data[field]
+            if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+                err(field, "must be a list of group names")
+            else:
+                groups = list(Group.objects.filter(name__in=names))
+                missing = sorted(set(names) - {g.name for g in groups})
+                if missing:
+                    err(field, f"unknown groups: {', '.join(missing)}")
+                out[field] = groups
     if "capacity_per_user" in data:
         cap = data["capacity_per_user"]
         if cap is not None and (not isinstance(cap, int) or isinstance(cap, bool) or not 1 <= cap <= 100_000):
@@ -139,11 +144,17 @@ def _clean(data: dict, *, partial: bool, current: Queue | None) -> dict[str, Any
             err("sensitive_roles", f"must be null or a list of platform roles drawn from {', '.join(ROLES)}")
         else:
             out["sensitive_roles"] = sorted(set(roles))
-    if "active" in data:
-        if not isinstance(data["active"], bool):
-            err("active", "must be true or false")
-        else:
-            out["active"] = data["active"]
+    for flag in ("active", "critical"):
+        if flag in data:
+            if not isinstance(data[flag], bool):
+                err(flag, "must be true or false")
+            else:
+                out[flag] = data[flag]
+    if "channels" in data:
+        problems = channels_errors(data["channels"])
+        errors.extend(problems)
+        if not problems:
+            out["channels"] = data["channels"]
     _clean_sla(data, out, errors)
     _clean_capacity(data, out, errors, current)
     if errors:
@@ -209,13 +220,13 @@ def _slug(value: str) -> bool:
 
 
 def _apply(queue: Queue, values: dict[str, Any]) -> None:
-    groups = values.pop("candidate_groups", None)
+    relations = {k: values.pop(k) for k in ("candidate_groups", "supervisor_groups") if k in values}
     for key, value in values.items():
         setattr(queue, key, value)
-    queue.full_clean(exclude=["candidate_groups"], validate_unique=False)
+    queue.full_clean(exclude=["candidate_groups", "supervisor_groups"], validate_unique=False)
     queue.save()
-    if groups is not None:
-        queue.candidate_groups.set(groups)
+    for key, groups in relations.items():
+        getattr(queue, key).set(groups)
 
 
 @transaction.atomic
