@@ -51,6 +51,19 @@ class QueueIn(serializers.Serializer):
     overflow_queue = serializers.CharField(
         allow_null=True, required=False, help_text="where the capacity check moves the excess above max_open"
     )
+    supervisor_groups = serializers.ListField(
+        child=serializers.CharField(),
+        required=False,
+        help_text="groups whose members get the queue's alerts and daily summary; empty = every supervisor",
+    )
+    channels = serializers.ListField(
+        child=serializers.DictField(),
+        allow_null=True,
+        required=False,
+        help_text='where its alerts go: [{"type": in_app|email|slack|teams|pagerduty, "ref": secret name}]; '
+        "null = every channel switched on",
+    )
+    critical = serializers.BooleanField(required=False, help_text="breaches and capacity alerts also page")
     active = serializers.BooleanField(required=False)
 
 
