@@ -130,7 +130,7 @@ class QueueAdmin(CommandAdmin):
     list_display = ("name", "strategy", "capacity_per_user", "sla", "escalation_queue", "lifecycle", "active")
     list_filter = ("strategy", "active")
     search_fields = ("name", "description")
-    filter_horizontal = ("candidate_groups",)
+    filter_horizontal = ("candidate_groups", "supervisor_groups")
 
 
 # --- work items: read-only, changed by bulk actions -------------------------------------
