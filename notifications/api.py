@@ -26,6 +26,7 @@ def notification_json(n: m.Notification) -> dict:
         "title": n.title,
         "body": n.body,
         "work_item": n.work_item_id,
+        "queue": n.queue or None,
         "event_id": str(n.event_id),
         "created_at": isoformat_z(n.created_at),
         "read_at": isoformat_z(n.read_at),
