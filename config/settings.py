@@ -231,7 +231,7 @@ CELERY_TASK_DEFAULT_QUEUE = env("CELERY_TASK_DEFAULT_QUEUE", "workstream")  # te
 CELERY_BEAT_SCHEDULE: dict = {
     "expire-reservations": {"task": "workitems.expire_reservations", "schedule": 10.0},
     "sla-scan": {"task": "workitems.sla_scan", "schedule": float(WORKSTREAM.sla.scanSeconds)},
-    "capacity-check": {"task": "workitems.capacity_check", "schedule": 60.0},  # queues' max_open
+    "capacity-check": {"task": "workitems.capacity_check", "schedule": float(WORKSTREAM.capacity.checkSeconds)},
     "purge-idempotency-keys": {"task": "api.purge_idempotency_keys", "schedule": 3600.0},
     # Safety nets for the on-commit nudges (events/nudge.py): a lost nudge costs seconds, not events.
     "events-relay-outbox": {"task": "events.relay_outbox", "schedule": 10.0},
@@ -241,6 +241,11 @@ CELERY_BEAT_SCHEDULE: dict = {
     "audit-purge-access-log": {"task": "audit.purge_access_log", "schedule": 3600.0},
     # Reads new outbox rows into notifications and sends what is due (notifications/notifier.py).
     "notifications-run": {"task": "notifications.run", "schedule": float(WORKSTREAM.notifications.pollSeconds)},
+    # Queues' daily summaries, once the configured time of day has come (notifications/summary.py).
+    "notifications-daily-summary": {
+        "task": "notifications.daily_summary",
+        "schedule": float(WORKSTREAM.notifications.summary.checkSeconds),
+    },
 }
 # Email notifications: Django's SMTP backend; the password from the environment or a secret file.
 EMAIL_BACKEND = env("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
