@@ -1,0 +1,299 @@
+"""Statistics reads: the interface of the statistics API, the console's dashboard tiles and the
+admin. Everything here reads the maintained counters (stats.models), never a scan of the work
+items, so a call costs the same at 10 thousand and 10 million items.
+
+Each function takes the ids of the queues to report on; the caller decides which queues an
+actor may see (`visible_queue_ids`, the same rule as the rest of the API). Figures are exact
+at the moment of the read: the counters as last rolled up plus the deltas not rolled up yet,
+added in one statement (stats/rollup.py).
+
+Stable names and shapes (others build on them):
+- `queue_figures(queue_ids, window) -> {queue_id: {...}}`
+- `user_figures(queue_ids, window) -> [{...}]`
+- `timeseries(metric, queue_ids, interval, since) -> [{"start", "count"}]`
+- `age_distribution(queue_ids) -> [{"bucket", "min_seconds", "max_seconds", "count"}]`
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Collection
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.db import connection
+from django.db.models import OuterRef, Subquery
+from django.utils import timezone
+from django.utils.duration import duration_iso_string
+
+from config.timefmt import isoformat_z
+from directory.models import Profile
+from stats.rollup import HOUR_FIELDS, as_utc, db_time, hour_start
+from workitems import queues as queue_reads
+from workitems.models import OPEN_STATES, Queue, State, WorkItem
+
+HOUR = timedelta(hours=1)
+DEFAULT_WINDOW = timedelta(hours=24)
+MAX_WINDOW = timedelta(days=31)
+DEFAULT_INTERVAL = HOUR
+MAX_BUCKETS = 1000
+METRICS = ("created", "completed", "breached")
+# The age distribution's buckets: (label, from seconds, below seconds or None).
+AGE_BUCKETS: tuple[tuple[str, int, int | None], ...] = (
+    ("<1h", 0, 3600),
+    ("1h-4h", 3600, 4 * 3600),
+    ("4h-24h", 4 * 3600, 24 * 3600),
+    ("1d-3d", 24 * 3600, 3 * 24 * 3600),
+    ("3d-7d", 3 * 24 * 3600, 7 * 24 * 3600),
+    (">7d", 7 * 24 * 3600, None),
+)
+_STATE_FIELDS = {
+    State.OFFERED: "offered",
+    State.ASSIGNED: "assigned",
+    State.IN_PROGRESS: "in_progress",
+    State.SUSPENDED: "suspended",
+}
+
+
+def visible_queue_ids(*, actor, name: str | None = None) -> list[int]:
+    """Ids of the queues `actor` may see (workitems.queues.queue_list_for), or of the one
+    named `name` (NotFound, a 404, when it does not exist or is not visible)."""
+    if name is not None:
+        return [queue_reads.queue_get_for(actor=actor, name=name).pk]
+    return list(queue_reads.queue_list_for(actor=actor).prefetch_related(None).values_list("id", flat=True))
+
+
+def window_start(window: timedelta, now: datetime | None = None) -> datetime:
+    """The start of a window of whole hours that ends now: the current hour and the
+    window's other hours before it (PT24H at 13:20: from 14:00 yesterday)."""
+    hours = max(1, int(window / HOUR))
+    return hour_start(now or timezone.now()) - (hours - 1) * HOUR
+
+
+def _in(ids: Collection[int]) -> str:
+    return "(" + ", ".join(["%s"] * len(ids)) + ")"
+
+
+def _rows(sql: str, params: list[Any]) -> list[tuple]:
+    with connection.cursor() as cur:
+        cur.execute(sql, params)
+        return cur.fetchall()
+
+
+def _open_counts(ids: list[int]) -> list[tuple]:
+    return _rows(
+        "SELECT queue_id, state, sla_state, SUM(n) FROM ("
+        f"SELECT queue_id, state, sla_state, n FROM stats_queuecounter WHERE queue_id IN {_in(ids)} "
+        f"UNION ALL SELECT queue_id, state, sla_state, n FROM stats_delta WHERE n <> 0 AND queue_id IN {_in(ids)}"
+        ") x GROUP BY queue_id, state, sla_state",
+        [*ids, *ids],
+    )
+
+
+def _held_by_user(ids: list[int]) -> list[tuple]:
+    """(queue id, user id, username, held open items) with at least one."""
+    users = get_user_model()._meta.db_table
+    return _rows(
+        f"SELECT x.queue_id, x.user_id, u.username, SUM(x.n) FROM ("
+        f"SELECT queue_id, user_id, n FROM stats_usercounter WHERE queue_id IN {_in(ids)} "
+        "UNION ALL SELECT queue_id, assignee_id, n FROM stats_delta "
+        f"WHERE n <> 0 AND assignee_id IS NOT NULL AND queue_id IN {_in(ids)}"
+        f") x JOIN {users} u ON u.id = x.user_id GROUP BY x.queue_id, x.user_id, u.username HAVING SUM(x.n) > 0",
+        [*ids, *ids],
+    )
+
+
+def _window_sums(ids: list[int], start: datetime) -> dict[int, dict[str, float]]:
+    cols = ", ".join(HOUR_FIELDS)
+    rows = _rows(
+        f"SELECT queue_id, {', '.join(f'SUM({f})' for f in HOUR_FIELDS)} FROM ("
+        f"SELECT queue_id, {cols} FROM stats_queuehour WHERE queue_id IN {_in(ids)} AND hour >= %s "
+        f"UNION ALL SELECT queue_id, {cols} FROM stats_delta WHERE at IS NOT NULL AND queue_id IN {_in(ids)} "
+        "AND at >= %s) x GROUP BY queue_id",
+        [*ids, db_time(start), *ids, db_time(start)],
+    )
+    return {r[0]: dict(zip(HOUR_FIELDS, r[1:], strict=True)) for r in rows}
+
+
+def _mean(total: float, n: int) -> float | None:
+    return round(total / n, 1) if n else None
+
+
+def _window_figures(sums: dict[str, float] | None) -> dict[str, Any]:
+    s = sums or dict.fromkeys(HOUR_FIELDS, 0)
+    return {
+        "created": int(s["created"]),
+        "completed": int(s["completed"]),
+        "cancelled": int(s["cancelled"]),
+        "failed": int(s["failed"]),
+        "sla_compliance": round(s["on_time"] / s["with_due"], 4) if s["with_due"] else None,
+        "avg_wait_seconds": _mean(s["wait_s"], int(s["wait_n"])),
+        "avg_handle_seconds": _mean(s["handle_s"], int(s["handle_n"])),
+    }
+
+
+def queue_figures(queue_ids: Collection[int], window: timedelta = DEFAULT_WINDOW) -> dict[int, dict[str, Any]]:
+    """{queue id: figures} for each existing queue in `queue_ids`.
+
+    Real time: `open` (every open state), `offered`, `assigned`, `in_progress`, `suspended`,
+    `unassigned` (open and held by nobody), `at_risk` and `breached` (open items by their
+    `sla_state`), `oldest_age_seconds` (None when nothing is open), `max_open` and
+    `utilization` (open / max_open, None without a limit), `per_user_load` ([{user, open}]
+    most loaded first). Over `window` (whole hours ending now, `window_start`): `created`,
+    `completed`, `cancelled`, `failed`, `sla_compliance` (share of the completed items with a
+    deadline completed by it; None when there are none), `avg_wait_seconds` (put up → handed
+    out: create → first assignment for an item handed out once; a released or moved item
+    waits again from its new offer), `avg_handle_seconds` (last assignment → completion).
+    Also `queue` (its name), `window` (ISO 8601) and `window_start`."""
+    ids = sorted(set(queue_ids))
+    if not ids:
+        return {}
+    now = timezone.now()
+    oldest = WorkItem.objects.filter(queue_id=OuterRef("pk"), state__in=OPEN_STATES).order_by("created_at")
+    queues = Queue.objects.filter(pk__in=ids).annotate(oldest=Subquery(oldest.values("created_at")[:1]))
+    start = window_start(window, now)
+    out: dict[int, dict[str, Any]] = {}
+    for qid, name, max_open, oldest_at in queues.values_list("id", "name", "max_open", "oldest"):
+        out[qid] = {
+            "queue": name,
+            "open": 0,
+            **dict.fromkeys(_STATE_FIELDS.values(), 0),
+            "unassigned": 0,
+            "at_risk": 0,
+            "breached": 0,
+            "oldest_age_seconds": max(0, int((now - oldest_at).total_seconds())) if oldest_at else None,
+            "max_open": max_open,
+            "utilization": None,
+            "window": duration_iso_string(window),
+            "window_start": isoformat_z(start),
+        }
+    ids = list(out)
+    if not ids:
+        return {}
+    for qid, state, sla_state, n in _open_counts(ids):
+        fig = out[qid]
+        fig["open"] += n
+        if state in _STATE_FIELDS:
+            fig[_STATE_FIELDS[state]] += n
+        if sla_state in ("at_risk", "breached"):
+            fig[sla_state] += n
+    load: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for qid, _uid, username, n in _held_by_user(ids):
+        load[qid].append({"user": username, "open": int(n)})
+    sums = _window_sums(ids, start)
+    for qid, fig in out.items():
+        fig["open"] = int(fig["open"])
+        users = sorted(load[qid], key=lambda u: (-u["open"], u["user"]))
+        fig["unassigned"] = fig["open"] - sum(u["open"] for u in users)
+        if fig["max_open"]:
+            fig["utilization"] = round(fig["open"] / fig["max_open"], 4)
+        fig.update(_window_figures(sums.get(qid)))
+        fig["per_user_load"] = users
+    return out
+
+
+def user_figures(queue_ids: Collection[int], window: timedelta = DEFAULT_WINDOW) -> list[dict[str, Any]]:
+    """Per user of the queues in `queue_ids` (members of their candidate groups, and anyone
+    holding or having completed an item there in `window`), by username: `user`, `open`
+    (items held in these queues now), `capacity` (the profile's limit across all queues, None
+    for none), `completed_in_window`, `avg_handle_seconds` (assignment → completion, over the
+    window) and `available` (active and not out of office now)."""
+    ids = sorted(set(queue_ids))
+    if not ids:
+        return []
+    now = timezone.now()
+    start = window_start(window, now)
+    held: dict[int, int] = defaultdict(int)
+    for _qid, uid, _name, n in _held_by_user(ids):
+        held[uid] += int(n)
+    done = _rows(
+        "SELECT user_id, SUM(completed), SUM(handle_n), SUM(handle_s) FROM ("
+        f"SELECT user_id, completed, handle_n, handle_s FROM stats_userhour WHERE queue_id IN {_in(ids)} "
+        "AND hour >= %s UNION ALL SELECT assignee_id, completed, handle_n, handle_s FROM stats_delta "
+        f"WHERE completed > 0 AND assignee_id IS NOT NULL AND at >= %s AND queue_id IN {_in(ids)}"
+        ") x GROUP BY user_id",
+        [*ids, db_time(start), db_time(start), *ids],
+    )
+    completed = {uid: (int(c), int(hn), hs) for uid, c, hn, hs in done}
+    User = get_user_model()
+    members = User.objects.filter(groups__workstream_queues__in=ids).values_list("id", flat=True)
+    user_ids = set(members) | set(held) | set(completed)
+    profiles = {p.user_id: p for p in Profile.objects.filter(user_id__in=user_ids)}
+    out = []
+    for user in User.objects.filter(pk__in=user_ids).order_by("username"):
+        profile = profiles.get(user.pk)
+        c, hn, hs = completed.get(user.pk, (0, 0, 0.0))
+        out.append(
+            {
+                "user": user.username,
+                "open": held.get(user.pk, 0),
+                "capacity": profile.capacity if profile else None,
+                "completed_in_window": c,
+                "avg_handle_seconds": _mean(hs, hn),
+                "available": user.is_active and not (profile and profile.is_out_of_office(now)),
+            }
+        )
+    return out
+
+
+def timeseries(
+    metric: str,
+    queue_ids: Collection[int],
+    interval: timedelta = DEFAULT_INTERVAL,
+    since: datetime | None = None,
+) -> list[dict[str, Any]]:
+    """[{start, count}] of `metric` (created, completed or breached) in the queues, one entry
+    per `interval` (whole hours) from the hour of `since` (default: 24 hours ago) to now,
+    empty buckets included. ValueError for an unknown metric, an interval that is not whole
+    hours, or more than MAX_BUCKETS buckets."""
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {', '.join(METRICS)}")
+    if interval < HOUR or interval % HOUR:
+        raise ValueError("interval must be a whole number of hours")
+    now = timezone.now()
+    first = hour_start(since or now - DEFAULT_WINDOW)
+    count = (hour_start(now) - first) // interval + 1 if first <= now else 0
+    if count > MAX_BUCKETS:
+        raise ValueError(f"at most {MAX_BUCKETS} buckets: shorten the span or widen the interval")
+    buckets = [0] * max(count, 0)
+    ids = sorted(set(queue_ids))
+    if ids and buckets:
+        rows = _rows(
+            f"SELECT hour, {metric} FROM stats_queuehour WHERE queue_id IN {_in(ids)} AND hour >= %s "
+            f"AND {metric} > 0 UNION ALL SELECT at, {metric} FROM stats_delta WHERE {metric} > 0 "
+            f"AND at >= %s AND queue_id IN {_in(ids)}",
+            [*ids, db_time(first), db_time(first), *ids],
+        )
+        for at, n in rows:
+            i = (as_utc(at) - first) // interval
+            if 0 <= i < len(buckets):
+                buckets[i] += int(n)
+    return [{"start": isoformat_z(first + i * interval), "count": n} for i, n in enumerate(buckets)]
+
+
+def age_distribution(queue_ids: Collection[int]) -> list[dict[str, Any]]:
+    """How old the open items of the queues are, in AGE_BUCKETS: [{bucket, min_seconds,
+    max_seconds (None for the last), count}]. Ages are to the hour: an item counts as old as
+    the start of the hour it was created in."""
+    ids = sorted(set(queue_ids))
+    counts = [0] * len(AGE_BUCKETS)
+    if ids:
+        now = timezone.now()
+        rows = _rows(
+            f"SELECT hour, n FROM stats_openage WHERE queue_id IN {_in(ids)} "
+            f"UNION ALL SELECT item_created_at, n FROM stats_delta WHERE n <> 0 AND queue_id IN {_in(ids)}",
+            [*ids, *ids],
+        )
+        for created_hour, n in rows:
+            age = (now - hour_start(created_hour)).total_seconds()
+            for i, (_label, low, high) in enumerate(AGE_BUCKETS):
+                if age >= low and (high is None or age < high):
+                    counts[i] += int(n)
+                    break
+            else:
+                counts[0] += int(n)  # created "in the future" (a clock ahead): the youngest
+    return [
+        {"bucket": label, "min_seconds": low, "max_seconds": high, "count": counts[i]}
+        for i, (label, low, high) in enumerate(AGE_BUCKETS)
+    ]
