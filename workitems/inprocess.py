@@ -3,8 +3,10 @@ overdue item must still be escalated and a lapsed reservation moved on with no m
 
 `WORKSTREAM_INPROCESS_BEAT=true` (the Makefile sets it for `runserver` only) starts one
 daemon thread that runs, as the system, the SLA scan every `sla.scanSeconds`, the
-reservation expiry every 10 s and the notifier (read the outbox, send what is due) every
-`notifications.pollSeconds`, so people are told too. A deployment runs Celery beat instead and leaves this off.
+reservation expiry every 10 s, the notifier (read the outbox, send what is due) every
+`notifications.pollSeconds`, so people are told too, the capacity check every
+`capacity.checkSeconds` and the daily summary's check every `notifications.summary.checkSeconds`.
+A deployment runs Celery beat instead and leaves this off.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from django.db import close_old_connections
 
 from config import wsconfig
 from config.context import acting
+from notifications import summary
 from notifications import tasks as notification_tasks
 from workitems import services
 
@@ -39,6 +42,8 @@ def run_due_jobs(last: dict[str, float], now: float) -> list[str]:
         "sla_scan": float(cfg.sla.scanSeconds),
         "expire_reservations": RESERVATION_SECONDS,
         "notify": float(cfg.notifications.pollSeconds),
+        "capacity_check": float(cfg.capacity.checkSeconds),
+        "daily_summary": float(cfg.notifications.summary.checkSeconds),
     }
     ran = []
     for name, period in periods.items():
@@ -51,6 +56,10 @@ def run_due_jobs(last: dict[str, float], now: float) -> list[str]:
                     services.sla_scan(batch=cfg.sla.batchSize)
                 elif name == "expire_reservations":
                     services.work_items_expire_reservations()
+                elif name == "capacity_check":
+                    services.queues_capacity_check()
+                elif name == "daily_summary":
+                    summary.summarise()
                 else:
                     notification_tasks.run()
             ran.append(name)

@@ -27,7 +27,13 @@ def test_it_runs_only_when_asked_and_in_the_serving_process(monkeypatch):
 
 @pytest.mark.django_db(transaction=True)  # the notifier sends outside any transaction
 def test_due_jobs_run_on_their_periods_and_escalate_an_overdue_item(svc, sam, team_a, ws_config):
-    ws_config({"sla": {"scanSeconds": 5}, "notifications": {"pollSeconds": 5}})
+    ws_config(
+        {
+            "sla": {"scanSeconds": 5},
+            "capacity": {"checkSeconds": 5},
+            "notifications": {"pollSeconds": 5, "summary": {"checkSeconds": 5}},
+        }
+    )
     q = factories.queue("inproc", groups=[team_a], sla=timedelta(seconds=1))
     item = factories.item(actor=svc, queue=q)
     WorkItem.objects.filter(pk=item.pk).update(
@@ -36,10 +42,11 @@ def test_due_jobs_run_on_their_periods_and_escalate_an_overdue_item(svc, sam, te
         sla_next_at=item.created_at - timedelta(minutes=1),
     )
     last: dict[str, float] = {}
-    assert inprocess.run_due_jobs(last, now=100.0) == ["sla_scan", "expire_reservations", "notify"]
+    every = ["sla_scan", "expire_reservations", "notify", "capacity_check", "daily_summary"]
+    assert inprocess.run_due_jobs(last, now=100.0) == every
     item.refresh_from_db()
     assert item.sla_state == SlaState.BREACHED and item.sla_level == 2
     # and somebody is told: the breach reaches the supervisors in-app
     assert Notification.objects.filter(work_item_id=item.pk, recipient=sam).exists()
     assert inprocess.run_due_jobs(last, now=103.0) == []  # neither period has passed
-    assert inprocess.run_due_jobs(last, now=111.0) == ["sla_scan", "expire_reservations", "notify"]
+    assert inprocess.run_due_jobs(last, now=111.0) == every
