@@ -241,6 +241,7 @@ CELERY_BEAT_SCHEDULE: dict = {
     "audit-purge-access-log": {"task": "audit.purge_access_log", "schedule": 3600.0},
     # Reads new outbox rows into notifications and sends what is due (notifications/notifier.py).
     "notifications-run": {"task": "notifications.run", "schedule": float(WORKSTREAM.notifications.pollSeconds)},
+    "stats-rollup": {"task": "stats.rollup", "schedule": 5.0},  # stats.tasks.ROLLUP_SECONDS: bounds pending deltas
     # Queues' daily summaries, once the configured time of day has come (notifications/summary.py).
     "notifications-daily-summary": {
         "task": "notifications.daily_summary",
