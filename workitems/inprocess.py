@@ -5,7 +5,8 @@ overdue item must still be escalated and a lapsed reservation moved on with no m
 daemon thread that runs, as the system, the SLA scan every `sla.scanSeconds`, the
 reservation expiry every 10 s, the notifier (read the outbox, send what is due) every
 `notifications.pollSeconds`, so people are told too, the capacity check every
-`capacity.checkSeconds` and the daily summary's check every `notifications.summary.checkSeconds`.
+`capacity.checkSeconds`, the daily summary's check every `notifications.summary.checkSeconds`
+and the statistics' roll-up every 5 s (stats.tasks.ROLLUP_SECONDS).
 A deployment runs Celery beat instead and leaves this off.
 """
 
@@ -22,6 +23,8 @@ from config import wsconfig
 from config.context import acting
 from notifications import summary
 from notifications import tasks as notification_tasks
+from stats import rollup as stats_rollup
+from stats.tasks import ROLLUP_SECONDS
 from workitems import services
 
 log = logging.getLogger(__name__)
@@ -44,6 +47,7 @@ def run_due_jobs(last: dict[str, float], now: float) -> list[str]:
         "notify": float(cfg.notifications.pollSeconds),
         "capacity_check": float(cfg.capacity.checkSeconds),
         "daily_summary": float(cfg.notifications.summary.checkSeconds),
+        "stats_rollup": ROLLUP_SECONDS,
     }
     ran = []
     for name, period in periods.items():
@@ -56,6 +60,8 @@ def run_due_jobs(last: dict[str, float], now: float) -> list[str]:
                     services.sla_scan(batch=cfg.sla.batchSize)
                 elif name == "expire_reservations":
                     services.work_items_expire_reservations()
+                elif name == "stats_rollup":
+                    stats_rollup.rollup()
                 elif name == "capacity_check":
                     services.queues_capacity_check()
                 elif name == "daily_summary":
