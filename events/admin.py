@@ -1,14 +1,26 @@
 from django.contrib import admin, messages
 
+from config.admin_lists import BigTableAdmin, field_choices_filter
 from events import services
 from events.models import Delivery, InboxCommand, OutboxEvent, ProcessedEvent, Subscription
 from events.relay import replay_dead_events
+from workitems.models import ACTIONS, CREATE, EVENT_NAMES
+
+# The event types written, for the list filters (a filter that read them from the table
+# would be a SELECT DISTINCT over the whole outbox): the action table's, the capacity
+# alert, and the inbound consumer's replies.
+EVENT_TYPES = sorted(
+    {f"workitem.{event}.v1" for event in EVENT_NAMES.values()}
+    | {"queue.capacity_alert.v1", "command.applied.v1", "command.rejected.v1"}
+)
+EventTypeFilter = field_choices_filter("event_type", EVENT_TYPES, title="event type")
+COMMAND_NAMES = [CREATE, *(name for name, action in ACTIONS.items() if not action.system)]
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Rows written only by the code paths that own them; the admin looks, it does not edit."""
-
-    show_full_result_count = False
+class ReadOnlyAdmin(BigTableAdmin):
+    """Rows written only by the code paths that own them; the admin looks, it does not edit
+    (a view page: no Save buttons, a POST is refused). Their tables grow without bound, so
+    the lists do not count them whole (BigTableAdmin)."""
 
     def get_readonly_fields(self, request, obj=None):
         return [f.name for f in self.model._meta.fields]
@@ -54,7 +66,7 @@ class OutboxEventAdmin(ReadOnlyAdmin):
         "attempts",
         "dead_lettered_at",
     )
-    list_filter = (DeadLetteredFilter, "event_type")
+    list_filter = (DeadLetteredFilter, EventTypeFilter)
     search_fields = ("=event_id", "=aggregate_id", "correlation_id", "trace_id")
     actions = ["replay"]
 
@@ -69,7 +81,8 @@ class OutboxEventAdmin(ReadOnlyAdmin):
 
 @admin.register(Subscription)
 class SubscriptionAdmin(admin.ModelAdmin):
-    """Webhook subscriptions; re-enable one that was disabled after failures."""
+    """Webhook subscriptions, read-only: created and deleted over the API (which checks the
+    URL against the SSRF guard and audits); here, re-enable one disabled after failures."""
 
     list_display = ("id", "url", "active", "consecutive_failures", "circuit_open_until", "disabled_at", "deleted_at")
     list_filter = ("active",)
@@ -90,6 +103,9 @@ class SubscriptionAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False  # through the API: it checks the URL and returns the secret once
 
+    def has_change_permission(self, request, obj=None):
+        return False  # no command changes a subscription: a saved form would skip the URL guard and the audit
+
     def has_delete_permission(self, request, obj=None):
         return False  # the delivery log stays; the API's DELETE deactivates
 
@@ -105,7 +121,7 @@ class DeliveryAdmin(ReadOnlyAdmin):
     """The webhook/callback delivery log."""
 
     list_display = ("id", "kind", "event_type", "url", "status", "attempts", "last_status_code", "next_attempt_at")
-    list_filter = ("status", "kind", "event_type")
+    list_filter = ("status", "kind", EventTypeFilter)
     search_fields = ("url",)
     list_select_related = ("subscription",)
 
@@ -115,7 +131,7 @@ class InboxCommandAdmin(ReadOnlyAdmin):
     """Inbound commands seen (one row per command_id) and their outcomes."""
 
     list_display = ("id", "received_at", "command", "command_id", "actor_username", "outcome", "work_item_id")
-    list_filter = ("command", "outcome")
+    list_filter = (field_choices_filter("command", COMMAND_NAMES), "outcome")
     search_fields = ("=command_id", "correlation_id")
 
 
@@ -124,5 +140,5 @@ class ProcessedEventAdmin(ReadOnlyAdmin):
     """What the notification consumer recorded (once per event_id)."""
 
     list_display = ("id", "processed_at", "event_type", "aggregate_id", "sequence", "correlation_id")
-    list_filter = ("event_type",)
+    list_filter = (EventTypeFilter,)
     search_fields = ("=event_id", "=aggregate_id", "correlation_id")

@@ -19,16 +19,25 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied
 from django.db import models
+from django.db.models import Q
+from django.http import HttpResponseNotAllowed
+from django.shortcuts import redirect
 from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.duration import duration_iso_string
+from django.utils.html import format_html
 
 from audit.models import AuditRecord
+from config.admin_lists import BigTableAdmin, fixed_choices_filter
 from config.context import acting
 from directory.admin import _errors_to_form
 from workitems import services
-from workitems.errors import FeatureDisabled, WorkstreamError
-from workitems.models import Calendar, Lifecycle, Queue, WorkItem
+from workitems.errors import FeatureDisabled, StaleVersion, ValidationFailed, WorkstreamError
+from workitems.models import ACTIONS, OPEN_STATES, Calendar, Lifecycle, Queue, SlaState, WorkItem
+from workitems.queues import queue_stats
 from workitems.services.definitions import CALENDAR_FIELDS, FIELDS, LIFECYCLE_FIELDS
 
 # --- queues and lifecycle definitions: saved by their commands ---------------------------
@@ -132,6 +141,20 @@ class QueueAdmin(CommandAdmin):
     search_fields = ("name", "description")
     filter_horizontal = ("candidate_groups", "supervisor_groups")
 
+    class Media:
+        css = {"all": ("workitems/admin.css",)}
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        queue = self.get_object(request, unquote(object_id))
+        if queue is not None:
+            extra_context = {**(extra_context or {}), "queue_figures": queue_figures(queue)}
+        return super().change_view(request, object_id, form_url, extra_context)
+
+
+def queue_figures(queue: Queue) -> dict[str, Any]:
+    """The queue page's live figures, as GET /queues/{name}/stats gives them."""
+    return queue_stats(queue=queue)
+
 
 # --- work items: read-only, changed by bulk actions -------------------------------------
 
@@ -183,25 +206,114 @@ def _audit_trail(item_id) -> list[AuditRecord]:
     return records
 
 
+# The list's filters: fixed choices (no SELECT DISTINCT), each narrowed to what an index covers.
+# Overdue is the API's `overdue` (open, past due_at: wi_open_due_idx), at risk the SLA scan's
+# mark (only open items with a due date carry it, so the same partial index bounds the search).
+SlaFilter = fixed_choices_filter(
+    "SLA",
+    "sla",
+    [
+        ("overdue", "overdue", lambda: Q(state__in=OPEN_STATES, due_at__lt=timezone.now())),
+        ("at_risk", "at risk", Q(state__in=OPEN_STATES, due_at__isnull=False, sla_state=SlaState.AT_RISK)),
+    ],
+)
+EscalationFilter = fixed_choices_filter(
+    "escalation level (open items)",
+    "escalated",
+    [
+        ("1", "1", Q(state__in=OPEN_STATES, escalation_level=1)),
+        ("2", "2", Q(state__in=OPEN_STATES, escalation_level=2)),
+        ("3", "3 or more", Q(state__in=OPEN_STATES, escalation_level__gte=3)),
+        ("any", "any", Q(state__in=OPEN_STATES, escalation_level__gte=1)),
+    ],
+)
+
+
+def sla_flag(item: WorkItem, now) -> str | None:
+    """ "overdue", "at-risk" or None: the row's highlight, by the same rules as SlaFilter."""
+    if item.state not in OPEN_STATES:
+        return None
+    if item.due_at is not None and item.due_at < now:
+        return "overdue"
+    if item.sla_state == SlaState.AT_RISK:
+        return "at-risk"
+    return None
+
+
+def _action_forms(item: WorkItem, allowed: list[str]) -> list[dict[str, Any]]:
+    """One form per action allowed now: its name and the inputs it takes (ACTIONS[a].args)."""
+    queues = None
+    forms_ = []
+    for name in allowed:
+        args = ACTIONS[name].args
+        if "queue" in args and queues is None:
+            queues = list(Queue.objects.filter(active=True).exclude(pk=item.queue_id).values_list("name", flat=True))
+        forms_.append({"name": name, "label": name.replace("_", " "), "args": args, "queues": queues or []})
+    return forms_
+
+
+def _action_arguments(action: str, post) -> dict[str, Any]:
+    """The command's arguments from the item page's form; ValidationFailed names a bad one."""
+    args: dict[str, Any] = {}
+    for name in ACTIONS[action].args:
+        value = post.get(name, "")
+        if name == "result":
+            try:
+                value = json.loads(value) if value.strip() else None
+            except ValueError:
+                raise ValidationFailed([{"field": "result", "message": "is not valid JSON"}]) from None
+            if value is not None and not isinstance(value, dict):
+                raise ValidationFailed([{"field": "result", "message": "must be a JSON object"}])
+        args[name] = value
+    return args
+
+
 @admin.register(WorkItem)
-class WorkItemAdmin(admin.ModelAdmin):
+class WorkItemAdmin(BigTableAdmin):
+    """Work items, read-only: the list stays cheap at millions of rows (no COUNT(*), no
+    DISTINCT, filters and search that indexes answer, sorted by id only); the item page runs
+    the actions allowed now through the service layer."""
+
     list_display = (
         "id",
         "task_name",
         "queue",
         "state",
+        "sla",
         "assignee",
         "priority",
         "due_at",
         "escalation_level",
         "created_at",
     )
-    list_filter = ("state", "queue", "escalation_level")
-    search_fields = ("=id", "workflow_id", "run_id", "task_name", "title", "correlation_id")
+    list_filter = ("state", "queue", SlaFilter, EscalationFilter)
     list_select_related = ("queue", "assignee")
-    date_hierarchy = "created_at"
-    show_full_result_count = False
+    ordering = ("-id",)
+    # Any other order is a sort of the whole (filtered) table: ids follow creation anyway.
+    sortable_by = ("id",)
+    search_help_text = "An item's id, or its exact workflow_id."
     actions = ("cancel_items", "escalate_items", "reassign_items")
+
+    class Media:
+        css = {"all": ("workitems/admin.css",)}
+
+    def get_search_results(self, request, queryset, search_term):
+        """Exact id or workflow_id: both are index lookups (the primary key, wi_workflow_run_idx);
+        a substring search would read every row."""
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        q = Q(workflow_id=term)
+        if term.isdigit() and int(term) < 2**63:
+            q |= Q(pk=int(term))
+        return queryset.filter(q), False
+
+    @admin.display(description="SLA")
+    def sla(self, obj):
+        flag = sla_flag(obj, timezone.now())
+        if flag is None:
+            return obj.get_sla_state_display() if obj.sla_state != SlaState.NONE else "–"
+        return format_html('<span class="ws-sla ws-sla-{}">{}</span>', flag, flag.replace("-", " "))
 
     def get_readonly_fields(self, request, obj=None):
         return [f.name for f in self.model._meta.fields] + ["candidate_users", "candidate_groups", "excluded_users"]
@@ -216,19 +328,70 @@ class WorkItemAdmin(admin.ModelAdmin):
         return False
 
     def has_act_permission(self, request):
-        """Who may run the bulk actions: Django's change permission on work items (the
-        commands then check the actor's platform roles, item by item)."""
+        """Who may run the actions: Django's change permission on work items (the commands
+        then check the actor's platform roles, item by item)."""
         return super().has_change_permission(request)
+
+    def get_urls(self):
+        act = path(
+            "<path:object_id>/act/",
+            self.admin_site.admin_view(self.act_view),
+            name=f"{self.opts.app_label}_{self.opts.model_name}_act",
+        )
+        return [act, *super().get_urls()]
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         item = self.get_object(request, unquote(object_id))
         if item is not None:
+            allowed = services.allowed_actions_for(item, request.user)
+            flag = sla_flag(item, timezone.now())
             extra_context = {
                 **(extra_context or {}),
                 "audit_records": _audit_trail(item.pk),
-                "allowed_actions": services.allowed_actions_for(item, request.user),
+                "allowed_actions": allowed,
+                "action_forms": _action_forms(item, allowed) if self.has_act_permission(request) else [],
+                "item_version": item.version,
+                "sla_flag": flag,
+                "sla_label": (flag or "").replace("-", " "),
             }
         return super().change_view(request, object_id, form_url, extra_context)
+
+    def act_view(self, request, object_id):
+        """One action on one item, from a button of its page: the command runs as the admin
+        user, channel "admin", guarded by the version the page showed; whatever it refuses
+        is a message on the page, never an error page."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not self.has_act_permission(request):
+            raise PermissionDenied
+        item = self.get_object(request, unquote(object_id))
+        if item is None:
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        page = reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_change", args=[item.pk])
+        action = request.POST.get("action", "")
+        if action not in services.COMMANDS or not ACTIONS[action].route:
+            messages.error(request, f"unknown action {action!r}")
+            return redirect(page)
+        try:
+            expected = int(request.POST.get("version", ""))
+        except ValueError:
+            messages.error(request, f"{action}: the page sent no version; reload it and try again.")
+            return redirect(page)
+        try:
+            args = _action_arguments(action, request.POST)
+            with acting(channel="admin"):
+                done = services.COMMANDS[action](item_id=item.pk, actor=request.user, expected_version=expected, **args)
+        except StaleVersion as exc:
+            messages.error(
+                request,
+                f"{action}: not done. The item changed meanwhile (this page showed version "
+                f"{exc.expected}, it is now at version {exc.current}): look at it again and retry.",
+            )
+        except WorkstreamError as exc:
+            messages.error(request, f"{action}: not done. {exc.detail}")
+        else:
+            messages.success(request, f"{action}: done; the item is {done.state} (version {done.version}).")
+        return redirect(page)
 
     def history_view(self, request, object_id, extra_context=None):
         """The item's history is its audit trail (the admin never changes an item itself)."""
