@@ -90,19 +90,18 @@ def _filters(request) -> Filters:
 
 def _tiles(f: Filters) -> list[dict]:
     by_id = figures.queue_figures(queues=f.queues, window=WINDOWS[f.window])
-    return [{"queue": q, **by_id[q.pk]} for q in f.queues]
+    return [{**by_id[q.pk], "queue": q} for q in f.queues]
 
 
 def _charts(f: Filters) -> dict:
-    now = timezone.now()
-    since = now - timedelta(hours=23)
-    created = figures.timeseries(metric="created", queues=f.queues, since=since, now=now)
-    completed = figures.timeseries(metric="completed", queues=f.queues, since=since, now=now)
+    since = timezone.now() - timedelta(hours=23)
+    created = figures.timeseries(metric="created", queues=f.queues, since=since)
+    completed = figures.timeseries(metric="completed", queues=f.queues, since=since)
     users = figures.user_figures(queues=f.queues, department=f.department)
-    ages = figures.age_distribution(queues=f.queues, now=now)
+    ages = figures.age_distribution(queues=f.queues)
     return {
         "throughput": {
-            "labels": [p["start"].strftime("%H:00") for p in created],
+            "labels": [p["label"] for p in created],
             "datasets": [
                 {"label": "created", "data": [p["count"] for p in created]},
                 {"label": "completed", "data": [p["count"] for p in completed]},
