@@ -282,11 +282,12 @@ def test_act_takes_only_a_post_from_someone_who_may_change_items(admin_client, c
 # --- the queue page --------------------------------------------------------------------------
 
 
-def test_the_queue_page_shows_its_figures(admin_client, make_item, queue, alice):
+def test_the_queue_page_shows_its_figures_from_the_maintained_counters(admin_client, make_item, queue, alice):
     make_item(), make_item(due_at=(timezone.now() - timedelta(minutes=1)).isoformat())
     services.work_item_claim(item_id=make_item().pk, actor=alice)
     html = admin_client.get(f"/admin/workitems/queue/{queue.pk}/change/").content.decode()
     section = html[html.index('id="queue-figures"') :]
     cell = lambda name: re.search(rf"<th scope=\"row\">{name}</th><td class=\"number\">([^<]*)</td>", section).group(1)  # noqa: E731
-    assert (cell("open"), cell("offered"), cell("assigned"), cell("overdue")) == ("3", "2", "1", "1")
+    assert (cell("open"), cell("offered"), cell("assigned"), cell("breached")) == ("3", "2", "1", "1")
+    assert cell("created") == "3"  # the window's figures too
     assert re.search(r'<th scope="row">alice</th><td class="number">1</td>', section)
