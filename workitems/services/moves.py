@@ -3,19 +3,24 @@ capacity check that alerts on a filling queue and moves its excess to the overfl
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
-from django.db import transaction
-from django.db.models import Q
+from django.contrib.auth import get_user_model
+from django.db import DatabaseError, transaction
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from audit.services import audit_record
 from config.timefmt import isoformat_z
+from directory.models import Profile
 from events.outbox import outbox_enqueue
-from workitems import policy
+from workitems import errors, policy
 from workitems.errors import NotAllowed, ValidationFailed
-from workitems.models import OPEN_STATES, Queue, State, WorkItem
-from workitems.services._core import Command, execute, push
+from workitems.models import HELD_STATES, OPEN_STATES, Queue, State, WorkItem
+from workitems.services._core import Command, execute, lock_for_system, push
+
+log = logging.getLogger(__name__)
 
 # A queue alerts once when its open items reach this share of max_open, and again only after
 # it has dropped below it.
@@ -144,3 +149,88 @@ def queues_capacity_check(*, now=None) -> dict[str, Any]:
     """Every queue with a `max_open`, and those with an alert to reset (beat job)."""
     names = Queue.objects.filter(Q(max_open__isnull=False) | Q(capacity_alerted_at__isnull=False))
     return {name: queue_rebalance(queue=name, now=now) for name in names.values_list("name", flat=True)}
+
+
+# --- a person over capacity -----------------------------------------------------------------
+
+
+def _loads(user) -> tuple[int, dict[int, int]]:
+    """What `user` holds plus what is reserved for them (the load distribution counts),
+    overall and per queue."""
+    rows = (
+        WorkItem.objects.filter(
+            Q(assignee_id=user.pk, state__in=HELD_STATES) | Q(reserved_for_id=user.pk, state=State.OFFERED)
+        )
+        .values_list("queue_id")
+        .annotate(n=Count("id"))
+    )
+    per_queue = dict(rows)
+    return sum(per_queue.values()), per_queue
+
+
+@transaction.atomic
+def _redistribute(item_id: int, user, reason: str) -> WorkItem | None:
+    item = lock_for_system(item_id)
+    if item.state != State.ASSIGNED or item.assignee_id != user.pk or not item.lifecycle.allow_release:
+        return None  # started, moved on or not releasable meanwhile
+    item = execute(
+        action="release",
+        item_id=item.pk,
+        actor=None,
+        expected_version=None,
+        audit_data={"reason": reason},
+        locked_item=item,
+    )
+    return push(item, exclude_ids=[user.pk])
+
+
+def work_items_redistribute_over_capacity(*, user, reason: str = "over capacity") -> list[int]:
+    """After a change that leaves `user` above their capacity (the profile's, overall, or a
+    queue's `capacity_per_user`: a capacity lowered, a return from absence), release their
+    not-yet-started items (ASSIGNED), lowest priority first, then newest, until they are
+    within it again; each goes back through its queue's distribution (never to them) as the
+    system, in its own savepoint. Started and suspended work stays theirs. Returns the ids."""
+    capacity = Profile.objects.filter(user_id=user.pk).values_list("capacity", flat=True).first()
+    total, per_queue = _loads(user)
+    limits = dict(
+        Queue.objects.filter(pk__in=per_queue, capacity_per_user__isnull=False).values_list("id", "capacity_per_user")
+    )
+    if (capacity is None or total <= capacity) and all(per_queue[q] <= limit for q, limit in limits.items()):
+        return []
+    released = []
+    candidates = (
+        WorkItem.objects.filter(assignee_id=user.pk, state=State.ASSIGNED)
+        .order_by("priority", "-created_at", "-id")
+        .values_list("id", "queue_id")
+    )
+    for item_id, queue_id in candidates:
+        over = capacity is not None and total > capacity
+        over_here = queue_id in limits and per_queue[queue_id] > limits[queue_id]
+        if not (over or over_here):
+            continue
+        try:
+            with transaction.atomic():
+                done = _redistribute(item_id, user, reason)
+        except (errors.WorkstreamError, DatabaseError):
+            log.warning("over-capacity redistribution: work item %s left as it was", item_id, exc_info=True)
+            continue
+        if done is not None:
+            released.append(item_id)
+            total -= 1
+            per_queue[queue_id] -= 1
+    return released
+
+
+def work_items_redistribute_queue_over_capacity(*, queue: Queue) -> list[int]:
+    """After a queue's `capacity_per_user` was lowered: each person holding more of its items
+    than that gets their excess redistributed (work_items_redistribute_over_capacity)."""
+    if queue.capacity_per_user is None:
+        return []
+    over = (
+        WorkItem.objects.filter(queue=queue, state__in=HELD_STATES, assignee__isnull=False)
+        .values_list("assignee")
+        .annotate(n=Count("id"))
+        .filter(n__gt=queue.capacity_per_user)
+    )
+    users = get_user_model().objects.filter(pk__in=[uid for uid, _ in over]).order_by("pk")
+    return [i for user in users for i in work_items_redistribute_over_capacity(user=user, reason="capacity lowered")]
