@@ -60,7 +60,12 @@ from workitems.services.lifecycle import (
     work_item_start,
     work_item_suspend,
 )
-from workitems.services.moves import queue_rebalance, queues_capacity_check, work_item_move
+from workitems.services.moves import (
+    queue_rebalance,
+    queues_capacity_check,
+    work_item_move,
+    work_items_redistribute_over_capacity,
+)
 
 # The command of each action, keyed by the action table's names (the system's own steps,
 # `reserve` inside push and the SLA scan's state changes, have none). A name missing here is
@@ -83,6 +88,7 @@ __all__ = [
     "queue_rebalance",
     "queue_update",
     "queues_capacity_check",
+    "work_items_redistribute_over_capacity",
     "sla_scan",
     "work_item_accept",
     "work_item_assign",
