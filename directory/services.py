@@ -30,7 +30,7 @@ from directory.selectors import out_of_office_q
 from workitems import schemas
 from workitems.errors import NotAllowed, ValidationFailed
 from workitems.policy import delegate_refusal, is_supervisor
-from workitems.services import absence
+from workitems.services import absence, moves
 
 User = get_user_model()
 
@@ -387,6 +387,8 @@ def profile_update(
         setattr(profile, key, changes[key])
     profile.save(update_fields=list(diff))
     _audit_user(locked, "user.profile_updated", actor, {"changes": diff, **({"source": source} if source else {})})
+    if "capacity" in diff:  # a lower capacity: their not-yet-started excess goes back to distribution
+        moves.work_items_redistribute_over_capacity(user=locked, reason="capacity lowered")
     return profile
 
 
