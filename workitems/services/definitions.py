@@ -19,6 +19,7 @@ from workitems import schemas, sla
 from workitems.errors import NotAllowed, NotFound, ValidationFailed
 from workitems.models import Calendar, Lifecycle, Queue, default_sensitive_roles
 from workitems.queues import calendar_snapshot, lifecycle_snapshot, queue_snapshot
+from workitems.services.moves import work_items_redistribute_queue_over_capacity
 
 FIELDS = (
     "name",
@@ -255,6 +256,9 @@ def queue_update(*, actor, name: str, data: dict) -> Queue:
         actor=actor,
         data={"changes": _diff(before, queue_snapshot(queue))},
     )
+    lowered = before["capacity_per_user"] is None or (queue.capacity_per_user or 0) < before["capacity_per_user"]
+    if queue.capacity_per_user is not None and lowered:  # who now holds too many gets the excess moved on
+        work_items_redistribute_queue_over_capacity(queue=queue)
     return queue
 
 
