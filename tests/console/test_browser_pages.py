@@ -52,59 +52,36 @@ def busy_day(review_queue, other_team_queue, console_users):
     return {"held": held}
 
 
-def _check_csp(response) -> None:
+def _show(visit, path: str, *, ready: str, screenshot: str, settle_ms: int = 500) -> None:
+    """Open `path`, check its policy, let it finish what it loads after the document (scripts,
+    htmx polls, charts), see `ready` (a data-testid) on it, check it is clean, and keep a screenshot."""
+    response = visit.goto(path)
+    assert response.status == 200, path
     policy = response.headers.get("content-security-policy", "")
     assert "script-src 'self'" in policy or "default-src 'self'" in policy, policy
     assert "unsafe-inline" not in policy and "unsafe-eval" not in policy, policy
-
-
-def _settle(visit, ms: int = 500) -> None:
-    """Let the page finish what it loads after the document (scripts, htmx requests, charts)."""
     visit.page.wait_for_load_state("networkidle")
-    visit.page.wait_for_timeout(ms)
+    visit.page.wait_for_timeout(settle_ms)
+    assert visit.by_testid(ready).first.is_visible(), f"{ready} on {path}"
+    visit.assert_clean()
+    visit.screenshot(screenshot)
 
 
 def test_every_main_page_is_clean_and_has_its_screenshot(open_page, busy_day, review_queue):
+    held = busy_day["held"].pk
     anonymous = open_page()
-    response = anonymous.goto("/console/login")
-    assert response.status == 200
-    _check_csp(response)
-    _settle(anonymous)
-    anonymous.assert_clean()
-    anonymous.screenshot("login")
+    _show(anonymous, "/console/login", ready="login-form", screenshot="login")
 
     worker = log_in(open_page(), "alice")
-    response = worker.goto("/console/inbox")
-    assert response.status == 200
-    _check_csp(response)
-    _settle(worker)
-    assert worker.by_testid(f"my-item-{busy_day['held'].pk}").is_visible()
-    worker.assert_clean()
-    worker.screenshot("inbox")
-
-    response = worker.goto(f"/console/items/{busy_day['held'].pk}")
-    assert response.status == 200
-    _check_csp(response)
-    _settle(worker)
-    assert worker.by_testid("result-form").is_visible()
-    worker.assert_clean()
-    worker.screenshot("item")
+    _show(worker, "/console/inbox", ready=f"my-item-{held}", screenshot="inbox")
+    _show(worker, f"/console/items/{held}", ready="result-form", screenshot="item")
 
     supervisor = log_in(open_page(), "sam")
-    response = supervisor.goto("/console/")
-    assert response.status == 200
-    _check_csp(response)
-    _settle(supervisor, 3_500)  # a poll of every live fragment has come back by then
-    supervisor.assert_clean()
-    supervisor.screenshot("dashboard")
-
-    response = supervisor.goto(f"/console/queues/{review_queue.name}")
-    assert response.status == 200
-    _check_csp(response)
-    _settle(supervisor)
-    assert supervisor.by_testid("queue-title").is_visible()
-    supervisor.assert_clean()
-    supervisor.screenshot("queue")
+    # 3.5 s: a poll of every live fragment has come back by then (and was clean too).
+    _show(supervisor, "/console/", ready=f"tile-{review_queue.name}", screenshot="dashboard", settle_ms=3_500)
+    drawn = supervisor.page.eval_on_selector_all("canvas[data-chart]", "cs => cs.map(c => c.dataset.drawn || '0')")
+    assert drawn and all(int(n) >= 1 for n in drawn), f"charts drawn (console.js): {drawn}"
+    _show(supervisor, f"/console/queues/{review_queue.name}", ready="queue-title", screenshot="queue")
 
     for visit in (anonymous, worker, supervisor):
         assert visit.requests, "the recorder saw the pages' requests"
