@@ -7,6 +7,7 @@ from audit.api import AuditListView, AuditVerifyView
 from directory import api as d
 from events import api as ev
 from notifications import api as n
+from stats import api as st
 from workitems.api import queue_views as q
 from workitems.api import views as w
 
@@ -21,8 +22,11 @@ urlpatterns = [
     path("workitems/<int:item_id>/<str:action>", w.WorkItemActionView.as_view(), name="workitem-action"),
     path("queues", q.QueueListCreateView.as_view(), name="queue-list"),
     path("queues/<slug:name>", q.QueueDetailView.as_view(), name="queue-detail"),
-    path("queues/<slug:name>/stats", q.QueueStatsView.as_view(), name="queue-stats"),
+    path("queues/<slug:name>/stats", st.QueueStatsView.as_view(), name="queue-stats"),
     path("queues/<slug:name>/rebalance", q.QueueRebalanceView.as_view(), name="queue-rebalance"),
+    path("stats/queues", st.StatsQueuesView.as_view(), name="stats-queues"),
+    path("stats/users", st.StatsUsersView.as_view(), name="stats-users"),
+    path("stats/timeseries", st.StatsTimeseriesView.as_view(), name="stats-timeseries"),
     path("calendars", q.CalendarListCreateView.as_view(), name="calendar-list"),
     path("calendars/<slug:name>", q.CalendarDetailView.as_view(), name="calendar-detail"),
     path("audit", AuditListView.as_view(), name="audit-list"),

@@ -25,7 +25,6 @@ from django.contrib.auth import get_user_model
 from django.db import connection
 from django.db.models import OuterRef, Subquery
 from django.utils import timezone
-from django.utils.duration import duration_iso_string
 
 from config.timefmt import isoformat_z
 from directory.models import Profile
@@ -62,6 +61,11 @@ def visible_queue_ids(*, actor, name: str | None = None) -> list[int]:
     if name is not None:
         return [queue_reads.queue_get_for(actor=actor, name=name).pk]
     return list(queue_reads.queue_list_for(actor=actor).prefetch_related(None).values_list("id", flat=True))
+
+
+def window_name(window: timedelta) -> str:
+    """A window of whole hours as ISO 8601 (PT24H)."""
+    return f"PT{max(1, int(window / HOUR))}H"
 
 
 def window_start(window: timedelta, now: datetime | None = None) -> datetime:
@@ -165,7 +169,7 @@ def queue_figures(queue_ids: Collection[int], window: timedelta = DEFAULT_WINDOW
             "oldest_age_seconds": max(0, int((now - oldest_at).total_seconds())) if oldest_at else None,
             "max_open": max_open,
             "utilization": None,
-            "window": duration_iso_string(window),
+            "window": window_name(window),
             "window_start": isoformat_z(start),
         }
     ids = list(out)
