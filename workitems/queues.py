@@ -1,19 +1,17 @@
-"""Queue reads: which queues an actor sees, a queue's snapshot, its statistics.
+"""Queue reads: which queues an actor sees, a queue's snapshot (its statistics: stats.selectors).
 The commands that change queues are in workitems.services.definitions."""
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
-from django.db.models import Count, F, Min, Q, QuerySet
-from django.utils import timezone
+from django.db.models import QuerySet
 from django.utils.duration import duration_iso_string
 
 from config.timefmt import isoformat_z
 from workitems import policy
 from workitems.errors import NotFound
-from workitems.models import HELD_STATES, OPEN_STATES, Queue, State, WorkItem
+from workitems.models import Queue
 
 
 def queue_list_for(*, actor) -> QuerySet[Queue]:
@@ -57,37 +55,6 @@ def queue_snapshot(queue: Queue) -> dict[str, Any]:
         "active": queue.active,
         "created_at": isoformat_z(queue.created_at),
         "updated_at": isoformat_z(queue.updated_at),
-    }
-
-
-def queue_stats(*, queue: Queue, window_days: int = 30) -> dict[str, Any]:
-    """Load, age and SLA figures of one queue, from the open-state partial indexes."""
-    now = timezone.now()
-    open_items = WorkItem.objects.filter(queue=queue, state__in=OPEN_STATES)
-    by_state = dict(open_items.values_list("state").annotate(n=Count("id")).values_list("state", "n"))
-    agg = open_items.aggregate(oldest=Min("created_at"), overdue=Count("id", filter=Q(due_at__lt=now)))
-    closed = WorkItem.objects.filter(
-        queue=queue, state=State.COMPLETED, completed_at__gte=now - timedelta(days=window_days), due_at__isnull=False
-    ).aggregate(total=Count("id"), on_time=Count("id", filter=Q(completed_at__lte=F("due_at"))))
-    load = (
-        WorkItem.objects.filter(queue=queue, state__in=HELD_STATES, assignee__isnull=False)
-        .values_list("assignee__username")
-        .annotate(n=Count("id"))
-        .order_by("-n")
-    )
-    return {
-        "queue": queue.name,
-        "open": sum(by_state.values()),
-        "offered": by_state.get(State.OFFERED, 0),
-        "assigned": by_state.get(State.ASSIGNED, 0),
-        "in_progress": by_state.get(State.IN_PROGRESS, 0),
-        "suspended": by_state.get(State.SUSPENDED, 0),
-        "overdue": agg["overdue"],
-        "oldest_age_seconds": int((now - agg["oldest"]).total_seconds()) if agg["oldest"] else None,
-        "sla_compliance": round(closed["on_time"] / closed["total"], 4) if closed["total"] else None,
-        "sla_window_days": window_days,
-        "completed_in_window": closed["total"],
-        "per_user_load": [{"user": u, "open": n} for u, n in load],
     }
 
 

@@ -118,9 +118,9 @@ def test_queue_stats(api, alice, carol, sam, make_item):
     stats = resp.json()
     assert stats["queue"] == "team-a-queue"
     assert (stats["open"], stats["offered"], stats["assigned"], stats["in_progress"]) == (5, 2, 2, 1)
-    assert stats["overdue"] == 1
+    assert stats["breached"] == 1  # created past its deadline
     assert stats["oldest_age_seconds"] >= 0
-    assert stats["sla_compliance"] == 1.0 and stats["completed_in_window"] == 1
+    assert stats["sla_compliance"] == 1.0 and stats["completed"] == 1
     assert {(u["user"], u["open"]) for u in stats["per_user_load"]} == {("alice", 2), ("carol", 1)}
 
 

@@ -76,26 +76,6 @@ class QueuePatchIn(QueueIn):
     name = serializers.SlugField(max_length=100, required=False)
 
 
-class UserLoadOut(serializers.Serializer):
-    user = serializers.CharField()
-    open = serializers.IntegerField()
-
-
-class QueueStatsOut(serializers.Serializer):
-    queue = serializers.CharField()
-    open = serializers.IntegerField()
-    offered = serializers.IntegerField()
-    assigned = serializers.IntegerField()
-    in_progress = serializers.IntegerField()
-    suspended = serializers.IntegerField()
-    overdue = serializers.IntegerField()
-    oldest_age_seconds = serializers.IntegerField(allow_null=True)
-    sla_compliance = serializers.FloatField(allow_null=True)
-    sla_window_days = serializers.IntegerField()
-    completed_in_window = serializers.IntegerField()
-    per_user_load = UserLoadOut(many=True)
-
-
 def _object_body(request) -> dict:
     if not isinstance(request.data, dict):
         raise ProblemException("validation-error", "the request body must be a JSON object")
@@ -133,14 +113,6 @@ class QueueDetailView(WorkstreamAPIView):
         queues.queue_get_for(actor=request.user, name=name)  # 404 before 403 for what one may not see
         queue = services.queue_update(actor=request.user, name=name, data=_object_body(request))
         return Response(queues.queue_snapshot(queue))
-
-
-class QueueStatsView(WorkstreamAPIView):
-    @extend_schema(operation_id="queues_stats", responses={200: QueueStatsOut, **PROBLEM_RESPONSES(401, 404, 429)})
-    def get(self, request, name: str):
-        # Whoever may see the queue may see its figures (members watch their own load).
-        queue = queues.queue_get_for(actor=request.user, name=name)
-        return Response(queues.queue_stats(queue=queue))
 
 
 class RebalanceOut(serializers.Serializer):
