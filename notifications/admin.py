@@ -2,7 +2,7 @@ from django.contrib import admin, messages
 
 from events.admin import ReadOnlyAdmin  # rows the admin shows and never writes
 from notifications import sender
-from notifications.models import Notification, NotificationDelivery, NotifierCursor
+from notifications.models import Notification, NotificationDelivery, NotifierCursor, QueueSummary
 
 
 @admin.register(NotificationDelivery)
@@ -33,3 +33,12 @@ class NotificationAdmin(ReadOnlyAdmin):
 @admin.register(NotifierCursor)
 class NotifierCursorAdmin(ReadOnlyAdmin):
     list_display = ("id", "last_id", "scanned_to", "updated_at")
+
+
+@admin.register(QueueSummary)
+class QueueSummaryAdmin(ReadOnlyAdmin):
+    """The daily summaries sent: one row per queue and day, with its figures."""
+
+    list_display = ("day", "queue", "open", "overdue", "breached", "completed", "met", "created_at")
+    list_filter = ("day",)
+    search_fields = ("queue",)

@@ -127,3 +127,11 @@ def test_the_beat_task_runs_it(ws_config, svc, sam, team_a):
     assert tasks.daily_summary_task.apply().get() == 1
     assert tasks.daily_summary_task.apply().get() == 0
     assert WorkItem.objects.count() == 1
+
+
+def test_the_admin_lists_the_summaries(admin_client, ws_config, svc, team_a):
+    ws_config({"notifications": {"summary": {"timeOfDay": "00:00"}}})
+    factories.item(actor=svc, queue=factories.queue("listed-q", groups=[team_a]))
+    summary.summarise()
+    page = admin_client.get("/admin/notifications/queuesummary/")
+    assert page.status_code == 200 and "listed-q" in page.content.decode()
