@@ -25,7 +25,7 @@ from console import figures
 from console.access import console_view, supervises
 from directory.models import Department
 from workitems import policy
-from workitems.api.views import FAR_FUTURE
+from workitems.api.views import FAR_FUTURE, WorkItemListCreateView
 from workitems.filters import ORDERINGS, WorkItemFilter
 from workitems.models import OPEN_STATES, SlaState, State
 from workitems.queues import queue_get_for, queue_list_for, queue_snapshot
@@ -202,17 +202,6 @@ def live(request, part: str):
 QUEUE_ITEM_PARAMS = ("state", "sla_state", "assignee", "priority_min", "priority_max", "overdue", "ordering")
 
 
-class _QueueItemsView:
-    """What api.pagination.Cursor asks of a view: the order, as the API's item list gives it."""
-
-    def cursor_ordering(self, request):
-        order = request.query_params.get("ordering") or "-created_at"
-        desc, field = order.startswith("-"), order.lstrip("-")
-        if field == "due_at":
-            field = "due_sort"  # nulls sort as "no deadline", as in GET /workitems
-        return (("-" if desc else "") + field, "-id" if desc else "id")
-
-
 @require_GET
 @console_view
 def queue_page(request, name: str):
@@ -236,7 +225,8 @@ def queue_page(request, name: str):
         qs = filterset.qs.annotate(due_sort=Coalesce(F("due_at"), Value(FAR_FUTURE))).select_related("assignee")
         paginator = Cursor()
         try:
-            page = paginator.paginate_queryset(qs, Request(request), view=_QueueItemsView())
+            # the API list view's order (due_at as due_sort: no deadline last), as GET /workitems sorts
+            page = paginator.paginate_queryset(qs, Request(request), view=WorkItemListCreateView())
             links = paginator.get_paginated_response([]).data
         except ProblemException as exc:
             error, status = str(exc.detail), 400

@@ -123,7 +123,10 @@ def test_redoc_is_served_offline(db):
     assert script.status_code == 200 and "SwaggerUIBundle" in script.content.decode()
 
 
-def test_the_vendored_assets_are_served(db):
+def test_the_vendored_assets_are_served(db, settings):
+    # whitenoise serves STATIC_ROOT (collectstatic) in production; here it finds the app's files
+    settings.WHITENOISE_USE_FINDERS = True
+    settings.WHITENOISE_AUTOREFRESH = True
     for path in (
         "/static/console/vendor/htmx-2.0.11.min.js",
         "/static/console/vendor/chart-4.6.1.umd.min.js",
