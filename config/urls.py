@@ -1,9 +1,12 @@
 from csp.decorators import csp_update
 from django.contrib import admin
+from django.templatetags.static import static
 from django.urls import include, path
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularJSONAPIView, SpectacularRedocView, SpectacularSwaggerSplitView
 
 from config import health, observability
+from console.apidocs import redoc_bundle
 from console.dashboard import root
 
 # Swagger UI's and ReDoc's bundles inject <style> elements (React, styled-components) and ReDoc
@@ -29,6 +32,7 @@ urlpatterns = [
         ),
         name="redoc",
     ),
+    path("redoc/redoc.standalone.js", redoc_bundle, name="redoc-bundle"),
     path("admin/", admin.site.urls),
     path("health", health.health, name="health"),
     path("health/live", health.live, name="health-live"),
@@ -36,6 +40,8 @@ urlpatterns = [
     path("metrics", observability.metrics_view, name="prometheus-django-metrics"),
     path("console/", include("console.urls")),
     path("", root, name="root"),
+    # browsers ask for /favicon.ico on every page that names none (the admin, error pages)
+    path("favicon.ico", RedirectView.as_view(url=static("console/favicon.svg"), permanent=True)),
 ]
 
 handler400 = "api.problems.handler400"

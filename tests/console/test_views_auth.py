@@ -114,13 +114,22 @@ def test_redoc_is_served_offline(db):
     assert response.status_code == 200
     html = response.content.decode()
     assert "fonts.googleapis" not in html and "fonts.gstatic" not in html and "https://" not in html
-    assert '<script src="/static/drf_spectacular_sidecar/redoc/bundles/redoc.standalone.js">' in html
+    assert '<script src="/redoc/redoc.standalone.js">' in html
     assert "<script>" not in html  # no inline script
     assert "script-src 'self'" in response.headers["Content-Security-Policy"]
+    bundle = Client().get("/redoc/redoc.standalone.js")
+    assert bundle.status_code == 200 and bundle.headers["Content-Type"].startswith("application/javascript")
+    code = bundle.content.decode()
+    assert "Redoc" in code and "cdn.redoc.ly" not in code  # the sidebar's logo no longer comes from a CDN
     swagger = Client().get("/swagger/")
     assert swagger.status_code == 200 and "<script>" not in swagger.content.decode()
     script = Client().get("/swagger/?script=")
     assert script.status_code == 200 and "SwaggerUIBundle" in script.content.decode()
+
+
+def test_favicon_is_the_consoles(db):
+    response = Client().get("/favicon.ico")
+    assert response.status_code == 301 and response.headers["Location"] == "/static/console/favicon.svg"
 
 
 def test_the_vendored_assets_are_served(db, settings):
