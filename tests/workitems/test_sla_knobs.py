@@ -39,6 +39,22 @@ def test_levels_held_while_escalation_was_off_fire_when_it_is_on_again(ws_config
     assert services.sla_scan(now=t0 + timedelta(hours=8)) == 0
 
 
+def test_a_level_before_the_at_risk_share_is_revisited_on_track_items_too(ws_config, svc, sla_queue):
+    sla_queue.escalation_policy = [{"at": 0.5, "actions": [{"type": "raise_priority", "by": 30}]}]
+    sla_queue.save()
+    ws_config({"features": {"escalation": False}})
+    item = factories.item(actor=svc, queue=sla_queue, priority=10)
+    t0 = item.created_at
+    services.sla_scan(now=t0 + timedelta(hours=2, minutes=10))  # past the level, before at risk
+    item.refresh_from_db()
+    assert (item.sla_state, item.priority) == (SlaState.ON_TRACK, 10)
+    assert item.sla_next_at == t0 + timedelta(hours=3)  # the at-risk moment: the level is left out
+    ws_config({"features": {"escalation": True}})
+    services.sla_scan(now=t0 + timedelta(hours=2, minutes=20))  # still before at risk
+    item.refresh_from_db()
+    assert (item.sla_state, item.priority, item.sla_level) == (SlaState.ON_TRACK, 40, 1)
+
+
 def test_an_item_changed_meanwhile_is_left_to_its_own_next_moment(ws_config, svc, sam, sla_queue, team_a):
     ws_config({"features": {"escalation": False}})
     item = factories.item(actor=svc, queue=sla_queue)

@@ -140,16 +140,20 @@ def _revisit_held(batch: int) -> int:
     the queues it saw then: their next SLA moment left the policy levels out (sla.next_moment),
     so a breached item would never come due again. Its `sla_next_at` is brought forward to
     what the rules say now; the scan then fires the levels that are due. Each queue is walked
-    once by id, in batches; returns how many items were brought forward."""
+    once by id, in batches; returns how many items were brought forward.
+
+    Only items whose next moment can have lost a level are read: at risk and breached ones,
+    and on-track ones only when the policy has a level before the at-risk share (otherwise
+    their next moment, the at-risk one, comes no later than any level)."""
     moved = 0
-    for queue_id, held in Queue.objects.filter(escalation_held_since__isnull=False).values_list(
-        "id", "escalation_held_since"
-    ):
+    for queue in Queue.objects.filter(escalation_held_since__isnull=False):
+        early = any(level["at"] < queue.at_risk_ratio for level in sla.policy_of(queue))
+        states = [SlaState.AT_RISK, SlaState.BREACHED] + ([SlaState.ON_TRACK] if early else [])
         last = 0
         while True:
             items = list(
                 WorkItem.objects.select_related("queue__calendar")
-                .filter(queue_id=queue_id, state__in=OPEN_STATES, due_at__isnull=False, id__gt=last)
+                .filter(queue_id=queue.pk, state__in=OPEN_STATES, sla_state__in=states, id__gt=last)
                 .exclude(state=State.SUSPENDED)
                 .order_by("id")[:batch]
             )
@@ -163,7 +167,9 @@ def _revisit_held(batch: int) -> int:
             if len(items) < batch:
                 break
             last = items[-1].pk
-        Queue.objects.filter(pk=queue_id, escalation_held_since=held).update(escalation_held_since=None)
+        Queue.objects.filter(pk=queue.pk, escalation_held_since=queue.escalation_held_since).update(
+            escalation_held_since=None
+        )
     return moved
 
 
