@@ -1,6 +1,7 @@
 """A worker's day in real headless Chromium against a gunicorn of the app (tests/console/conftest.py):
 log in, get next, start, complete through the form rendered from the lifecycle's result schema
-(a validation error first); another team's queue and items stay out of sight."""
+(a validation error first); another team's queue and items stay out of sight; a change made
+meanwhile is "changed meanwhile, reload", not an error page."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 from tests import factories
 from tests.console.browser import *  # noqa: F403 (the browser fixtures)
 from tests.console.browser import log_in
+from workitems import services
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -101,3 +103,31 @@ def test_a_worker_cannot_see_another_teams_queue(worker_page, review_queue, othe
     assert "Nothing to claim" in visit.page.inner_text("body")
     theirs.refresh_from_db()
     assert theirs.state == "OFFERED" and theirs.assignee_id is None
+
+
+def test_a_change_made_meanwhile_says_reload_instead_of_an_error_page(
+    worker_page, review_queue, console_server, console_users
+):
+    item = factories.item(actor=console_users["svc"], queue=review_queue, title="Changes under her feet")
+    item = services.work_item_claim(item_id=item.pk, actor=console_users["alice"])
+    visit = worker_page
+    visit.goto(f"/console/items/{item.pk}")
+    shown = int(visit.by_testid("item-version").inner_text())
+
+    # A supervisor escalates it through the REST API while alice has the page open.
+    with console_server.api("sam") as api:
+        resp = api.post(f"/workitems/{item.pk}/escalate", json={"reason": "customer called"})
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["version"] > shown
+
+    visit.click_and_wait("action-start")
+    assert visit.by_testid("stale-message").is_visible()
+    assert "changed meanwhile" in visit.by_testid("stale-message").inner_text()
+    item.refresh_from_db()
+    assert item.state == "ASSIGNED", "nothing was done with the old version"
+    visit.expect_errors(f"status of 409 (Conflict) [{visit.base_url}/console/items/{item.pk}/start]")
+
+    visit.click_and_wait("stale-reload")
+    assert int(visit.by_testid("item-version").inner_text()) == item.version
+    visit.click_and_wait("action-start")
+    assert visit.by_testid("item-state").inner_text().strip().lower() == "in progress"
