@@ -9,9 +9,11 @@ import functools
 from collections.abc import Iterator
 
 from django import forms
+from django.conf import settings
 from django.contrib.auth.forms import AuthenticationForm
 from django.contrib.auth.views import redirect_to_login
-from django.http import Http404
+from django.http import Http404, HttpResponse
+from django.shortcuts import resolve_url
 
 from config import context
 from directory.roles import ADMIN, SUPERVISOR, WORKER, roles_of
@@ -52,6 +54,11 @@ def console_view(view=None, *, supervisors_only: bool = False):
         @functools.wraps(func)
         def wrapper(request, *args, **kwargs):
             if not request.user.is_authenticated:
+                if request.headers.get("HX-Request"):
+                    # a poll after the session ended: the whole page goes to the login, not the fragment
+                    response = HttpResponse(status=204)
+                    response["HX-Redirect"] = resolve_url(settings.LOGIN_URL)
+                    return response
                 return redirect_to_login(request.get_full_path())
             if not may_use_console(request.user) or (supervisors_only and not supervises(request.user)):
                 raise Http404("not found")

@@ -53,6 +53,11 @@ def test_root_redirects_to_the_console_and_anonymous_callers_to_the_login(alice)
         assert response.headers["Location"].startswith("/console/login?next="), path
 
 
+def test_a_poll_after_the_session_ended_sends_the_page_to_the_login(db):
+    response = Client().get("/console/live/tiles", headers={"HX-Request": "true"})
+    assert response.status_code == 204 and response.headers["HX-Redirect"] == "/console/login"
+
+
 def test_a_form_post_without_the_csrf_token_is_refused(as_user, alice, make_item):
     item = make_item()
     client = as_user(alice, csrf=True)
