@@ -20,6 +20,7 @@ from django.utils.dateparse import parse_datetime
 from stats.triggers import OPEN_SQL, TABLE, hour_of, not_after, seconds_between
 
 BATCH = 50_000
+UPSERT_ROWS = 500
 _LOCK_KEY = 0x57A75  # pg advisory lock of the roll-up and the rebuild
 # The hourly figures, in the order of stats_queuehour's columns after (queue_id, hour).
 HOUR_FIELDS = (
@@ -61,15 +62,18 @@ def _upsert(conn, table: str, key: tuple[str, ...], fields: tuple[str, ...], row
     if not rows:
         return
     cols = (*key, *fields)
-    sql = (
-        f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join(['%s'] * len(cols))}) "
-        f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET "
-        + ", ".join(f"{f} = {table}.{f} + excluded.{f}" for f in fields)
-    )
     adapt = conn.ops.adapt_datetimefield_value
     params = [[adapt(k) if isinstance(k, datetime) else k for k in keys] + list(vals) for keys, vals in rows.items()]
+    row_sql = "(" + ", ".join(["%s"] * len(cols)) + ")"
+    update = ", ".join(f"{f} = {table}.{f} + excluded.{f}" for f in fields)
     with conn.cursor() as cur:
-        cur.executemany(sql, params)
+        for i in range(0, len(params), UPSERT_ROWS):  # a few statements, not one round trip per key
+            chunk = params[i : i + UPSERT_ROWS]
+            cur.execute(
+                f"INSERT INTO {table} ({', '.join(cols)}) VALUES {', '.join([row_sql] * len(chunk))} "
+                f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {update}",
+                [v for row in chunk for v in row],
+            )
 
 
 def _locked() -> bool:
