@@ -23,14 +23,14 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.db import connection
-from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
 from config.timefmt import isoformat_z
 from directory.models import Profile
 from stats.rollup import HOUR_FIELDS, as_utc, db_time, hour_start
+from stats.triggers import OPEN_SQL, seconds_between
 from workitems import queues as queue_reads
-from workitems.models import OPEN_STATES, Queue, State, WorkItem
+from workitems.models import Queue, State, WorkItem
 
 HOUR = timedelta(hours=1)
 DEFAULT_WINDOW = timedelta(hours=24)
@@ -85,16 +85,6 @@ def _rows(sql: str, params: list[Any]) -> list[tuple]:
         return cur.fetchall()
 
 
-def _open_counts(ids: list[int]) -> list[tuple]:
-    return _rows(
-        "SELECT queue_id, state, sla_state, SUM(n) FROM ("
-        f"SELECT queue_id, state, sla_state, n FROM stats_queuecounter WHERE queue_id IN {_in(ids)} "
-        f"UNION ALL SELECT queue_id, state, sla_state, n FROM stats_delta WHERE n <> 0 AND queue_id IN {_in(ids)}"
-        ") x GROUP BY queue_id, state, sla_state",
-        [*ids, *ids],
-    )
-
-
 def _held_by_user(ids: list[int]) -> list[tuple]:
     """(queue id, user id, username, held open items) with at least one."""
     users = get_user_model()._meta.db_table
@@ -106,18 +96,6 @@ def _held_by_user(ids: list[int]) -> list[tuple]:
         f") x JOIN {users} u ON u.id = x.user_id GROUP BY x.queue_id, x.user_id, u.username HAVING SUM(x.n) > 0",
         [*ids, *ids],
     )
-
-
-def _window_sums(ids: list[int], start: datetime) -> dict[int, dict[str, float]]:
-    cols = ", ".join(HOUR_FIELDS)
-    rows = _rows(
-        f"SELECT queue_id, {', '.join(f'SUM({f})' for f in HOUR_FIELDS)} FROM ("
-        f"SELECT queue_id, {cols} FROM stats_queuehour WHERE queue_id IN {_in(ids)} AND hour >= %s "
-        f"UNION ALL SELECT queue_id, {cols} FROM stats_delta WHERE at IS NOT NULL AND queue_id IN {_in(ids)} "
-        "AND at >= %s) x GROUP BY queue_id",
-        [*ids, db_time(start), *ids, db_time(start)],
-    )
-    return {r[0]: dict(zip(HOUR_FIELDS, r[1:], strict=True)) for r in rows}
 
 
 def _mean(total: float, n: int) -> float | None:
@@ -154,40 +132,41 @@ def queue_figures(queue_ids: Collection[int], window: timedelta = DEFAULT_WINDOW
     if not ids:
         return {}
     now = timezone.now()
-    oldest = WorkItem.objects.filter(queue_id=OuterRef("pk"), state__in=OPEN_STATES).order_by("created_at")
-    queues = Queue.objects.filter(pk__in=ids).annotate(oldest=Subquery(oldest.values("created_at")[:1]))
     start = window_start(window, now)
     out: dict[int, dict[str, Any]] = {}
-    for qid, name, max_open, oldest_at in queues.values_list("id", "name", "max_open", "oldest"):
-        out[qid] = {
-            "queue": name,
-            "open": 0,
-            **dict.fromkeys(_STATE_FIELDS.values(), 0),
-            "unassigned": 0,
-            "at_risk": 0,
-            "breached": 0,
-            "oldest_age_seconds": max(0, int((now - oldest_at).total_seconds())) if oldest_at else None,
-            "max_open": max_open,
-            "utilization": None,
-            "window": window_name(window),
-            "window_start": isoformat_z(start),
-        }
-    ids = list(out)
-    if not ids:
-        return {}
-    for qid, state, sla_state, n in _open_counts(ids):
+    load: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    sums: dict[int, dict[str, float]] = {}
+    counts = []
+    for kind, qid, a, b, *v in _rows(*_queue_sql(ids, start, now)):
+        if kind == "q":
+            max_open, age = v[0], v[1]
+            out[qid] = {
+                "queue": a,
+                "open": 0,
+                **dict.fromkeys(_STATE_FIELDS.values(), 0),
+                "unassigned": 0,
+                "at_risk": 0,
+                "breached": 0,
+                "oldest_age_seconds": None if age is None else max(0, int(age)),
+                "max_open": None if max_open is None else int(max_open),
+                "utilization": None,
+                "window": window_name(window),
+                "window_start": isoformat_z(start),
+            }
+        elif kind == "o":
+            counts.append((qid, a, b, int(v[0])))
+        elif kind == "u":
+            load[qid].append({"user": a, "open": int(v[0])})
+        else:
+            sums[qid] = dict(zip(HOUR_FIELDS, v, strict=True))
+    for qid, state, sla_state, n in counts:
         fig = out[qid]
         fig["open"] += n
         if state in _STATE_FIELDS:
             fig[_STATE_FIELDS[state]] += n
         if sla_state in ("at_risk", "breached"):
             fig[sla_state] += n
-    load: dict[int, list[dict[str, Any]]] = defaultdict(list)
-    for qid, _uid, username, n in _held_by_user(ids):
-        load[qid].append({"user": username, "open": int(n)})
-    sums = _window_sums(ids, start)
     for qid, fig in out.items():
-        fig["open"] = int(fig["open"])
         users = sorted(load[qid], key=lambda u: (-u["open"], u["user"]))
         fig["unassigned"] = fig["open"] - sum(u["open"] for u in users)
         if fig["max_open"]:
@@ -195,6 +174,40 @@ def queue_figures(queue_ids: Collection[int], window: timedelta = DEFAULT_WINDOW
         fig.update(_window_figures(sums.get(qid)))
         fig["per_user_load"] = users
     return out
+
+
+def _queue_sql(ids: list[int], start: datetime, now: datetime) -> tuple[str, list[Any]]:
+    """One statement for all of queue_figures (a round trip, a plan): rows tagged q (the queue:
+    name, max_open, age of its oldest open item by the partial index), o (open counts by state
+    and SLA state), u (held per user), w (the window's sums); counters plus pending deltas."""
+    vendor = connection.vendor
+    pad = lambda k: ", ".join(["0"] * k)  # noqa: E731 - the columns a branch does not use
+    users = get_user_model()._meta.db_table
+    oldest = (
+        f"(SELECT w.created_at FROM {WorkItem._meta.db_table} w WHERE w.queue_id = q.id "
+        f"AND w.state IN {OPEN_SQL} ORDER BY w.created_at LIMIT 1)"
+    )
+    width = len(HOUR_FIELDS)
+    cols = ", ".join(HOUR_FIELDS)
+    sql = (
+        f"SELECT 'q' AS kind, q.id AS queue_id, q.name AS a, '' AS b, q.max_open AS v0, "
+        f"{seconds_between(vendor, '%s', oldest)} AS v1, {pad(width - 2)} "
+        f"FROM {Queue._meta.db_table} q WHERE q.id IN {_in(ids)} "
+        f"UNION ALL SELECT 'o', queue_id, state, sla_state, SUM(n), {pad(width - 1)} FROM ("
+        f"SELECT queue_id, state, sla_state, n FROM stats_queuecounter WHERE queue_id IN {_in(ids)} "
+        f"UNION ALL SELECT queue_id, state, sla_state, n FROM stats_delta WHERE n <> 0 AND queue_id IN {_in(ids)}"
+        ") c GROUP BY queue_id, state, sla_state "
+        f"UNION ALL SELECT 'u', x.queue_id, u.username, '', SUM(x.n), {pad(width - 1)} FROM ("
+        f"SELECT queue_id, user_id, n FROM stats_usercounter WHERE queue_id IN {_in(ids)} "
+        "UNION ALL SELECT queue_id, assignee_id, n FROM stats_delta "
+        f"WHERE n <> 0 AND assignee_id IS NOT NULL AND queue_id IN {_in(ids)}"
+        f") x JOIN {users} u ON u.id = x.user_id GROUP BY x.queue_id, u.username HAVING SUM(x.n) > 0 "
+        f"UNION ALL SELECT 'w', queue_id, '', '', {', '.join(f'SUM({f})' for f in HOUR_FIELDS)} FROM ("
+        f"SELECT queue_id, {cols} FROM stats_queuehour WHERE queue_id IN {_in(ids)} AND hour >= %s "
+        f"UNION ALL SELECT queue_id, {cols} FROM stats_delta WHERE at IS NOT NULL AND queue_id IN {_in(ids)} "
+        "AND at >= %s) h GROUP BY queue_id"
+    )
+    return sql, [db_time(now), *ids * 6, db_time(start), *ids, db_time(start)]
 
 
 def user_figures(queue_ids: Collection[int], window: timedelta = DEFAULT_WINDOW) -> list[dict[str, Any]]:
