@@ -228,9 +228,13 @@ class Visit:
     failed_responses: list[str] = field(default_factory=list)
     expected_errors: list[str] = field(default_factory=list)
     required_errors: list[str] = field(default_factory=list)
+    server_log: object = None  # () -> the server's log tail, for a 5xx
 
     def goto(self, path: str):
-        return self.page.goto(self.base_url + path)
+        response = self.page.goto(self.base_url + path)
+        if response is not None and response.status >= 500 and self.server_log is not None:
+            print(f"{response.status} for {path}; the server's log:\n{self.server_log()}")
+        return response
 
     def path(self) -> str:
         return urlsplit(self.page.url).path
@@ -275,7 +279,8 @@ class Visit:
                 f"expected a console error with {fragment!r}: {self.console_errors}"
             )
         unexpected = [e for e in self.console_errors if not any(f in e for f in self.expected_errors)]
-        assert unexpected == [], f"console errors: {unexpected}; responses >= 400: {self.failed_responses}"
+        server = self.server_log() if self.server_log and any(r.startswith("5") for r in self.failed_responses) else ""
+        assert unexpected == [], f"console errors: {unexpected}; responses >= 400: {self.failed_responses}\n{server}"
         assert self.off_host_requests() == [], f"requests that left {LOCAL_HOST}: {self.off_host_requests()}"
 
     def _on_console(self, msg) -> None:
@@ -295,7 +300,7 @@ def open_page(browser, console_server, transactional_db):
         contexts.append(context)
         page = context.new_page()
         page.set_default_timeout(10_000)
-        visit = Visit(page=page, base_url=console_server.url)
+        visit = Visit(page=page, base_url=console_server.url, server_log=console_server.log_tail)
         page.on("console", visit._on_console)
         page.on("pageerror", lambda exc: visit.console_errors.append(f"{page.url}: uncaught {exc}"))
         page.on("request", lambda req: visit.requests.append(req.url))
