@@ -9,6 +9,7 @@ import re
 
 import pytest
 
+from directory.models import Profile
 from tests import factories
 from tests.console.browser import *  # noqa: F403 (the browser fixtures)
 from tests.console.browser import log_in
@@ -131,3 +132,22 @@ def test_a_change_made_meanwhile_says_reload_instead_of_an_error_page(
     assert int(visit.by_testid("item-version").inner_text()) == item.version
     visit.click_and_wait("action-start")
     assert visit.by_testid("item-state").inner_text().strip().lower() == "in progress"
+
+
+def test_out_of_office_with_a_delegate_and_back_and_no_dashboard_for_a_worker(worker_page, console_users, carol):
+    visit = worker_page
+    visit.goto("/console/")
+    assert visit.path() == "/console/inbox", "a worker's home is the inbox"
+    assert visit.by_testid("nav-dashboard").count() == 0
+
+    visit.by_testid("ooo-delegate").select_option("carol")
+    visit.click_and_wait("ooo-toggle")
+    assert "Out of office" in visit.by_testid("ooo-state").inner_text()
+    assert "carol" in visit.by_testid("ooo-state").inner_text()
+    profile = Profile.objects.get(user=console_users["alice"])
+    assert profile.is_out_of_office() and profile.delegate_id == carol.pk
+
+    visit.click_and_wait("ooo-toggle")
+    assert visit.by_testid("ooo-state").inner_text().strip() == "Available"
+    profile.refresh_from_db()
+    assert not profile.is_out_of_office()
