@@ -295,6 +295,27 @@ class UserDetailView(WorkstreamAPIView):
         )
 
 
+def _absence_body() -> dict:
+    """The document's form of an availability body: `{"available": true}` alone, or
+    `{"available": false, …}` with the absence's optional bounds and delegate (AvailabilityIn
+    enforces the same)."""
+    fields = AvailabilityIn().fields
+    when = {"type": "string", "format": "date-time", "nullable": True}
+    absent = {
+        "available": {"type": "boolean", "enum": [False]},
+        "out_of_office_from": {**when, "description": fields["out_of_office_from"].help_text},
+        "out_of_office_until": {**when, "description": fields["out_of_office_until"].help_text},
+        "delegate": {"type": "string", "minLength": 1, "nullable": True, "description": fields["delegate"].help_text},
+    }
+    back = {"available": {"type": "boolean", "enum": [True]}}
+    return {
+        "oneOf": [
+            {"type": "object", "properties": props, "required": ["available"], "additionalProperties": False}
+            for props in (back, absent)
+        ]
+    }
+
+
 class UserAvailabilityView(WorkstreamAPIView):
     @extend_schema(
         operation_id="users_availability",
@@ -302,7 +323,7 @@ class UserAvailabilityView(WorkstreamAPIView):
         description='`{"available": false, "out_of_office_until": …, "delegate": "carol"}` marks the user '
         "out of office (from now unless `out_of_office_from` says later); their held items go to the delegate or "
         'back to distribution when the absence begins. `{"available": true}` ends it.',
-        request=AvailabilityIn,
+        request={"application/json": _absence_body()},
         responses={200: UserOut, **PROBLEM_RESPONSES(400, 401, 403, 404, 413, 429)},
     )
     def patch(self, request, username: str):

@@ -6,7 +6,7 @@ import django_filters as df
 from django.urls import reverse
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import serializers
 from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
@@ -17,6 +17,7 @@ from api.schema import IDEMPOTENCY_KEY, PROBLEM_RESPONSES, page_size_parameter
 from api.views import WorkstreamAPIView
 from events import services
 from events.models import Delivery, ProcessedEvent
+from events.services import EVENT_TYPE
 from workitems.policy import is_supervisor
 
 _IDEMPOTENCY = IDEMPOTENCY_KEY
@@ -53,9 +54,21 @@ def _reject_unknown(request, known: set[str]) -> None:
 # --- subscriptions ---------------------------------------------------------------------------
 
 
+@extend_schema_field({"type": "string", "format": "uri", "pattern": "^https?://", "maxLength": 1000})
+class WebhookUrlIn(serializers.CharField):
+    """An http or https URL (events/urlguard.py also refuses private and unresolvable targets)."""
+
+
+@extend_schema_field({"type": "string", "pattern": EVENT_TYPE.pattern, "maxLength": 100})
+class EventTypeIn(serializers.CharField):
+    """An event type name, e.g. `workitem.completed.v1` (events/services.py EVENT_TYPE)."""
+
+
 class SubscriptionIn(serializers.Serializer):
-    url = serializers.CharField(max_length=1000)
-    event_types = serializers.ListField(child=serializers.CharField(max_length=100), allow_empty=False, max_length=100)
+    url = WebhookUrlIn(max_length=1000)
+    event_types = serializers.ListField(
+        child=EventTypeIn(max_length=100), allow_empty=False, min_length=1, max_length=100
+    )
 
 
 class SubscriptionOut(serializers.Serializer):

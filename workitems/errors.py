@@ -65,6 +65,13 @@ class ValidationFailed(WorkstreamError):
         super().__init__(detail or f"{first['field'] or 'input'}: {first['message']}")
 
 
+class Conflict(WorkstreamError):
+    """The request conflicts with what exists: a definition of that name, an item already where it
+    should move (409)."""
+
+    kind = "conflict"
+
+
 class ConstraintViolated(WorkstreamError):
     """A distribution constraint (capacity, separation of duties, exclusion, eligibility) forbids this."""
 

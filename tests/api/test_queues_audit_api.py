@@ -10,7 +10,7 @@ from audit.models import AuditRecord
 from tests import factories
 from tests.api.helpers import assert_field_error, assert_problem, drive
 from workitems import services
-from workitems.models import Queue
+from workitems.models import Calendar, Queue
 
 # --- queues -----------------------------------------------------------------------------------------
 
@@ -48,11 +48,28 @@ def test_only_admins_create_queues(request, api, persona):
 
 
 @pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/api/v1/queues", {"name": "team-a-queue"}),
+        ("/api/v1/calendars", {"name": "office", "time_zone": "UTC", "working_hours": {"mon": [["09:00", "17:00"]]}}),
+    ],
+)
+def test_a_name_that_exists_is_a_conflict(api, admin, queue, path, body):
+    """Creating a definition whose name is taken is a 409 (the request is fine, the name is not
+    free), and changes nothing."""
+    Calendar.objects.create(name="office", time_zone="UTC", working_hours={"mon": [["09:00", "17:00"]]})
+    before = (Queue.objects.count(), Calendar.objects.count())
+    resp = api(admin).post(path, body, format="json")
+    problem = assert_problem(resp, 409, "conflict")
+    assert "already exists" in problem["detail"]
+    assert (Queue.objects.count(), Calendar.objects.count()) == before
+
+
+@pytest.mark.parametrize(
     ("body", "field"),
     [
         ({}, "name"),
         ({"name": "has space"}, "name"),
-        ({"name": "team-a-queue"}, "name"),  # exists
         ({"name": "q", "strategy": "telepathy"}, "strategy"),
         ({"name": "q", "strategy": "direct"}, "strategy"),
         ({"name": "q", "sla": "4 hours"}, "sla"),

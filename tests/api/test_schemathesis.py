@@ -1,10 +1,14 @@
 """schemathesis against the OpenAPI document the code generates, in-process (WSGI), authenticated.
 
-One test per documented operation; each runs a bounded, derandomized number of generated
-requests as an admin client (a real `Api-Key` made by `manage.py create_api_key --role admin`)
-and checks: no server error, the response conforms to the documented schema, and its status
-code is documented. Half of the examples of an operation
-with an item id or a queue name use a real one, so that success responses are checked too.
+One test per documented operation and identity; each runs a bounded, derandomized number of
+generated requests as one of three callers: an admin client and a service client (real `Api-Key`s
+made by `manage.py create_api_key`) and a worker (a real access JWT), and runs every check
+schemathesis has (the CLI's `--checks all`): no server error, the status code, content type,
+headers and body conform to the document, data the document rejects is rejected and data it
+accepts is not refused as invalid, a required header missing is refused, an undocumented method
+is 405 with an `Allow` header, and authentication that is required is not ignored. Half of the
+examples of an operation with an item id or a queue name use a real one, so that success
+responses are checked too.
 
 Generated requests include NUL characters and garbage cursors: both are documented 400s.
 """
@@ -12,24 +16,35 @@ Generated requests include NUL characters and garbage cursors: both are document
 from __future__ import annotations
 
 import io
+import uuid
 from collections import Counter
+from pathlib import Path
 
 import pytest
 import schemathesis
+from django.conf import settings
 from django.core.management import call_command
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
 from hypothesis import HealthCheck, Phase, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
-from schemathesis import checks as st_checks
+from schemathesis.checks import CHECKS as ST_CHECKS
+from schemathesis.checks import is_check_class, load_all_checks
+from schemathesis.config import SchemathesisConfig
 
 from config.wsgi import application
 from tests import factories
+from tests.api.conftest import bearer
 from workitems import services
+from workitems.models import ROUTED_ACTIONS
 
 MAX_EXAMPLES = 25
-CHECKS = [st_checks.not_a_server_error, st_checks.response_schema_conformance, st_checks.status_code_conformance]
+load_all_checks()
+# `--checks all`: every check function schemathesis registers (object_level_authorization is a
+# class that needs two callers' resources; tests/api/test_bola.py covers object-level access).
+CHECKS = [c for c in ST_CHECKS.get_all() if not is_check_class(c)]
+IDENTITIES = ("admin", "service", "worker")
 
 # The operations of docs/api.md's tables (all must be in the document; the test runs every documented one).
 API_MD_OPERATIONS = {
@@ -40,7 +55,6 @@ API_MD_OPERATIONS = {
     ("POST", "/api/v1/workitems/bulk"),
     ("POST", "/api/v1/workitems/claim-next"),
     ("GET", "/api/v1/workitems/{item_id}"),
-    ("POST", "/api/v1/workitems/{item_id}/{action}"),
     ("GET", "/api/v1/workitems/{item_id}/history"),
     ("GET", "/api/v1/queues"),
     ("POST", "/api/v1/queues"),
@@ -60,6 +74,8 @@ API_MD_OPERATIONS = {
     ("DELETE", "/api/v1/subscriptions/{subscription_id}"),
     ("GET", "/api/v1/subscriptions/{subscription_id}/deliveries"),
     ("GET", "/api/v1/features"),
+    # POST /workitems/{id}/{action}: the document lists each action as its own operation.
+    *{("POST", f"/api/v1/workitems/{{item_id}}/{route}") for route in ROUTED_ACTIONS},
 }
 
 
@@ -78,7 +94,8 @@ OPERATIONS = _documented_operations()
 @pytest.fixture(scope="module")
 def schema(django_db_setup, django_db_blocker):
     with django_db_blocker.unblock():
-        return schemathesis.openapi.from_wsgi("/openapi.json", application)
+        config = SchemathesisConfig.from_path(Path(settings.BASE_DIR) / "schemathesis.toml")
+        return schemathesis.openapi.from_wsgi("/openapi.json", application, config=config)
 
 
 @pytest.fixture
@@ -93,18 +110,27 @@ def in_process_connections():
     request_finished.connect(close_old_connections)
 
 
-@pytest.fixture
-def admin_api_key(db) -> str:
-    """A real hashed API key of an admin client, made as an operator makes one."""
+def _api_key(name: str, role: str) -> str:
+    """A real hashed API key of a client with `role`, made as an operator makes one."""
     out = io.StringIO()
-    call_command("create_api_key", "schemathesis-admin", "--role", "admin", stdout=out, stderr=io.StringIO())
+    call_command("create_api_key", name, "--role", role, stdout=out, stderr=io.StringIO())
     return out.getvalue().strip()
 
 
 @pytest.fixture
-def seeded(svc, alice, sam, team_a, api_config):
+def authorization(request, db, alice) -> str:
+    """The Authorization header of the identity the test is parametrized with."""
+    if request.param == "worker":
+        return bearer(alice)
+    return f"Api-Key {_api_key(f'schemathesis-{request.param}', request.param)}"
+
+
+@pytest.fixture
+def seeded(svc, alice, carol, sam, team_a, api_config):
     """A queue and items in several states for the generated requests to find."""
-    api_config({"rateLimits": {"perRole": {"admin": "100000/s"}}})  # measure the API, not the throttle
+    unlimited = {role: "100000/s" for role in ("admin", "service", "worker")}
+    # Measure the API, not the throttle (ignored_auth repeats each request without credentials).
+    api_config({"rateLimits": {"perRole": unlimited, "anonymousPerIp": "100000/s"}})
     q = factories.queue("st-queue", groups=[team_a], sensitive_keys=["ssn"])
     items = [factories.item(actor=svc, queue=q, context_data={"ssn": "1", "n": i}) for i in range(4)]
     services.work_item_claim(item_id=items[1].pk, actor=alice)
@@ -124,24 +150,84 @@ def _strategy(op, queue, item_ids):
         variants.append(op.as_strategy(path_parameters={"name": queue.name}))
     if "username" in params:
         variants.append(op.as_strategy(path_parameters={"username": "alice"}))
-    if op.path in ("/api/v1/workitems", "/api/v1/workitems/claim-next") and op.method.upper() == "POST":
-
-        def real_queue(case):
-            if isinstance(case.body, dict) and "queue" in case.body:
-                case.body = {**case.body, "queue": queue.name}
-            return case
-
-        variants.append(base.map(real_queue))
     strategy = st.one_of(variants) if len(variants) > 1 else base
+    strategy = strategy.map(_existing_references(queue))
+    if any(p.name == "cursor" for p in op.query):
+        strategy = strategy.map(_issued_cursors_only)
     return strategy
 
 
+# Body members that name another resource: the document says they are strings (names), but only
+# the name of one that exists (and, for people, one who may take the item) is valid data.
+PEOPLE = ("user", "delegate", "assignee")
+PEOPLE_LISTS = ("excluded_users", "candidate_users")
+
+
+def _existing_references(queue):
+    """A positive example names resources that exist: the seeded queue, team-a and its members,
+    no lifecycle, calendar, escalation or overflow queue (a name is a free string to the document,
+    and an unknown one is a documented 400). Negative examples keep what they were given. An
+    absence is open-ended from now (the server refuses one that has ended)."""
+
+    def fix(case):
+        body = case.body
+        if case.meta is None or not case.meta.generation.mode.is_positive or not isinstance(body, dict):
+            return case
+        body = dict(body)
+        if isinstance(body.get("queue"), str):
+            body["queue"] = queue.name
+        for key in ("calendar", "lifecycle", "escalation_queue", "overflow_queue"):
+            if isinstance(body.get(key), str):
+                body[key] = None
+        for key in PEOPLE:
+            if isinstance(body.get(key), str):
+                body[key] = "carol"
+        for key in PEOPLE_LISTS:
+            if isinstance(body.get(key), list):
+                body[key] = ["carol"][: len(body[key])]
+        for key in ("candidate_groups", "supervisor_groups"):
+            if isinstance(body.get(key), list):
+                body[key] = ["team-a"][: len(body[key])]
+        # Members whose rules go beyond what JSON Schema says (spans in order, a level's actions,
+        # a channel's secret): a positive example sends one the server's rules allow.
+        if isinstance(body.get("working_hours"), dict):
+            body["working_hours"] = {"mon": [["09:00", "17:00"]]}
+        if isinstance(body.get("escalation_policy"), list):
+            body["escalation_policy"] = [{"at": 1.0, "actions": [{"type": "raise_priority", "by": 10}]}]
+        if isinstance(body.get("channels"), list):
+            body["channels"] = [{"type": "in_app"}]
+        if isinstance(body.get("country"), str):  # a country the holidays package knows
+            body.update(country="DE", subdivision="")
+        if isinstance(body.get("url"), str):  # a public address: a name would not resolve here
+            body["url"] = "https://93.184.215.14/hooks/workstream"
+        if body.get("available") is False:
+            body.update(out_of_office_from=None, out_of_office_until=None)
+        case.body = body
+        # A client sends a fresh key with each distinct request (a reused one is a 422).
+        if case.headers and "Idempotency-Key" in case.headers:
+            case.headers["Idempotency-Key"] = f"{case.headers['Idempotency-Key'][:200]}-{uuid.uuid4().hex}"
+        return case
+
+    return fix
+
+
+def _issued_cursors_only(case):
+    """A cursor is an opaque token the server issues (a page's `next` link); any string the
+    document allows is not one, so a positive example leaves it out (the first page) and the
+    negative ones keep theirs, which must be refused with a 400 (tests/api/test_pagination.py
+    tries forged cursors by hand)."""
+    if case.meta is not None and case.meta.generation.mode.is_positive and case.query and "cursor" in case.query:
+        case.query = {k: v for k, v in case.query.items() if k != "cursor"}
+    return case
+
+
 @pytest.mark.slow
+@pytest.mark.parametrize("authorization", IDENTITIES, indirect=True)
 @pytest.mark.parametrize(("method", "path"), OPERATIONS, ids=[f"{m} {p}" for m, p in OPERATIONS])
-def test_operation_conforms(schema, in_process_connections, seeded, admin_api_key, method, path):
+def test_operation_conforms(schema, in_process_connections, seeded, authorization, method, path):
     queue, item_ids = seeded
     op = schema[path][method]
-    headers = {"Authorization": f"Api-Key {admin_api_key}"}
+    headers = {"Authorization": authorization}
     statuses: Counter = Counter()
 
     @given(case=_strategy(op, queue, item_ids))

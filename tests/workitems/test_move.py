@@ -15,7 +15,7 @@ from events.models import OutboxEvent
 from tests import factories
 from tests.factories import observed
 from workitems import services
-from workitems.errors import InvalidTransition, NotAllowed, ValidationFailed
+from workitems.errors import Conflict, InvalidTransition, NotAllowed, ValidationFailed
 from workitems.models import State
 
 
@@ -90,7 +90,6 @@ def test_started_work_keeps_its_holder_and_a_reservation_is_dropped(make_item, a
     ("target", "message"),
     [
         ("nowhere", "unknown queue 'nowhere'"),
-        ("team-a-queue", "already in queue team-a-queue"),
         ("closed", "queue closed is not active"),
         ("", "the name of the queue"),
         (None, "the name of the queue"),
@@ -104,6 +103,14 @@ def test_a_bad_target_is_refused_and_changes_nothing(make_item, sam, target, mes
     with pytest.raises(ValidationFailed) as info:
         services.work_item_move(item_id=item.pk, actor=sam, queue=target)
     assert info.value.errors[0]["field"] == "queue" and message in info.value.errors[0]["message"]
+    assert observed(item.pk) == before
+
+
+def test_a_move_to_the_queue_it_is_in_is_a_conflict(make_item, sam):
+    item = make_item()
+    before = observed(item.pk)
+    with pytest.raises(Conflict, match="already in queue team-a-queue"):
+        services.work_item_move(item_id=item.pk, actor=sam, queue="team-a-queue")
     assert observed(item.pk) == before
 
 

@@ -1,0 +1,32 @@
+"""Request fields whose value rules the OpenAPI document declares as the server enforces them.
+
+The server validates queue and calendar bodies in the service layer (workitems/schemas.py,
+workitems/calendars.py); these serializer fields exist for the document, so that a client (and
+schemathesis) learns the rules from it: a duration, a share, an IANA time zone.
+"""
+
+from __future__ import annotations
+
+from zoneinfo import available_timezones
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+
+@extend_schema_field({"type": "string", "format": "duration"})
+class DurationIn(serializers.CharField):
+    """An ISO 8601 duration; in a request body the document adds its bounds (api/schema.py
+    DURATION_PATTERN), a response shows it as the server writes it (`P0DT04H00M00S`)."""
+
+
+TIME_ZONES = sorted(available_timezones())
+
+
+@extend_schema_field({"type": "string", "enum": TIME_ZONES, "description": "an IANA time zone, e.g. Europe/Berlin"})
+class TimeZoneIn(serializers.CharField):
+    pass
+
+
+@extend_schema_field({"type": "number", "minimum": 0, "exclusiveMinimum": True, "maximum": 1, "exclusiveMaximum": True})
+class ShareIn(serializers.FloatField):
+    """A share strictly between 0 and 1 (a queue's `at_risk_ratio`)."""
