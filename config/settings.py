@@ -366,6 +366,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "workitems.api.openapi.per_action_operations",
+        "api.schema.closed_request_bodies",
+    ],
     "SECURITY": [{"jwtAuth": []}, {"ApiKeyAuth": []}],
     "ENUM_NAME_OVERRIDES": {
         "ItemStrategyEnum": "workitems.api.serializers.ITEM_STRATEGY_CHOICES",

@@ -9,7 +9,7 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework.response import Response
 
 from api.problems import ProblemException
-from api.schema import PROBLEM_RESPONSES
+from api.schema import PROBLEM_RESPONSES, bounded_int_parameter
 from api.views import WorkstreamAPIView
 from config import wsconfig
 from config.timefmt import isoformat_z
@@ -37,7 +37,7 @@ def _int_param(request, name: str, default: int | None, maximum: int) -> int | N
     raw = request.query_params.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or not 1 <= int(raw) <= maximum:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= maximum:
         raise ProblemException("validation-error", f"{name}: must be an integer from 1 to {maximum}")
     return int(raw)
 
@@ -51,8 +51,10 @@ class MyNotificationsView(WorkstreamAPIView):
         operation_id="me_notifications",
         parameters=[
             OpenApiParameter("unread", bool, description="only the unread ones"),
-            OpenApiParameter("limit", int, description="at most this many (default 50)"),
-            OpenApiParameter("before", int, description="only notifications with a smaller id (the next page)"),
+            bounded_int_parameter(
+                "limit", wsconfig.get().performance.maxPageSize, "at most this many (default 50)"
+            ),
+            bounded_int_parameter("before", 2**62, "only notifications with a smaller id (the next page)"),
         ],
         responses={
             200: OpenApiResponse(OpenApiTypes.OBJECT, description="{unread, results, next_before}"),
@@ -118,6 +120,13 @@ def preferences_json(user) -> dict:
     return {"email": {t: chosen.get(t, True) is not False for t in m.TRIGGERS}}
 
 
+def _preferences_body() -> dict:
+    """The document's form of a preferences body: email on/off per known trigger."""
+    triggers = {t: {"type": "boolean"} for t in m.TRIGGERS}
+    email = {"type": "object", "properties": triggers, "additionalProperties": False}
+    return {"type": "object", "properties": {"email": email}, "additionalProperties": False}
+
+
 class MyPreferencesView(WorkstreamAPIView):
     @extend_schema(operation_id="me_preferences", responses={200: OpenApiTypes.OBJECT, **PROBLEM_RESPONSES(401, 429)})
     def get(self, request):
@@ -125,7 +134,7 @@ class MyPreferencesView(WorkstreamAPIView):
 
     @extend_schema(
         operation_id="me_preferences_update",
-        request=OpenApiTypes.OBJECT,
+        request={"application/json": _preferences_body()},
         responses={200: OpenApiTypes.OBJECT, **PROBLEM_RESPONSES(400, 401, 429)},
     )
     def patch(self, request):

@@ -13,6 +13,7 @@ from api.views import WorkstreamAPIView
 from directory.roles import ROLES
 from distribution.strategies import queue_strategy_choices
 from workitems import queues, services
+from workitems.api.fields import DurationIn, ShareIn, TimeZoneIn
 from workitems.models import Calendar
 
 QUEUE_STRATEGY_CHOICES = queue_strategy_choices()
@@ -24,7 +25,7 @@ class QueueIn(serializers.Serializer):
     strategy = serializers.ChoiceField(choices=QUEUE_STRATEGY_CHOICES, required=False)
     candidate_groups = serializers.ListField(child=serializers.CharField(), required=False)
     capacity_per_user = serializers.IntegerField(allow_null=True, required=False, min_value=1)
-    sla = serializers.CharField(allow_null=True, required=False, help_text="ISO 8601 duration, e.g. PT4H")
+    sla = DurationIn(allow_null=True, required=False, help_text="ISO 8601 duration, e.g. PT4H")
     escalation_queue = serializers.CharField(allow_null=True, required=False)
     lifecycle = serializers.CharField(allow_null=True, required=False)
     sensitive_keys = serializers.ListField(
@@ -37,11 +38,11 @@ class QueueIn(serializers.Serializer):
         help_text="platform roles that read the sensitive keys unmasked (default, and null: admin, supervisor); "
         "the item's creating client always does",
     )
-    reservation_timeout = serializers.CharField(
+    reservation_timeout = DurationIn(
         allow_null=True, required=False, help_text="push with acceptance: ISO 8601 duration to accept, e.g. PT5M"
     )
     calendar = serializers.CharField(allow_null=True, required=False, help_text="a business calendar's name")
-    at_risk_ratio = serializers.FloatField(required=False, help_text="share of the allowed time; default 0.75")
+    at_risk_ratio = ShareIn(required=False, help_text="share of the allowed time, above 0 and below 1; default 0.75")
     escalation_policy = serializers.ListField(
         child=serializers.DictField(), allow_null=True, required=False, help_text="levels [{at, actions}]"
     )
@@ -73,7 +74,7 @@ class QueueOut(QueueIn):
 
 
 class QueuePatchIn(QueueIn):
-    name = serializers.SlugField(max_length=100, required=False)
+    name = None  # a queue's name cannot change (the path names it)
 
 
 def _object_body(request) -> dict:
@@ -141,7 +142,7 @@ class QueueRebalanceView(WorkstreamAPIView):
 
 class CalendarIn(serializers.Serializer):
     name = serializers.SlugField(max_length=100)
-    time_zone = serializers.CharField(help_text="an IANA time zone, e.g. Europe/Berlin")
+    time_zone = TimeZoneIn(help_text="an IANA time zone, e.g. Europe/Berlin")
     working_hours = serializers.DictField(
         child=serializers.ListField(child=serializers.ListField(child=serializers.CharField())),
         help_text='local working spans per weekday: {"mon": [["09:00", "17:00"]], …}',
@@ -153,7 +154,7 @@ class CalendarIn(serializers.Serializer):
 
 class CalendarPatchIn(CalendarIn):
     name = serializers.SlugField(max_length=100, required=False)
-    time_zone = serializers.CharField(required=False)
+    time_zone = TimeZoneIn(required=False)
     working_hours = serializers.DictField(required=False)
 
 
@@ -172,7 +173,7 @@ class CalendarListCreateView(WorkstreamAPIView):
     @extend_schema(
         operation_id="calendars_create",
         request=CalendarIn,
-        responses={201: CalendarIn, **PROBLEM_RESPONSES(400, 401, 403, 413, 422, 429)},
+        responses={201: CalendarIn, **PROBLEM_RESPONSES(400, 401, 403, 409, 413, 422, 429)},
     )
     def post(self, request):
         calendar = services.calendar_create(actor=request.user, data=_object_body(request))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from config import wsconfig
 from config.timefmt import isoformat_z as _iso
 from distribution.strategies import strategy_choices
 from workitems.models import SlaState, State, WorkItem
@@ -43,7 +44,9 @@ class WorkItemCreateIn(serializers.Serializer):
 
 
 class BulkCreateIn(serializers.Serializer):
-    items = WorkItemCreateIn(many=True)
+    items = serializers.ListField(
+        child=WorkItemCreateIn(), min_length=1, max_length=wsconfig.get().performance.bulkCreateMax
+    )
 
 
 class WorkItemOut(serializers.Serializer):

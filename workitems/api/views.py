@@ -8,8 +8,14 @@ from django.urls import reverse
 from django.utils.dateparse import parse_datetime
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
-from rest_framework import serializers, status
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiParameter,
+    OpenApiResponse,
+    PolymorphicProxySerializer,
+    extend_schema,
+)
+from rest_framework import status
 from rest_framework.response import Response
 
 from api.pagination import Cursor
@@ -125,14 +131,7 @@ class WorkItemBulkCreateView(WorkstreamAPIView):
         responses={201: s.BulkCreateOut, **PROBLEM_RESPONSES(400, 401, 403, 404, 409, 413, 422, 429)},
     )
     def post(self, request):
-        body = _body(request)
-        unknown = sorted(set(body) - {"items"})
-        if unknown:  # as a single create refuses unknown members, so does the bulk body
-            raise ProblemException(
-                "validation-error",
-                f"{unknown[0]}: unknown field",
-                errors=[{"field": name, "message": "unknown field"} for name in unknown],
-            )
+        body = _body(request, allowed={"items"})  # as a single create refuses unknown members, so does bulk
         items = services.work_item_create_many(actor=request.user, items=body.get("items"))
         qs = with_relations(type(items[0]).objects.filter(pk__in=[i.pk for i in items]).order_by("id"))
         return Response({"items": [s.item_representation(i, request.user) for i in qs]}, status=201)
@@ -162,16 +161,10 @@ class WorkItemActionView(WorkstreamAPIView):
             OpenApiParameter("If-Match", OpenApiTypes.STR, OpenApiParameter.HEADER),
             IDEMPOTENCY_KEY,
         ],
-        request=inline_serializer(
-            "ActionBody",
-            fields={
-                "result": serializers.DictField(required=False),
-                "reason": serializers.CharField(required=False),
-                "user": serializers.CharField(required=False),
-                "override": serializers.BooleanField(required=False, help_text=s.UserIn().fields["override"].help_text),
-                "sub_status": serializers.CharField(required=False),
-                "queue": serializers.CharField(required=False, help_text=s.QueueArgIn().fields["queue"].help_text),
-            },
+        # Each action's own body; the document lists every action as its own operation with its
+        # body (workitems/api/openapi.py splits this one by `action`).
+        request=PolymorphicProxySerializer(
+            component_name="ActionBody", serializers=list(ARG_BODIES.values()), resource_type_field_name=None
         ),
         responses={200: s.WorkItemOut, **PROBLEM_RESPONSES(400, 401, 403, 404, 409, 412, 413, 422, 429)},
     )
@@ -182,11 +175,12 @@ class WorkItemActionView(WorkstreamAPIView):
         # If-Match says (the document and the server agree on the order of the answers).
         args = {}
         if action in ACTION_BODIES:
-            ser = ACTION_BODIES[action](data=_body(request))
+            body_class = ACTION_BODIES[action]
+            ser = body_class(data=_body(request, allowed=body_class().fields))
             ser.is_valid(raise_exception=True)
             args = dict(ser.validated_data)
         else:
-            _body(request)  # still reject malformed JSON
+            _body(request, allowed=())  # still reject malformed JSON, and members the action does not take
         expected = parse_if_match(request)
         command = services.COMMANDS[ROUTED_ACTIONS[action]]
         item = command(item_id=item_id, actor=request.user, expected_version=expected, **args)
@@ -205,7 +199,7 @@ class ClaimNextView(WorkstreamAPIView):
         },
     )
     def post(self, request):
-        ser = s.ClaimNextIn(data=_body(request))
+        ser = s.ClaimNextIn(data=_body(request, allowed=s.ClaimNextIn().fields))
         ser.is_valid(raise_exception=True)
         item = services.work_item_claim_next(actor=request.user, queue=ser.validated_data.get("queue"))
         if item is None:
@@ -225,7 +219,9 @@ class WorkItemHistoryView(WorkstreamAPIView):
         return Response([s.audit_representation(r) for r in records])
 
 
-def _body(request) -> dict:
+def _body(request, allowed=None) -> dict:
+    """The request's JSON object; with `allowed`, a member not in it is refused with a 400 that
+    names it (a misspelt argument must not pass as an absent one: `complete` with `reslt`)."""
     data = request.data
     if data is None:  # a JSON `null` is a body, and not an object
         return _not_object()
@@ -233,6 +229,13 @@ def _body(request) -> dict:
         return {} if not isinstance(data, list) else _not_object()
     if not isinstance(data, dict):
         return _not_object()
+    unknown = sorted(set(data) - set(allowed)) if allowed is not None else []
+    if unknown:
+        raise ProblemException(
+            "validation-error",
+            f"{unknown[0]}: unknown field",
+            errors=[{"field": name, "message": "unknown field"} for name in unknown],
+        )
     return dict(data)
 
 

@@ -16,7 +16,7 @@ from directory.roles import ADMIN, ROLES, roles_of
 from distribution.strategies import queue_strategy_choices
 from notifications.schemas import channels_errors
 from workitems import schemas, sla
-from workitems.errors import NotAllowed, NotFound, ValidationFailed
+from workitems.errors import Conflict, NotAllowed, NotFound, ValidationFailed
 from workitems.models import Calendar, Lifecycle, Queue, default_sensitive_roles
 from workitems.queues import calendar_snapshot, lifecycle_snapshot, queue_snapshot
 from workitems.services.moves import work_items_redistribute_queue_over_capacity
@@ -72,7 +72,7 @@ def _clean(data: dict, *, partial: bool, current: Queue | None) -> dict[str, Any
         elif not isinstance(name, str) or not name or len(name) > 100 or not _slug(name):
             err("name", "required: a slug (letters, digits, - and _) of at most 100 characters")
         elif current is None and Queue.objects.filter(name=name).exists():
-            err("name", f"queue {name!r} already exists")
+            raise Conflict(f"queue {name!r} already exists")
         else:
             out["name"] = name
     if "description" in data:
@@ -290,6 +290,8 @@ def _apply_fields(obj, data: dict, fields: tuple[str, ...], kind: str) -> None:
         errors.append({"field": "name", "message": f"a {kind}'s name cannot change"})
     if errors:
         raise ValidationFailed(errors)
+    if not obj.pk and type(obj).objects.filter(name=data.get("name")).exists():
+        raise Conflict(f"{kind} {data['name']!r} already exists")
     for key, value in data.items():
         setattr(obj, key, value)
     try:

@@ -16,7 +16,7 @@ from config.timefmt import isoformat_z
 from directory.models import Profile
 from events.outbox import outbox_enqueue
 from workitems import errors, policy
-from workitems.errors import NotAllowed, ValidationFailed
+from workitems.errors import Conflict, NotAllowed, ValidationFailed
 from workitems.models import HELD_STATES, OPEN_STATES, Queue, State, WorkItem
 from workitems.services._core import Command, execute, lock_for_system, push
 
@@ -52,7 +52,7 @@ def work_item_move(
         # After the state, role and input checks: a worker naming a queue learns nothing about it.
         to = _resolve_queue(queue)
         if to.pk == cmd.item.queue_id:
-            raise ValidationFailed([{"field": "queue", "message": f"the item is already in queue {to.name}"}])
+            raise Conflict(f"the item is already in queue {to.name}")
         if not to.active:
             raise ValidationFailed([{"field": "queue", "message": f"queue {to.name} is not active"}])
         transition_kwargs["queue"] = to
