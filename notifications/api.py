@@ -51,9 +51,7 @@ class MyNotificationsView(WorkstreamAPIView):
         operation_id="me_notifications",
         parameters=[
             OpenApiParameter("unread", bool, description="only the unread ones"),
-            bounded_int_parameter(
-                "limit", wsconfig.get().performance.maxPageSize, "at most this many (default 50)"
-            ),
+            bounded_int_parameter("limit", wsconfig.get().performance.maxPageSize, "at most this many (default 50)"),
             bounded_int_parameter("before", 2**62, "only notifications with a smaller id (the next page)"),
         ],
         responses={
