@@ -121,40 +121,49 @@ def _charts(f: Filters) -> dict:
     }
 
 
-def _breaches(request, f: Filters) -> list[dict]:
-    """Open items breaching or at risk, breached first then by deadline, with the actions the
-    caller may take on each (the people and queues to give them to)."""
+def _breaches(request, f: Filters) -> dict:
+    """Open items breaching or at risk, soonest due (so the breached) first, with the actions the
+    caller may take on each; the people of their queues and the queues to move to, once each
+    (the rows' inputs share them as datalists)."""
     qs = (
         work_item_list_for(actor=request.user)
         .filter(queue__in=f.queues, state__in=OPEN_STATES, sla_state__in=(SlaState.BREACHED, SlaState.AT_RISK))
         .select_related("queue__lifecycle", "assignee")
-        .order_by(F("sla_state").desc(), F("due_at").asc(nulls_last=True), "id")
+        # by deadline alone: breached items are the ones due first, and this order walks the
+        # open-state partial index on due_at (wi_open_due_idx) and stops at the list's size
+        .order_by(F("due_at").asc(nulls_last=True), "id")
     )
     if f.department is not None:
         qs = qs.filter(assignee__workstream_profile__department_id__in=figures.department_ids(f.department))
-    people_by_queue: dict[int, list] = {}
+    items = list(qs[:BREACH_LIST_SIZE])
     rows = []
-    for item in qs[:BREACH_LIST_SIZE]:
+    for item in items:
         allowed = policy.allowed_actions_for(item, request.user)
-        give = "delegate" if "delegate" in allowed else "assign" if "assign" in allowed else ""
-        if give and item.queue_id not in people_by_queue:
-            people_by_queue[item.queue_id] = _queue_people(item.queue)
         rows.append(
             {
                 "item": item,
-                "give": give,
-                "people": people_by_queue.get(item.queue_id, []) if give else [],
+                "give": "delegate" if "delegate" in allowed else "assign" if "assign" in allowed else "",
                 "escalate": "escalate" in allowed,
                 "move": "move" in allowed,
-                "move_queues": [q for q in f.all_queues if q.pk != item.queue_id] if "move" in allowed else [],
             }
         )
-    return rows
+    people = _people_by_queue({r["item"].queue_id for r in rows if r["give"]})
+    return {"rows": rows, "people": sorted(people.items()), "move_queues": [q.name for q in f.all_queues]}
 
 
-def _queue_people(queue) -> list:
-    users = User.objects.filter(is_active=True, groups__workstream_queues=queue).distinct()
-    return [u for u in users.order_by("username")[:200] if policy.is_person(u)]
+def _people_by_queue(queue_ids) -> dict[int, list[dict]]:
+    """The active members of each queue (its candidate groups), by username, in one query: whom
+    an item there can be given to. The command checks the one chosen (policy.hold_refusal)."""
+    rows = (
+        User.objects.filter(is_active=True, groups__workstream_queues__in=queue_ids)
+        .values_list("groups__workstream_queues", "pk", "username")
+        .distinct()
+        .order_by("username")
+    )
+    people: dict[int, list[dict]] = {}
+    for queue_id, pk, username in rows:
+        people.setdefault(queue_id, []).append({"pk": pk, "username": username})
+    return people
 
 
 def _context(request, f: Filters, *parts: str) -> dict:

@@ -133,14 +133,15 @@ REASON_ACTIONS = frozenset(name for name, a in ACTIONS.items() if "reason" in a.
 
 
 def _people_for(item):
-    """The people an item may be given to (its pool's members: named users, its or its queue's groups)."""
+    """Whom an item may be given to: its pool's active members (named users, its or its queue's groups)."""
     groups = list(item.candidate_groups.values_list("pk", flat=True)) or list(
         item.queue.candidate_groups.values_list("pk", flat=True)
     )
     people = User.objects.filter(is_active=True).filter(
         Q(groups__in=groups) | Q(pk__in=item.candidate_users.values("pk"))
     )
-    return [u for u in people.distinct().order_by("username")[:200] if policy.is_person(u)]
+    # a pick list: the command checks the one chosen (policy.hold_refusal) and says why not
+    return list(people.distinct().order_by("username")[:200])
 
 
 def _item_context(request, item: WorkItem, **extra) -> dict:
