@@ -19,6 +19,7 @@ urlpatterns = [
     path("logout", auth_views.LogoutView.as_view(), name="logout"),
     path("", dashboard.home, name="home"),
     path("inbox", views.inbox, name="inbox"),
+    path("inbox/live", views.inbox_live, name="inbox-live"),
     path("inbox/claim-next", views.claim_next, name="claim-next"),
     path("me/availability", views.availability, name="availability"),
     path("live/<slug:part>", dashboard.live, name="live"),

@@ -65,25 +65,39 @@ def _teammates(user):
     return [u for u in candidates.order_by("username")[:200] if policy.delegate_refusal(user, u) is None]
 
 
+def _inbox_lists(actor) -> dict:
+    claimable = list(_claimable(actor)[: CLAIMABLE_SHOWN + 1])
+    return {
+        "my_items": list(_my_items(actor)[:200]),
+        "claimable": claimable[:CLAIMABLE_SHOWN],
+        "claimable_more": len(claimable) > CLAIMABLE_SHOWN,
+    }
+
+
 @require_GET
 @console_view
 def inbox(request):
     actor = request.user
     profile = Profile.objects.filter(user_id=actor.pk).select_related("delegate").first()
-    claimable = list(_claimable(actor)[: CLAIMABLE_SHOWN + 1])
     return render(
         request,
         "console/inbox.html",
         {
-            "my_items": list(_my_items(actor)[:200]),
-            "claimable": claimable[:CLAIMABLE_SHOWN],
-            "claimable_more": len(claimable) > CLAIMABLE_SHOWN,
+            **_inbox_lists(actor),
             "queues": [q for q in queue_list_for(actor=actor) if q.active],
             "profile": profile,
             "away": profile is not None and profile.is_out_of_office(),
             "teammates": _teammates(actor),
         },
     )
+
+
+@require_GET
+@console_view
+def inbox_live(request):
+    """`/console/inbox/live`: the inbox's two lists, for htmx to poll (an item handed to me or
+    offered in my queues shows up without a reload)."""
+    return render(request, "console/_inbox_lists.html", _inbox_lists(request.user))
 
 
 @require_POST

@@ -101,3 +101,15 @@ def test_a_delegate_outside_my_teams_is_refused_with_the_commands_message(as_use
     response = as_user(alice).post("/console/me/availability", {"away": "on", "delegate": "bob"}, follow=True)
     assert "shares no team with alice" in response.content.decode()
     assert not Profile.objects.filter(user=alice, out_of_office_from__isnull=False).exists()
+
+
+def test_the_inbox_lists_refresh_through_their_fragment(as_user, alice, sam, make_item):
+    client = as_user(alice)
+    page = client.get("/console/inbox").content.decode()
+    assert 'hx-get="/console/inbox/live" hx-trigger="every 5s"' in page
+    assert 'data-testid="my-items-empty"' in client.get("/console/inbox/live").content.decode()
+    handed = make_item()
+    services.work_item_assign(item_id=handed.pk, actor=sam, user="alice")
+    fragment = client.get("/console/inbox/live").content.decode()
+    assert "<html" not in fragment
+    assert _row_ids(fragment, "my-item") == [handed.pk]
