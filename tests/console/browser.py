@@ -134,6 +134,9 @@ def console_server(django_db_setup, django_db_blocker, tmp_path_factory) -> Cons
         # tests, and an idle server connection must not hold that up.
         "DB_CONN_MAX_AGE": "0",
         "REDIS_URL": settings.REDIS_URL,
+        # Throttle counts and cached entries of its own: the Redis server is shared with the
+        # rest of the run (and other runs), whose clients also come from 127.0.0.1.
+        "CACHE_KEY_PREFIX": f"browser-{secrets.token_hex(8)}",
         "PYTHONPATH": str(ROOT),
         "DEBUG": "false",
         # A deployment's secret: without PYTEST_VERSION the settings refuse a weak or missing key.
