@@ -1,7 +1,8 @@
 """The supervisor's dashboard is live, in real headless Chromium against a gunicorn of the app: an
 item created through the REST API shows in its queue's tile and in the breach list within 5 s,
 with no reload of the page (no navigation, the same document); the breach list's actions run
-their commands (audited as the console's) and come back to the dashboard."""
+their commands (audited as the console's) and come back to the dashboard; when the session
+ends, the next poll takes the whole page to the login."""
 
 from __future__ import annotations
 
@@ -83,3 +84,13 @@ def test_the_breach_lists_actions_escalate_and_reassign_and_come_back_to_the_das
     assert item.assignee_id == carol.pk
     records = AuditRecord.objects.filter(work_item_id=item.pk).order_by("seq")
     assert [r.channel for r in records][-2:] == ["console", "console"]
+
+
+def test_when_the_session_ends_the_next_poll_takes_the_whole_page_to_the_login(supervisor_page, review_queue):
+    visit = supervisor_page
+    visit.goto("/console/")
+    expect(visit.by_testid(f"tile-{review_queue.name}")).to_be_visible()
+    visit.page.context.clear_cookies()  # logged out elsewhere, or the session expired
+    visit.page.wait_for_url("**/console/login**", timeout=LIVE_WITHIN_MS)
+    assert visit.by_testid("login-form").is_visible()
+    assert visit.by_testid("tiles").count() == 0, "the login page, not a login form inside a tile"
