@@ -19,7 +19,7 @@ from rest_framework.utils import json
 from workitems import schemas
 from workitems.errors import ValidationFailed
 
-MAX_DEPTH = 64
+MAX_DEPTH = schemas.MAX_DEPTH
 
 
 def _finite(text: str) -> float:
@@ -27,19 +27,6 @@ def _finite(text: str) -> float:
     if not math.isfinite(value):
         raise ValueError(f"number out of range: {text[:40]}")
     return value
-
-
-def _too_deep(data, limit: int) -> bool:
-    """Whether `data` nests more than `limit` arrays/objects (an iterative walk)."""
-    stack = [(data, 1)]
-    while stack:
-        value, depth = stack.pop()
-        if isinstance(value, dict | list):
-            if depth > limit:
-                return True
-            children = value.values() if isinstance(value, dict) else value
-            stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
-    return False
 
 
 def _deep() -> ValidationFailed:
@@ -59,7 +46,7 @@ class JSONParser(parsers.JSONParser):
             raise ParseError(f"JSON parse error - {exc}") from None
         except RecursionError:
             raise _deep() from None
-        if _too_deep(data, MAX_DEPTH):
+        if schemas.too_deep(data):
             raise _deep()
         errors = schemas.nul_errors(data)
         if errors:

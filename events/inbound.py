@@ -65,6 +65,10 @@ def parse(body: bytes) -> dict[str, Any]:
         cmd = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise Poison(f"not JSON: {exc}") from None
+    except RecursionError:  # nested past what the parser can follow
+        raise Poison(f"not a command: JSON nested deeper than {schemas.MAX_DEPTH} levels") from None
+    if schemas.too_deep(cmd):
+        raise Poison(f"not a command: JSON nested deeper than {schemas.MAX_DEPTH} levels")
     if not isinstance(cmd, dict):
         raise Poison("not a JSON object")
     command_id = cmd.get("command_id")

@@ -92,6 +92,24 @@ def printable(text: str) -> str:
     return text.replace("\x00", "\\u0000").encode("utf-8", "backslashreplace").decode("utf-8")
 
 
+# JSON that comes in (a REST body, a bus message) nests at most this many arrays/objects: deeper
+# input is refused with a clear error (it used to end in a RecursionError).
+MAX_DEPTH = 64
+
+
+def too_deep(data: Any, limit: int = MAX_DEPTH) -> bool:
+    """Whether `data` nests more than `limit` arrays/objects (an iterative walk)."""
+    stack = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict | list):
+            if depth > limit:
+                return True
+            children = value.values() if isinstance(value, dict) else value
+            stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
+
+
 def nul_errors(data: Any, prefix: str = "") -> list[dict[str, str]]:
     """Text PostgreSQL cannot store anywhere in a JSON value: NUL characters and lone
     UTF-16 surrogates (JSON `"\\ud800"`, which no UTF-8 holds), in strings and in keys.

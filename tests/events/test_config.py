@@ -36,6 +36,10 @@ def test_bad_event_settings_name_the_key(tmp_path, overrides, key):
         (b'{"command_id": "1", "command": "claim", "item_id": 1}', "actor"),
         (b'{"command_id": "1", "command": "claim", "actor": "a", "item_id": "1"}', "item_id"),
         (b'{"command_id": "1", "command": "create", "actor": "a"}', "data"),
+        (b"null", "not a JSON object"),
+        # Deeply nested JSON: past the parser's recursion limit, and within it but past MAX_DEPTH.
+        (b'{"command_id": "1", "data": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "nested deeper than 64"),
+        (b'{"command_id": "1", "data": ' + b"[" * 70 + b"]" * 70 + b"}", "nested deeper than 64"),
     ],
 )
 def test_inbound_parse_names_what_is_wrong(body, reason):
