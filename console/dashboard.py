@@ -40,7 +40,7 @@ WINDOWS = {
     "P30D": timedelta(days=30),
 }
 DEFAULT_WINDOW = "PT24H"
-BREACH_LIST_SIZE = 50
+BREACH_LIST_SIZE = 25  # the soonest due; a live list to act on, not a report
 POLL = {"tiles": "every 2s", "breaches": "every 2s", "charts": "every 3s"}
 
 
