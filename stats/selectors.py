@@ -263,8 +263,9 @@ def timeseries(
 ) -> list[dict[str, Any]]:
     """[{start, count}] of `metric` (created, completed or breached) in the queues, one entry
     per `interval` (whole hours) from the hour of `since` (default: 24 hours ago) to now,
-    empty buckets included. ValueError for an unknown metric, an interval that is not whole
-    hours, or more than MAX_BUCKETS buckets."""
+    empty buckets included; at most MAX_BUCKETS, the latest (a `since` further back starts
+    that many intervals before now, aligned to its hour), none for a `since` in the future.
+    ValueError for an unknown metric or an interval that is not whole hours."""
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {', '.join(METRICS)}")
     if interval < HOUR or interval % HOUR:
@@ -273,7 +274,8 @@ def timeseries(
     first = hour_start(since or now - DEFAULT_WINDOW)
     count = (hour_start(now) - first) // interval + 1 if first <= now else 0
     if count > MAX_BUCKETS:
-        raise ValueError(f"at most {MAX_BUCKETS} buckets: shorten the span or widen the interval")
+        first += (count - MAX_BUCKETS) * interval
+        count = MAX_BUCKETS
     buckets = [0] * max(count, 0)
     ids = sorted(set(queue_ids))
     if ids and buckets:
