@@ -21,8 +21,8 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 @pytest.fixture
 def busy_day(review_queue, other_team_queue, console_users):
-    """A morning's worth of items: alice holds one in progress and one assigned; more wait in her
-    team's queue (one overdue, one due soon); team B has its own."""
+    """A morning's worth of items: alice holds one in progress and one assigned and has done two;
+    more wait in her team's queue (one overdue, one due soon); team B has its own."""
     svc, alice, bob = console_users["svc"], console_users["alice"], console_users["bob"]
     now = timezone.now()
     held = factories.item(
@@ -47,6 +47,11 @@ def busy_day(review_queue, other_team_queue, console_users):
     for title, priority, due in waiting:
         extra = {"due_at": due.isoformat()} if due else {}
         factories.item(actor=svc, queue=review_queue, title=title, priority=priority, **extra)
+    for title in ("Check invoice INV-2280", "Approve refund R-117"):  # done already: throughput, SLA met
+        done = factories.item(actor=svc, queue=review_queue, title=title, due_at=(now + timedelta(hours=1)).isoformat())
+        services.work_item_claim(item_id=done.pk, actor=alice)
+        services.work_item_start(item_id=done.pk, actor=alice)
+        services.work_item_complete(item_id=done.pk, actor=alice, result={"approved": True, "comment": "as ordered"})
     theirs = factories.item(actor=svc, queue=other_team_queue, title="Team B's shipment check", priority=40)
     services.work_item_claim(item_id=theirs.pk, actor=bob)
     return {"held": held}
