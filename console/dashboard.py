@@ -211,15 +211,27 @@ def live(request, part: str):
 QUEUE_ITEM_PARAMS = ("state", "sla_state", "assignee", "priority_min", "priority_max", "overdue", "ordering")
 
 
+def _queue_stats(request, name: str):
+    queue = queue_get_for(actor=request.user, name=name)
+    window = request.GET.get("window", DEFAULT_WINDOW)
+    window = window if window in WINDOWS else DEFAULT_WINDOW
+    return queue, window, figures.queue_figures(queues=[queue], window=WINDOWS[window])[queue.pk]
+
+
+@require_GET
+@console_view
+def queue_live(request, name: str):
+    """`/console/queues/<name>/live`: the queue page's figures, for htmx to poll."""
+    queue, window, stats = _queue_stats(request, name)
+    return render(request, "console/_queue_stats.html", {"queue": queue, "window": window, "stats": stats})
+
+
 @require_GET
 @console_view
 def queue_page(request, name: str):
     """`/console/queues/<name>`: a queue the caller may see (404 otherwise): its figures over a
     window, its items (the API's filters, orderings and cursor pagination), its configuration."""
-    queue = queue_get_for(actor=request.user, name=name)
-    window = request.GET.get("window", DEFAULT_WINDOW)
-    window = window if window in WINDOWS else DEFAULT_WINDOW
-    stats = figures.queue_figures(queues=[queue], window=WINDOWS[window])[queue.pk]
+    queue, window, stats = _queue_stats(request, name)
     data = request.GET.copy()
     data.setdefault("ordering", "-created_at")
     filterset = WorkItemFilter(

@@ -24,6 +24,7 @@ urlpatterns = [
     path("me/availability", views.availability, name="availability"),
     path("live/<slug:part>", dashboard.live, name="live"),
     path("queues/<slug:name>", dashboard.queue_page, name="queue"),
+    path("queues/<slug:name>/live", dashboard.queue_live, name="queue-live"),
     path("items/<int:item_id>", views.item_page, name="item"),
     path("items/<int:item_id>/<str:action>", views.item_action, name="item-action"),
 ]

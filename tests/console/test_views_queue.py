@@ -82,3 +82,15 @@ def test_an_admin_gets_the_link_to_change_the_queue(as_user, queue):
     admin = factories.user("root", roles=["admin"], is_staff=True, is_superuser=True)
     html = as_user(admin).get(f"/console/queues/{queue.name}").content.decode()
     assert 'data-testid="queue-admin-link"' in html
+
+
+def test_the_figures_refresh_through_their_fragment(as_user, alice, bob, sam, make_item, queue):
+    client = as_user(sam)
+    page = client.get(f"/console/queues/{queue.name}?window=P7D").content.decode()
+    assert f'hx-get="/console/queues/{queue.name}/live?window=P7D" hx-trigger="every 3s"' in page
+    assert 'data-testid="queue-stat-open">0<' in client.get(f"/console/queues/{queue.name}/live").content.decode()
+    make_item()
+    fragment = client.get(f"/console/queues/{queue.name}/live?window=P7D").content.decode()
+    assert "<html" not in fragment and 'data-testid="queue-stat-open">1<' in fragment and "Created (P7D)" in fragment
+    assert as_user(alice).get(f"/console/queues/{queue.name}/live").status_code == 200
+    assert as_user(bob).get(f"/console/queues/{queue.name}/live").status_code == 404
