@@ -112,3 +112,12 @@ def test_the_shipped_file_has_every_knob():
         "checkSeconds": 60,
     }
     assert cfg.notifications.channels.pagerduty is False
+
+
+def test_a_scan_with_nothing_due_is_two_statements(ws_config, svc, sla_queue, django_assert_num_queries):
+    factories.item(actor=svc, queue=sla_queue)
+    with django_assert_num_queries(2):  # any queue with levels held? then the due items by index
+        assert services.sla_scan() == 0
+    ws_config({"features": {"escalation": False}})
+    with django_assert_num_queries(2):  # mark the queues (once), then the due items
+        assert services.sla_scan() == 0
