@@ -163,11 +163,24 @@ def test_openapi_json_is_public_and_json_when_asked(db):
     assert {"jwtAuth", "ApiKeyAuth"} <= set(doc["components"]["securitySchemes"])
 
 
-@pytest.mark.parametrize("path", ["/swagger/", "/redoc/"])
-def test_docs_are_served_offline(db, path):
+@pytest.mark.parametrize(
+    ("path", "script"),
+    [("/swagger/", "/static/drf_spectacular_sidecar/"), ("/redoc/", "/redoc/redoc.standalone.js")],
+)
+def test_docs_are_served_offline(db, path, script):
     resp = Client().get(path)
     assert resp.status_code == 200
     html = resp.content.decode()
-    assert "/static/drf_spectacular_sidecar/" in html
-    for cdn in ("cdn.jsdelivr.net", "unpkg.com", "cdnjs.cloudflare.com"):
+    assert script in html
+    for cdn in ("cdn.jsdelivr.net", "unpkg.com", "cdnjs.cloudflare.com", "fonts.googleapis.com"):
         assert cdn not in html
+
+
+def test_redoc_bundle_is_the_sidecar_one_without_its_cdn_fetch(db):
+    """/redoc/'s script is drf-spectacular-sidecar's ReDoc bundle less its one hard-coded CDN
+    fetch (Redocly's logo), so the page asks nothing of another host."""
+    resp = Client().get("/redoc/redoc.standalone.js")
+    assert resp.status_code == 200 and resp["Content-Type"].startswith("application/javascript")
+    body = resp.content.decode()
+    assert len(body) > 500_000  # the whole bundle, not a stub
+    assert "cdn.redoc.ly" not in body
