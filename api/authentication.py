@@ -11,8 +11,10 @@ from rest_framework_simplejwt import authentication as jwt_authentication
 from rest_framework_simplejwt import serializers as jwt_serializers
 from rest_framework_simplejwt.exceptions import InvalidToken
 from rest_framework_simplejwt.settings import api_settings as jwt_settings
+from rest_framework_simplejwt.utils import get_md5_hash_password
 
 from api.models import ServiceApiKey
+from directory.roles import remember_groups, with_groups
 
 MAX_USER_ID = 2**63 - 1  # the largest primary key PostgreSQL's bigint holds
 
@@ -34,8 +36,20 @@ class JWTAuthentication(jwt_authentication.JWTAuthentication):
     """`Authorization: Bearer <access>`; a token whose user id is no integer is a 401."""
 
     def get_user(self, validated_token):
-        token_user_id(validated_token)
-        return super().get_user(validated_token)
+        """simplejwt's lookup (user, active, revoked by a password change), with the user's
+        groups read in the same statement (directory.roles.with_groups)."""
+        user_id = token_user_id(validated_token)
+        user = with_groups(self.user_model.objects.filter(**{jwt_settings.USER_ID_FIELD: user_id})).first()
+        if user is None:
+            raise exceptions.AuthenticationFailed("User not found", code="user_not_found")
+        if jwt_settings.CHECK_USER_IS_ACTIVE and not user.is_active:
+            raise exceptions.AuthenticationFailed("User is inactive", code="user_inactive")
+        if jwt_settings.CHECK_REVOKE_TOKEN and validated_token.get(
+            jwt_settings.REVOKE_TOKEN_CLAIM
+        ) != get_md5_hash_password(user.password):
+            raise exceptions.AuthenticationFailed("The user's password has been changed.", code="password_changed")
+        remember_groups(user)
+        return user
 
 
 class TokenRefreshSerializer(jwt_serializers.TokenRefreshSerializer):
@@ -73,11 +87,13 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         key = key.strip()
         if not key:
             raise exceptions.AuthenticationFailed("empty API key")
-        try:
-            # get_from_key is the manager's (it checks the hash); the user comes with the next read.
-            api_key = ServiceApiKey.objects.get_from_key(key)
-        except ServiceApiKey.DoesNotExist:
-            raise exceptions.AuthenticationFailed("invalid API key") from None
+        # One statement: the key by its prefix (as the manager's get_from_key), its user and the
+        # user's groups; the hash is checked here.
+        keys = ServiceApiKey.objects.get_usable_keys().select_related("user")
+        api_key = with_groups(keys, "user_id").filter(prefix=key.partition(".")[0]).first()
+        if api_key is None:
+            raise exceptions.AuthenticationFailed("invalid API key")
+        remember_groups(api_key.user, carrier=api_key)
         if not api_key.is_valid(key) or api_key.has_expired or api_key.revoked:
             raise exceptions.AuthenticationFailed("invalid, expired or revoked API key")
         if not api_key.user.is_active:

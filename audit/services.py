@@ -17,14 +17,43 @@ from django.db import transaction
 from django.utils import timezone
 
 from audit.models import AccessRecord, AuditCheckpoint, AuditHead, AuditRecord
-from config import context, wsconfig
+from config import context, statements, wsconfig
 from config.timefmt import isoformat_z
 
 log = logging.getLogger(__name__)
 
 
+_READ = object()
+
+
 def audit_record(
+    *, stream: str, head: tuple[int, str] | None | object = _READ, batch: statements.Batch | None = None, **fields
+) -> AuditRecord:
+    """Append one record to `stream`, chained to the stream's previous record (the fields are
+    `audit_record_into`'s).
+
+    Must run inside the transaction of the change it records, with that
+    entity's row locked, so the stream's order is the order of its changes. `head` is the
+    stream's head (seq, hash; None for a new stream) when the caller read it under that lock,
+    else it is read here. With `batch`, the record and the head's advance are added to it, to
+    go with the change itself as one statement; without, they are sent now as one statement.
+    """
+    _check_in_transaction()
+    if head is _READ:
+        # The head, not the last record: a stream whose end was deleted goes on from its head,
+        # and the gap stays visible to audit_verify.
+        head = AuditHead.objects.filter(stream=stream).values_list("seq", "hash").first()
+    writes = statements.Batch() if batch is None else batch
+    record = audit_record_into(writes, head=head, stream=stream, **fields)
+    if batch is None:
+        writes.run()
+    return record
+
+
+def audit_record_into(
+    batch: statements.Batch,
     *,
+    head: tuple[int, str] | None,
     stream: str,
     action: str,
     actor=None,
@@ -35,17 +64,12 @@ def audit_record(
     correlation_id: str = "",
     channel: str | None = None,
 ) -> AuditRecord:
-    """Append one record to `stream`, chained to the stream's previous record.
-
-    Must run inside the transaction of the change it records, with that
-    entity's row locked, so the stream's order is the order of its changes.
-    """
-    if not transaction.get_connection().in_atomic_block:
-        raise RuntimeError("audit_record must run inside the change's transaction")
-    # The head, not the last record: a stream whose end was deleted goes on from its head,
-    # and the gap stays visible to audit_verify.
-    last = AuditHead.objects.filter(stream=stream).values_list("seq", "hash").first()
-    seq, prev_hash = (last[0] + 1, last[1]) if last else (1, "")
+    """`audit_record` for a caller that has read the stream's head (seq, hash; None for a new
+    stream) under the lock that orders the stream: the record and the head's advance are
+    added to `batch`, to be sent with the change itself as one statement. The hash is the
+    same bytes `audit_verify` recomputes (AuditRecord.compute_hash)."""
+    _check_in_transaction()
+    seq, prev_hash = (head[0] + 1, head[1]) if head else (1, "")
     record = AuditRecord(
         stream=stream,
         seq=seq,
@@ -62,14 +86,20 @@ def audit_record(
         prev_hash=prev_hash,
     )
     record.hash = record.compute_hash()
-    record.save(force_insert=True)
-    AuditHead.objects.bulk_create(  # one INSERT … ON CONFLICT (stream) DO UPDATE
+    batch.insert(AuditRecord, [record])
+    # The head: one INSERT … ON CONFLICT (stream) DO UPDATE (its trigger lets it advance by one only).
+    batch.insert(
+        AuditHead,
         [AuditHead(stream=stream, seq=seq, hash=record.hash, updated_at=record.created_at)],
-        update_conflicts=True,
         unique_fields=["stream"],
         update_fields=["seq", "hash", "updated_at"],
     )
     return record
+
+
+def _check_in_transaction() -> None:
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("audit_record must run inside the change's transaction")
 
 
 # --- checkpoints ------------------------------------------------------------------------------

@@ -4,7 +4,11 @@ straight onto them. A superuser is an admin."""
 
 from __future__ import annotations
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, Group
+from django.contrib.postgres.expressions import ArraySubquery
+from django.db import connection
+from django.db.models import F, OuterRef
+from django.db.models.functions import JSONObject
 
 from config import wsconfig
 
@@ -40,6 +44,24 @@ def user_groups(user) -> list[tuple[int, str]]:
         cached = list(user.groups.values_list("id", "name"))
         user._workstream_groups = cached
     return cached
+
+
+def with_groups(users, user_ref: str = "pk"):
+    """`users` (a queryset of users, or of rows pointing at one through `user_ref`) with each
+    user's (id, name) groups read in the same statement, for `remember_groups` (PostgreSQL;
+    elsewhere unchanged, and `user_groups` reads them when first asked)."""
+    if connection.vendor != "postgresql":
+        return users
+    rows = Group.objects.filter(user=OuterRef(user_ref)).order_by("id").values(j=JSONObject(id=F("id"), name=F("name")))
+    return users.annotate(_group_rows=ArraySubquery(rows))
+
+
+def remember_groups(user, carrier=None) -> None:
+    """Keep the groups `with_groups` read (on `user`, or on the `carrier` row that pointed at it)
+    as the request's cache of `user_groups`, so no statement of its own reads them."""
+    rows = (carrier or user).__dict__.pop("_group_rows", None)
+    if rows is not None:
+        user._workstream_groups = [(r["id"], r["name"]) for r in rows]
 
 
 def forget_cached_roles(user) -> None:

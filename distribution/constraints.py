@@ -28,8 +28,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ObjectDoesNotExist
 from django.db import connection
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Exists, IntegerField, OuterRef, Q, QuerySet, Subquery
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
@@ -105,51 +106,106 @@ def id_set(ids: list[int]):
     return ids
 
 
+class _Count(Subquery):
+    """`(SELECT count(*) FROM (<subquery>))`: a correlated count in the candidates' own statement."""
+
+    template = "(SELECT count(*) FROM (%(subquery)s) _c)"
+    output_field = IntegerField()
+
+
+def _load_columns(item: WorkItem) -> dict:
+    """What each user holds (assigned, in progress, suspended) and has reserved for them, in
+    all queues and in the item's, not counting the item itself: columns of the user's row."""
+    others = WorkItem.objects.exclude(pk=item.pk) if item.pk else WorkItem.objects.all()
+    held = others.filter(assignee_id=OuterRef("pk"), state__in=HELD_STATES).values("id")
+    reserved = others.filter(reserved_for_id=OuterRef("pk"), state="OFFERED").values("id")
+    return {
+        "_held": _Count(held),
+        "_held_here": _Count(held.filter(queue_id=item.queue_id)),
+        "_reserved": _Count(reserved),
+        "_reserved_here": _Count(reserved.filter(queue_id=item.queue_id)),
+    }
+
+
+def _candidate(row, now) -> Candidate:
+    uid, name, active, skills, capacity, ooo_from, ooo_until, delegate_id, last, held, held_here, res, res_here = row
+    return Candidate(
+        user_id=uid,
+        username=name,
+        is_active=active,
+        capacity=capacity,
+        skills=skills if isinstance(skills, dict) else {},
+        out_of_office=ooo_from is not None and ooo_from <= now and (ooo_until is None or now < ooo_until),
+        delegate_id=delegate_id,
+        last_assigned_at=last,
+        load=held + res,
+        queue_load=held_here + res_here,
+    )
+
+
 def load_candidates(users, item: WorkItem) -> dict[int, Candidate]:
-    """Profiles and current loads of `users` (ids, or a subquery of ids), in three queries
+    """Profiles and current loads of `users` (ids, or a subquery of ids), in ONE query
     returning plain tuples. Load is what a user holds plus what is reserved for them."""
-    if isinstance(users, QuerySet):
-        users = [row["id"] for row in users]
-    users = id_set(sorted(set(users)))
-    if isinstance(users, list) and not users:
-        return {}
+    if not isinstance(users, QuerySet):
+        users = sorted(set(users))
+        if not users:
+            return {}
+        users = id_set(users)
     now = timezone.now()
-    out: dict[int, Candidate] = {}
-    rows = get_user_model().objects.filter(pk__in=users).values_list(*_CANDIDATE_COLUMNS)
-    for uid, name, active, skills, capacity, ooo_from, ooo_until, delegate_id, last in rows:
-        if uid in out:
-            continue
-        out[uid] = Candidate(
-            user_id=uid,
-            username=name,
-            is_active=active,
-            capacity=capacity,
-            skills=skills if isinstance(skills, dict) else {},
-            out_of_office=ooo_from is not None and ooo_from <= now and (ooo_until is None or now < ooo_until),
-            delegate_id=delegate_id,
-            last_assigned_at=last,
-        )
-    if not out:
-        return out
-    here = Q(queue_id=item.queue_id)
-    others = WorkItem.objects.exclude(pk=item.pk) if item.pk else WorkItem.objects.all()  # not the item itself
-    held = (
-        others.filter(assignee_id__in=users, state__in=HELD_STATES)
-        .values_list("assignee_id")
-        .annotate(total=Count("id"), here=Count("id", filter=here))
+    columns = _load_columns(item)
+    rows = get_user_model().objects.filter(pk__in=users).annotate(**columns).values_list(*_CANDIDATE_COLUMNS, *columns)
+    return {row[0]: _candidate(row, now) for row in rows}
+
+
+@dataclass
+class Locked:
+    """A user locked for holding an item: the row, the candidate as the constraints see it,
+    and whether the item excludes them."""
+
+    user: object
+    candidate: Candidate
+    excluded: bool
+
+
+def lock_candidate(user_id: int, item: WorkItem) -> Locked | None:
+    """Lock the user's row (so the capacity count cannot change under us), then read the user,
+    their profile, their loads and whether `item` excludes them in one statement. Two, not
+    one: under READ COMMITTED a statement's snapshot is taken before it waits for a lock, so
+    loads read in the locking statement could miss an assignment committed by the holder.
+    Lock order everywhere: item row, then round-robin cursor, then user row."""
+    lock_user(user_id)
+    columns = _load_columns(item)
+    if item.pk:
+        through = WorkItem.excluded_users.through.objects
+        columns["_excluded"] = Exists(through.filter(workitem_id=item.pk, user_id=OuterRef("pk")))
+    user = get_user_model().objects.select_related("workstream_profile").annotate(**columns).filter(pk=user_id).first()
+    if user is None:
+        return None
+    profile = getattr(user, "workstream_profile", None) if has_profile(user) else None
+    row = (
+        user.pk,
+        user.username,
+        user.is_active,
+        *(
+            (p.skills, p.capacity, p.out_of_office_from, p.out_of_office_until, p.delegate_id, p.last_assigned_at)
+            if (p := profile) is not None
+            else ({}, None, None, None, None, None)
+        ),
+        user._held,
+        user._held_here,
+        user._reserved,
+        user._reserved_here,
     )
-    reserved = (
-        others.filter(reserved_for_id__in=users, state="OFFERED")
-        .values_list("reserved_for_id")
-        .annotate(total=Count("id"), here=Count("id", filter=here))
-    )
-    for rows in (held, reserved):
-        for uid, total, in_queue in rows:
-            c = out.get(uid)
-            if c is not None:
-                c.load += total
-                c.queue_load += in_queue
-    return out
+    return Locked(user, _candidate(row, timezone.now()), bool(getattr(user, "_excluded", False)))
+
+
+def has_profile(user) -> bool:
+    """Whether select_related('workstream_profile') found a profile."""
+    try:
+        user.workstream_profile  # noqa: B018 - select_related filled it (or knows there is none)
+    except ObjectDoesNotExist:
+        return False
+    return True
 
 
 def _excluded_ids(item: WorkItem, related: dict | None) -> set[int]:
@@ -193,8 +249,10 @@ def apply_constraints(
     *,
     related: dict | None = None,
     skip: tuple[str, ...] = (),
+    excluded: set[int] | None = None,
 ) -> Resolution:
-    """Filter `candidates` through CONSTRAINTS in order (minus `skip`)."""
+    """Filter `candidates` through CONSTRAINTS in order (minus `skip`); `excluded`, when the
+    caller has read it, is the item's excluded users."""
     pool = len(candidates)
     current = list(candidates)
     emptied_by = None
@@ -213,7 +271,8 @@ def apply_constraints(
     required = item.required_skills or []
     if required:
         step("skills", lambda cs: [c for c in cs if _has_skills(c, required)])
-    excluded = _excluded_ids(item, related)
+    if excluded is None:
+        excluded = _excluded_ids(item, related)
     if excluded:
         step("excluded", lambda cs: [c for c in cs if c.user_id not in excluded])
     if item.sod_key:
@@ -263,8 +322,10 @@ def is_candidate(user, item: WorkItem) -> bool:
     return WorkItem.objects.filter(policy.claimable_filter(user), pk=item.pk).exists()
 
 
-def check_candidate(user, item: WorkItem) -> None:
-    if not is_candidate(user, item):
+def check_candidate(user, item: WorkItem, *, known: bool | None = None) -> None:
+    """ConstraintViolated unless `user` is a candidate for `item`; `known` is the answer when
+    the caller read it with the row (selectors.work_item_get_for(claimer=…))."""
+    if not (is_candidate(user, item) if known is None else known):
         raise ConstraintViolated(
             f"user {user.username} is not a candidate for work item {item.pk}", constraint="candidate"
         )
@@ -277,15 +338,24 @@ def lock_user(user_id: int) -> None:
 
 
 def check_can_hold(
-    user, item: WorkItem, *, related: dict | None = None, skip: tuple[str, ...] = ("available",)
+    user,
+    item: WorkItem,
+    *,
+    related: dict | None = None,
+    skip: tuple[str, ...] = ("available",),
+    locked: Locked | None = None,
 ) -> None:
     """All constraints for `user` holding `item`; ConstraintViolated names the first that fails.
 
-    The user's row is locked first, so the capacity count cannot change under us.
+    The user's row is locked first, in the statement that reads their loads (lock_candidate),
+    so the capacity count cannot change under us; `locked` is that read when the caller made it.
     """
-    lock_user(user.pk)
-    cands = list(load_candidates([user.pk], item).values())
-    res = apply_constraints(cands, item, related=related, skip=skip)
+    locked = locked or lock_candidate(user.pk, item)
+    cands = [locked.candidate] if locked is not None else []
+    excluded = None
+    if related is None and item.pk and locked is not None:
+        excluded = {user.pk} if locked.excluded else set()
+    res = apply_constraints(cands, item, related=related, skip=skip, excluded=excluded)
     if not res.candidates:
         reason = res.emptied_by or "active"
         raise ConstraintViolated(_explain(reason, user, item), constraint=reason)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from django.contrib.auth import get_user_model
 from prometheus_client import Counter, Histogram
 
 from config import wsconfig
@@ -68,19 +67,19 @@ def route_item(*, item, requested_assignee=None, related: dict | None = None, ex
     pool = [c for c in res.candidates if c.user_id not in set(exclude_ids)]
     emptied_by = res.emptied_by or ("excluded" if res.candidates and not pool else None)
     strategy = strategies.get(name)
-    choice = _choose_and_lock(strategy, pool, item)
+    chosen = _choose_and_lock(strategy, pool, item)
     DISTRIBUTION_RESOLUTION_TIME_MS.observe((time.perf_counter() - t0) * 1000)
-    if choice is None:
+    if chosen is None:
         reason = emptied_by or "capacity"
         UNASSIGNED_TOTAL.labels(reason=reason).inc()
         return Route(action="offer", strategy=name, reason=reason)
     ASSIGNMENTS_TOTAL.labels(strategy=name).inc()
-    user = get_user_model().objects.get(pk=choice.user_id)
+    choice, user = chosen
     action = "reserve" if item.queue.reservation_timeout else "assign"
     return Route(action=action, user=user, strategy=name, on_behalf_of=choice.on_behalf_of)
 
 
-def _choose_and_lock(strategy, pool: list[Candidate], item) -> Candidate | None:
+def _choose_and_lock(strategy, pool: list[Candidate], item) -> tuple[Candidate, object] | None:
     """Choose, then lock the chosen user and re-check capacity: a concurrent assignment
     may have filled them since the loads were read. Passed-over users drop out.
 
@@ -93,12 +92,11 @@ def _choose_and_lock(strategy, pool: list[Candidate], item) -> Candidate | None:
         choice = strategy.choose(pool, item, last_user_id=cursor.last_user_id if cursor else None)
         if choice is None:
             return None
-        constraints.lock_user(choice.user_id)
-        fresh = constraints.load_candidates([choice.user_id], item).get(choice.user_id)
-        if fresh is not None and constraints.under_capacity(fresh, item.queue.capacity_per_user):
+        locked = constraints.lock_candidate(choice.user_id, item)  # one statement: lock and re-read
+        if locked is not None and constraints.under_capacity(locked.candidate, item.queue.capacity_per_user):
             if cursor is not None:
                 cursor.last_user_id = choice.user_id
                 cursor.save(update_fields=["last_user_id"])
-            return choice
+            return choice, locked.user
         pool = [c for c in pool if c.user_id != choice.user_id]
     return None

@@ -6,12 +6,27 @@ from __future__ import annotations
 from django.db import transaction
 from django.utils import timezone
 
-from config import context, wsconfig
+from config import context, statements, wsconfig
 from events import nudge
 from events.models import OutboxEvent
 
 
-def outbox_enqueue(
+def outbox_enqueue(**event) -> OutboxEvent:
+    """Add one event to the outbox inside the current transaction (the change's own); the
+    fields are `outbox_event`'s."""
+    row = outbox_event(**event)
+    row.save(force_insert=True)
+    return row
+
+
+def outbox_enqueue_into(batch: statements.Batch, **event) -> OutboxEvent:
+    """`outbox_enqueue` whose INSERT goes into `batch`, sent with the change as one statement."""
+    row = outbox_event(**event)
+    batch.insert(OutboxEvent, [row])
+    return row
+
+
+def outbox_event(
     *,
     event_type: str,
     aggregate_id: str | int,
@@ -21,11 +36,11 @@ def outbox_enqueue(
     correlation_id: str = "",
     occurred_at=None,
 ) -> OutboxEvent:
-    """Add one event to the outbox inside the current transaction (the change's own)."""
+    """The unsaved outbox row of one event, and the relay's wake-up after the commit."""
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("outbox_enqueue must run inside the change's transaction")
     nudge.relay_after_commit()
-    return OutboxEvent.objects.create(
+    return OutboxEvent(
         event_type=event_type,
         aggregate_type=aggregate_type,
         aggregate_id=str(aggregate_id),

@@ -447,6 +447,9 @@ class WorkItem(ConcurrentTransitionMixin, models.Model):
             models.Index(fields=["state"], name="wi_state_idx"),
             models.Index(fields=["assignee", "state"], name="wi_assignee_state_idx"),
             models.Index(fields=["workflow_id", "run_id"], name="wi_workflow_run_idx"),
+            # GET /workitems' default order (newest first, keyset on created_at, id): a page is
+            # an index walk that stops at the page, however many items there are.
+            models.Index(fields=["-created_at", "-id"], name="wi_created_idx"),
             # claim-next order; only OFFERED items can be claimed, so only they are indexed.
             models.Index(
                 "queue",

@@ -4,8 +4,9 @@
   `action_roles` replaces an entry; the system, actor=None, is always allowed);
 - the relation an actor must have to the item (assignee, reservee, creator,
   or a supervisor standing in for them);
-- who "sees everything" (every item, user and queue), and who reads a queue's sensitive
-  context keys unmasked (`sees_sensitive`);
+- who "sees everything" (every item, user and queue), who sees an item (`may_see`, and its
+  ORM form `visible_filter`), and who reads a queue's sensitive context keys unmasked
+  (`sees_sensitive`);
 - candidacy: who may claim an OFFERED item. It has three forms that must agree:
   the Python predicate `may_claim` (the definition), the ORM filter
   `claimable_filter` (one item, a list, the embedded SQLite walk) and the SQL
@@ -208,11 +209,62 @@ def pool_filter(actor) -> Q:
     return named | unnamed
 
 
+def excluded_filter(actor) -> Q:
+    """The item's excluded_users holds `actor`."""
+    return Q(Exists(WorkItem.excluded_users.through.objects.filter(workitem_id=OuterRef("pk"), user_id=actor.pk)))
+
+
 def claimable_filter(actor) -> Q:
     """`may_claim` as an ORM filter over work items, for `actor`."""
-    excluded = Exists(WorkItem.excluded_users.through.objects.filter(workitem_id=OuterRef("pk"), user_id=actor.pk))
     not_reserved_for_others = Q(reserved_for__isnull=True) | Q(reserved_for=actor.pk)
-    return Q(state=State.OFFERED) & not_reserved_for_others & pool_filter(actor) & ~excluded
+    return Q(state=State.OFFERED) & not_reserved_for_others & pool_filter(actor) & ~excluded_filter(actor)
+
+
+# --- visibility ----------------------------------------------------------------------------
+#
+# Who sees an item. Two forms that must agree (tests/workitems/test_visibility.py): the
+# Python predicate `may_see` (the definition) and the ORM filter `visible_filter` (lists, and
+# the lock of every command). The filter is built of uncorrelated `IN (subquery)` tests, each
+# evaluated once per query (a hashed subplan), so a list ordered by an index walks that index
+# and stops at the page; the OR of correlated EXISTS it replaces made PostgreSQL estimate a
+# cost past jit_above_cost and scan and sort every visible row.
+
+
+def may_see(
+    *,
+    sees_everything: bool,
+    user_id: int,
+    assignee_id: int | None,
+    queue_member: bool,
+    item_user_ids: Collection[int],
+    item_group_ids: Collection[int],
+    user_group_ids: Collection[int],
+) -> bool:
+    """The visibility rule: the system, admins, supervisors and service clients see every item;
+    anyone else the items they hold, the items of the queues they are a member of (a group or a
+    role assignment valid now), and the items that name them (directly or through a group)."""
+    if sees_everything:
+        return True
+    if assignee_id == user_id or queue_member or user_id in item_user_ids:
+        return True
+    return bool(set(item_group_ids) & set(user_group_ids))
+
+
+def visible_filter(actor) -> Q | None:
+    """`may_see` as an ORM filter over work items; None when `actor` sees every item."""
+    if sees_everything(actor):
+        return None
+    gids = group_ids_of(actor)
+    queue_by_group = Queue.candidate_groups.through.objects.filter(group_id__in=gids).values("queue_id")
+    named_user = WorkItem.candidate_users.through.objects.filter(user_id=actor.pk).values("workitem_id")
+    named_group = WorkItem.candidate_groups.through.objects.filter(group_id__in=gids).values("workitem_id")
+    return (
+        Q(assignee_id=actor.pk)
+        | Q(queue_id__in=queue_by_group)
+        | Q(queue_id__in=role_queue_ids(actor))
+        | Q(pk__in=named_user)
+        | Q(pk__in=named_group)
+    )
 
 
 # `may_claim` in SQL over a work-item row `w`, for claim-next's walk. Parameters: %(uid)s the

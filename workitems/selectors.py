@@ -2,31 +2,42 @@
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass, replace
+
+from django.contrib.auth import get_user_model
+from django.contrib.postgres.expressions import ArraySubquery
 from django.db import connection
-from django.db.models import Exists, F, OuterRef, Q, QuerySet
+from django.db.models import (
+    BooleanField,
+    CharField,
+    ExpressionWrapper,
+    F,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Value,
+)
+from django.db.models.expressions import RawSQL
+from django.db.models.functions import Cast, Concat, JSONObject
 from django.utils import timezone
 
+from audit.models import AuditHead
+from distribution.constraints import Locked, has_profile, lock_user
+from distribution.strategies import Candidate
 from workitems import policy
 from workitems.errors import NotFound
-from workitems.models import Queue, WorkItem
+from workitems.models import HELD_STATES, Queue, State, WorkItem
 
 # The order in which items are handed out: most urgent first (claim-next, the inbox).
 CLAIM_ORDER = (F("priority").desc(), F("due_at").asc(nulls_last=True), "created_at", "id")
 
 
 def visibility_filter(actor) -> Q | None:
-    """None when `actor` sees every item (policy.sees_everything); otherwise the items of
-    its queues, the items it is a candidate for, and its own."""
-    if policy.sees_everything(actor):
-        return None
-    gids = policy.group_ids_of(actor)
-    candidate_user = Exists(
-        WorkItem.candidate_users.through.objects.filter(workitem_id=OuterRef("pk"), user_id=actor.pk)
-    )
-    candidate_group = Exists(
-        WorkItem.candidate_groups.through.objects.filter(workitem_id=OuterRef("pk"), group_id__in=gids)
-    )
-    return Q(assignee_id=actor.pk) | policy.queue_member_filter(actor) | candidate_user | candidate_group
+    """None when `actor` sees every item; otherwise the items of its queues, the items it is a
+    candidate for, and its own (the rule: policy.may_see; this is policy.visible_filter)."""
+    return policy.visible_filter(actor)
 
 
 def work_item_list_for(*, actor) -> QuerySet[WorkItem]:
@@ -38,19 +49,82 @@ def work_item_list_for(*, actor) -> QuerySet[WorkItem]:
     return qs if q is None else qs.filter(q)
 
 
-def work_item_get_for(*, actor, item_id: int, for_update: bool = False) -> WorkItem:
-    """One item `actor` may see, optionally row-locked; NotFound otherwise."""
+def _head(column: str) -> Subquery:
+    """The item's audit chain head (`workitem:<id>`), read in the statement that locks the row."""
+    stream = Concat(Value("workitem:"), Cast(OuterRef("pk"), CharField()))
+    return Subquery(AuditHead.objects.filter(stream=stream).values(column)[:1])
+
+
+# The item's lists as names, read with the row (the API's representation shows them).
+_LISTS = {
+    "candidate_users": (WorkItem.candidate_users.through, "user__username"),
+    "candidate_groups": (WorkItem.candidate_groups.through, "group__name"),
+    "excluded_users": (WorkItem.excluded_users.through, "user__username"),
+}
+
+
+def _list_columns() -> dict:
+    if connection.vendor != "postgresql":
+        return {}
+    return {
+        f"_list_{name}": ArraySubquery(through.objects.filter(workitem_id=OuterRef("pk")).values(column))
+        for name, (through, column) in _LISTS.items()
+    }
+
+
+def keep_lists(item: WorkItem) -> None:
+    """Move the lists read with the row to `item.list_names` ({list: [names]})."""
+    names = {name: item.__dict__.pop(f"_list_{name}") for name in _LISTS if f"_list_{name}" in item.__dict__}
+    if names:
+        item.list_names = names
+
+
+def _as_bool(q: Q) -> ExpressionWrapper:
+    return ExpressionWrapper(q, output_field=BooleanField())
+
+
+def work_item_get_for(*, actor, item_id: int, for_update: bool = False, claimer=None) -> WorkItem:
+    """One item `actor` may see, optionally row-locked; NotFound otherwise.
+
+    One statement: the row (with its queue, lifecycle and users), its candidate and excluded
+    lists as names (`item.list_names`), whether `actor` sees it, and, when locked, the head
+    of its audit chain (`item.audit_head`: (seq, hash) or None), which the lock orders, so
+    the change's audit record needs no read of its own. With
+    `claimer`, whether that user may claim it (`item.claimable`, policy.claimable_filter)."""
     qs = WorkItem.objects.select_related("queue__lifecycle", "assignee", "created_by", "reserved_for")
+    if actor is not None and not actor.is_authenticated:
+        raise NotFound(f"work item {item_id} not found")
+    visibility = visibility_filter(actor)
+    extra = _list_columns()
+    if visibility is not None:
+        extra["_visible"] = _as_bool(visibility)
     if for_update:
         # `of` keeps the lock on the item row: the joined rows are only read.
         qs = qs.select_for_update(of=("self",))
+        extra["_head_seq"], extra["_head_hash"] = _head("seq"), _head("hash")
+    if claimer is not None:
+        extra["claimable"] = _as_bool(policy.claimable_filter(claimer))
     try:
-        item = qs.get(pk=item_id)
+        item = qs.annotate(**extra).get(pk=item_id)
     except (WorkItem.DoesNotExist, ValueError, TypeError):
         raise NotFound(f"work item {item_id} not found") from None
-    if not work_item_visible_to(actor=actor, item=item):
+    if visibility is not None and not item._visible:
         raise NotFound(f"work item {item_id} not found")
+    if for_update:
+        keep_head(item)
+    keep_lists(item)
     return item
+
+
+def keep_head(item: WorkItem) -> None:
+    """Keep the head read with the row (annotations `_head_seq`, `_head_hash`) as `item.audit_head`
+    if it is the row's own: every change of an item bumps its version and appends one record, so
+    the head's seq is the version. A statement that waited for the lock sees the row as the
+    last writer left it but the head as its snapshot had it (READ COMMITTED), one change
+    behind: then the head is not kept, and the change reads it fresh (services._core.audit_head)."""
+    seq, digest = item.__dict__.pop("_head_seq", None), item.__dict__.pop("_head_hash", None)
+    if seq is not None and seq == item.version:
+        item.audit_head = (seq, digest)
 
 
 def work_item_visible_to(*, actor, item: WorkItem) -> bool:
@@ -94,13 +168,17 @@ LIMIT %(k)s
 """
 
 
-def claim_next_candidate_ids(
-    *, actor, queue_ids: list[int], only_queue: int | None, k: int, skip: list[int] | None = None
-) -> list[int]:
-    """Up to `k` ids of OFFERED items `actor` may claim, best first (priority desc, due_at asc,
-    created_at asc), leaving out `skip` (rows already tried), walking the claim-next index per
-    queue so the cost does not grow with the number of open items."""
-    params = {
+def _positional(sql: str, params: dict) -> tuple[str, list]:
+    """A `%(name)s` query as a `%s` one, to embed in an ORM statement."""
+    names = _NAMED_PARAM.findall(sql)
+    return _NAMED_PARAM.sub("%s", sql), [params[n] for n in names]
+
+
+_NAMED_PARAM = re.compile(r"%\((\w+)\)s")
+
+
+def _walk_params(actor, queue_ids, only_queue, k, skip) -> dict:
+    return {
         "uid": actor.pk,
         "gids": policy.group_ids_of(actor),
         "qids": queue_ids,
@@ -109,6 +187,109 @@ def claim_next_candidate_ids(
         "now": timezone.now(),  # the application's clock, like every other time check
         "skip": list(skip or []),
     }
+
+
+def claim_next_lock(*, actor, queue_ids: list[int], only_queue: int | None, k: int, skip: list[int]) -> WorkItem | None:
+    """claim-next's walk and lock in ONE statement: of the best `k` candidates the walk finds
+    (claim_next_candidate_ids), the best OFFERED row nobody else holds, locked FOR UPDATE SKIP
+    LOCKED, with its audit head (`item.audit_head`). None when all of them are taken or being taken."""
+    qs = WorkItem.objects.select_related("queue__lifecycle", "assignee", "created_by", "reserved_for")
+    qs = qs.select_for_update(skip_locked=True, of=("self",)).annotate(
+        _head_seq=_head("seq"), _head_hash=_head("hash"), **_list_columns()
+    )
+    if connection.vendor == "postgresql":
+        walk = RawSQL(*_positional(_CLAIM_NEXT_SQL, _walk_params(actor, queue_ids, only_queue, k, skip)))  # noqa: S611 - a constant query, bound parameters
+    else:
+        walk = claim_next_candidate_ids(actor=actor, queue_ids=queue_ids, only_queue=only_queue, k=k, skip=skip)
+    item = qs.filter(pk__in=walk, state=State.OFFERED).order_by(*CLAIM_ORDER).first()
+    if item is not None:
+        keep_head(item)
+        keep_lists(item)
+    return item
+
+
+@dataclass
+class Claimer:
+    """A claim-next caller, its row locked: what the constraints need to know about it, its
+    member queues (id, lifecycle action_roles, capacity_per_user) and the queue of each item
+    it holds or has reserved for it."""
+
+    user: object
+    candidate: Candidate
+    queues: list[tuple[int, dict | None, int | None]]
+    held_queue_ids: list[int]
+
+    def held_in(self, queue_id: int) -> int:
+        return self.held_queue_ids.count(queue_id)
+
+    def locked_for(self, item: WorkItem) -> Locked:
+        """The claimer as constraints.check_can_hold sees it for `item` (its load not counting `item`)."""
+        own = 1 if item.reserved_for_id == self.user.pk and item.state == State.OFFERED else 0
+        candidate = replace(
+            self.candidate,
+            load=len(self.held_queue_ids) - own,
+            queue_load=self.held_in(item.queue_id) - own,
+        )
+        return Locked(self.user, candidate, excluded=False)  # the walk leaves out items that exclude it
+
+
+def claimer_lock(actor, *, only_queue: int | None = None) -> Claimer:
+    """Lock `actor`'s user row (what it holds cannot change under the claim), then read, in one
+    statement on PostgreSQL, its profile, the queues of what it holds, and its active member
+    queues (its groups, valid roles) with their lifecycle's roles and per-user capacity."""
+    member = Queue.objects.filter(active=True).filter(
+        Q(candidate_groups__in=policy.group_ids_of(actor)) | Q(pk__in=policy.role_queue_ids(actor))
+    )
+    if only_queue is not None:
+        member = member.filter(pk=only_queue)
+    held = WorkItem.objects.filter(
+        Q(assignee_id=actor.pk, state__in=HELD_STATES) | Q(reserved_for_id=actor.pk, state=State.OFFERED)
+    )
+    lock_user(actor.pk)  # its own statement: the read's snapshot comes after the lock (constraints.lock_candidate)
+    users = get_user_model().objects.select_related("workstream_profile")
+    if connection.vendor == "postgresql":
+        user = users.annotate(
+            _queues=ArraySubquery(
+                member.distinct().values(
+                    j=JSONObject(id=F("id"), roles=F("lifecycle__action_roles"), cap=F("capacity_per_user"))
+                )
+            ),
+            _held=ArraySubquery(held.values("queue_id")),
+        ).get(pk=actor.pk)
+        queues = [(q["id"], q["roles"], q["cap"]) for q in user._queues]
+        held_ids = list(user._held)
+    else:  # the embedded SQLite default: three statements
+        user = users.get(pk=actor.pk)
+        queues = list(member.distinct().values_list("id", "lifecycle__action_roles", "capacity_per_user"))
+        held_ids = list(held.values_list("queue_id", flat=True))
+    profile = getattr(user, "workstream_profile", None) if has_profile(user) else None
+    now = timezone.now()
+    candidate = Candidate(
+        user_id=user.pk,
+        username=user.username,
+        is_active=user.is_active,
+        capacity=profile.capacity if profile else None,
+        skills=profile.skills if profile and isinstance(profile.skills, dict) else {},
+        out_of_office=bool(
+            profile
+            and profile.out_of_office_from is not None
+            and profile.out_of_office_from <= now
+            and (profile.out_of_office_until is None or now < profile.out_of_office_until)
+        ),
+        delegate_id=profile.delegate_id if profile else None,
+        last_assigned_at=profile.last_assigned_at if profile else None,
+    )
+    # The caller's cached groups and roles stay the caller's: the lock only reads the row.
+    return Claimer(actor, candidate, sorted({q[0]: q for q in queues}.values(), key=lambda q: q[0]), held_ids)
+
+
+def claim_next_candidate_ids(
+    *, actor, queue_ids: list[int], only_queue: int | None, k: int, skip: list[int] | None = None
+) -> list[int]:
+    """Up to `k` ids of OFFERED items `actor` may claim, best first (priority desc, due_at asc,
+    created_at asc), leaving out `skip` (rows already tried), walking the claim-next index per
+    queue so the cost does not grow with the number of open items."""
+    params = _walk_params(actor, queue_ids, only_queue, k, skip)
     if connection.vendor != "postgresql":  # the embedded SQLite default: the ORM's portable query
         qs = WorkItem.objects.filter(policy.claimable_filter(actor), queue__active=True).filter(
             Q(follow_up_at__isnull=True) | Q(follow_up_at__lte=timezone.now())

@@ -9,6 +9,7 @@ import pytest
 from audit import services as audit_services
 from audit.models import AuditRecord
 from config.context import acting
+from events import outbox
 from events.models import OutboxEvent
 from tests import factories
 from tests.factories import item_body, observed
@@ -35,7 +36,7 @@ def test_outbox_failure_rolls_back_the_transition_and_the_audit_record(make_item
     def refuse(**kwargs):
         raise Boom("outbox insert failed")
 
-    monkeypatch.setattr(OutboxEvent.objects, "create", refuse)
+    monkeypatch.setattr(outbox, "outbox_event", refuse)  # every outbox row is built here
     with pytest.raises(Boom):
         services.work_item_claim(item_id=item.pk, actor=alice)
     monkeypatch.undo()
@@ -55,7 +56,8 @@ def test_audit_failure_after_the_save_rolls_back_the_transition(make_item, alice
     calls = []
 
     def record_then_fail(**kwargs):
-        audit_services.audit_record(**kwargs)  # the record is written, then the command fails
+        audit_services.audit_record(**kwargs)
+        kwargs["batch"].run()  # the change's statement (item, audit record, head) is sent, then the command fails
         calls.append(kwargs["action"])
         raise Boom("after the audit record")
 
@@ -73,7 +75,7 @@ def test_a_failing_create_leaves_no_item_audit_or_event(svc, queue, monkeypatch)
     def refuse(**kwargs):
         raise Boom("outbox insert failed")
 
-    monkeypatch.setattr(OutboxEvent.objects, "create", refuse)
+    monkeypatch.setattr(outbox, "outbox_event", refuse)
     with pytest.raises(Boom):
         services.work_item_create(actor=svc, data=item_body(queue))
     assert _counts() == before
@@ -102,16 +104,16 @@ def test_bulk_create_semantic_error_at_one_index_creates_nothing(svc, queue):
 def test_bulk_create_rolls_back_items_already_inserted(svc, queue, monkeypatch):
     """Items 0 and 1 are inserted (with their audit records) before item 2's event fails: all go."""
     before = _counts()
-    real_create = OutboxEvent.objects.create
+    real_event = outbox.outbox_event
     calls = []
 
     def third_fails(**kwargs):
         calls.append(kwargs["event_type"])
         if len(calls) == 3:
             raise Boom("outbox insert failed for the third item")
-        return real_create(**kwargs)
+        return real_event(**kwargs)
 
-    monkeypatch.setattr(OutboxEvent.objects, "create", third_fails)
+    monkeypatch.setattr(outbox, "outbox_event", third_fails)
     with pytest.raises(Boom):
         services.work_item_create_many(actor=svc, items=[item_body(queue) for _ in range(3)])
     assert calls == ["workitem.created.v1"] * 3

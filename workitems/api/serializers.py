@@ -149,6 +149,9 @@ class AuditRecordOut(serializers.Serializer):
 
 
 def _names(item: WorkItem, attr: str, field: str) -> list[str]:
+    known = getattr(item, "list_names", None)  # read with the row (selectors.work_item_get_for)
+    if known is not None and attr in known:
+        return sorted(known[attr])
     cache = getattr(item, "_prefetched_objects_cache", {})
     if attr in cache:
         return sorted(getattr(o, field) for o in cache[attr])

@@ -11,19 +11,22 @@ definitions) hold the commands; nothing else changes a work item.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
+from audit.models import AuditHead
 from audit.services import audit_record
+from config import statements
 from config.observability import CLAIM_CONFLICTS_TOTAL, WORKITEM_TRANSITIONS_TOTAL
 from config.timefmt import isoformat_z
 from directory.models import Profile
 from distribution import constraints
 from distribution.engine import route_item
-from events.outbox import outbox_enqueue
+from events.outbox import outbox_enqueue_into
 from workitems import policy, schemas, sla
 from workitems.errors import (
     AlreadyClaimed,
@@ -48,6 +51,7 @@ class Command:
     item: WorkItem
     actor: Any  # a User, or None for the system
     target_user: Any = None  # the user who will hold the item (claim, assign, delegate)
+    target_locked: Any = None  # constraints.Locked: target_user's row already locked and read (claim-next)
     args: dict[str, Any] = field(default_factory=dict)
 
 
@@ -112,8 +116,9 @@ def validate_input_shape(cmd: Command) -> None:
 def validate_candidate(cmd: Command) -> None:
     """Claiming needs candidacy (policy.may_claim); the paths that give the item to someone
     (assign, delegate, accept) check their target with `target_eligible`."""
-    if cmd.action == "claim":
-        constraints.check_candidate(cmd.target_user, cmd.item)
+    if cmd.action == "claim":  # read with the row when the command locked it for this claimer
+        known = getattr(cmd.item, "claimable", None) if cmd.target_user is cmd.actor else None
+        constraints.check_candidate(cmd.target_user, cmd.item, known=known)
 
 
 def validate_target_eligible(cmd: Command) -> None:
@@ -146,7 +151,7 @@ def validate_reservation(cmd: Command) -> None:
 def validate_holding_constraints(cmd: Command) -> None:
     """Active, under capacity, skilled, not excluded, separation of duties (distribution.constraints)."""
     if cmd.target_user is not None:
-        constraints.check_can_hold(cmd.target_user, cmd.item)
+        constraints.check_can_hold(cmd.target_user, cmd.item, locked=cmd.target_locked)
 
 
 VALIDATORS: dict[str, Callable[[Command], None]] = {
@@ -201,15 +206,23 @@ def _field_values(item: WorkItem) -> dict[str, Any]:
 
 
 def enqueue_event(
-    *, item: WorkItem, name: str, action: str, actor, from_state: str, data: dict, correlation_id: str = ""
+    *,
+    item: WorkItem,
+    name: str,
+    action: str,
+    actor,
+    from_state: str,
+    data: dict,
+    correlation_id: str = "",
+    batch: statements.Batch | None = None,
 ) -> None:
-    outbox_enqueue(
-        event_type=f"workitem.{name}.v1",
-        aggregate_id=item.pk,
-        sequence=item.event_seq,
-        correlation_id=correlation_id or item.correlation_id,
-        occurred_at=item.updated_at,
-        payload={
+    event = {
+        "event_type": f"workitem.{name}.v1",
+        "aggregate_id": item.pk,
+        "sequence": item.event_seq,
+        "correlation_id": correlation_id or item.correlation_id,
+        "occurred_at": item.updated_at,
+        "payload": {
             "work_item": work_item_snapshot(item),
             "transition": {
                 "action": action,
@@ -219,54 +232,109 @@ def enqueue_event(
                 **data,
             },
         },
-    )
+    }
+    with _into(batch) as writes:
+        outbox_enqueue_into(writes, **event)
 
 
-def record_change(*, item: WorkItem, action: str, actor, from_state: str, data: dict, correlation_id: str = "") -> None:
-    """Audit record + outbox event for one change, in the caller's transaction.
-    The caller has already counted the event in `item.event_seq` and saved it."""
-    audit_record(
-        stream=f"workitem:{item.pk}",
-        work_item=item,
-        action=action,
-        actor=actor,
-        from_state=from_state,
-        to_state=item.state,
-        data={"version": item.version, **data},
-        correlation_id=correlation_id or item.correlation_id,
-    )
-    enqueue_event(
-        item=item,
-        name=EVENT_NAMES[action],
-        action=action,
-        actor=actor,
-        from_state=from_state,
-        data=data,
-        correlation_id=correlation_id,
-    )
+@contextmanager
+def _into(batch: statements.Batch | None):
+    """The caller's `batch` (its writes go with the change's statement), or one of our own,
+    sent when the block ends."""
+    if batch is not None:
+        yield batch
+        return
+    own = statements.Batch()
+    yield own
+    own.run()
+
+
+_UNREAD = object()
+
+
+def audit_head(item: WorkItem) -> tuple[int, str] | None:
+    """The head of the item's audit chain: as read with the row lock (selectors.work_item_get_for,
+    and kept up to date by each change), else read now (an item locked some other way)."""
+    head = getattr(item, "audit_head", _UNREAD)
+    if head is _UNREAD:
+        head = AuditHead.objects.filter(stream=f"workitem:{item.pk}").values_list("seq", "hash").first()
+    return head
+
+
+def record_change(
+    *,
+    item: WorkItem,
+    action: str,
+    actor,
+    from_state: str,
+    data: dict,
+    correlation_id: str = "",
+    batch: statements.Batch | None = None,
+) -> None:
+    """Audit record + outbox event for one change, in the caller's transaction: added to
+    `batch` (sent with the change as one statement), or sent now as one statement.
+    The caller has already counted the event in `item.event_seq` (and saved it, or put the
+    UPDATE in `batch`)."""
+    with _into(batch) as writes:
+        record = audit_record(
+            batch=writes,
+            head=audit_head(item),
+            stream=f"workitem:{item.pk}",
+            work_item=item,
+            action=action,
+            actor=actor,
+            from_state=from_state,
+            to_state=item.state,
+            data={"version": item.version, **data},
+            correlation_id=correlation_id or item.correlation_id,
+        )
+        item.audit_head = (record.seq, record.hash)
+        enqueue_event(
+            item=item,
+            name=EVENT_NAMES[action],
+            action=action,
+            actor=actor,
+            from_state=from_state,
+            data=data,
+            correlation_id=correlation_id,
+            batch=writes,
+        )
     WORKITEM_TRANSITIONS_TOTAL.labels(action=action).inc()
 
 
-def emit_unassigned(item: WorkItem, route) -> None:
+def emit_unassigned(item: WorkItem, route, *, batch: statements.Batch | None = None) -> None:
     """`workitem.unassigned.v1`: a push strategy found nobody; the item stays OFFERED.
     Not a change of the item (its version stays), so it has an event but no audit record."""
     item.event_seq += 1
-    WorkItem.objects.filter(pk=item.pk).update(event_seq=item.event_seq)
-    enqueue_event(
-        item=item,
-        name="unassigned",
-        action="unassigned",
-        actor=None,
-        from_state=item.state,
-        data={"strategy": route.strategy, "reason": route.reason},
-    )
+    with _into(batch) as writes:
+        writes.update(WorkItem, {"event_seq": item.event_seq}, pk=item.pk)
+        enqueue_event(
+            item=item,
+            name="unassigned",
+            action="unassigned",
+            actor=None,
+            from_state=item.state,
+            data={"strategy": route.strategy, "reason": route.reason},
+            batch=writes,
+        )
 
 
-def touch_last_assigned(user_id: int) -> None:
-    """For longest-idle: when this user last received an item."""
-    now = timezone.now()
-    if not Profile.objects.filter(user_id=user_id).update(last_assigned_at=now):
-        Profile.objects.get_or_create(user_id=user_id, defaults={"last_assigned_at": now})
+def touch_last_assigned(user_id: int, *, batch: statements.Batch | None = None) -> None:
+    """For longest-idle: when this user last received an item (the profile is made if missing)."""
+    with _into(batch) as writes:
+        writes.insert(
+            Profile,
+            [Profile(user_id=user_id, last_assigned_at=timezone.now())],
+            unique_fields=["user"],
+            update_fields=["last_assigned_at"],
+        )
+
+
+def save_changes(item: WorkItem, before: dict[str, Any], batch: statements.Batch) -> None:
+    """The UPDATE of the fields a command changed, into `batch`. The row is locked (the
+    command read it FOR UPDATE), so no other writer can have moved its state or version."""
+    changed = {name: value for name, value in _field_values(item).items() if before[name] != value}
+    batch.update(WorkItem, changed, pk=item.pk)
 
 
 def execute(
@@ -276,6 +344,7 @@ def execute(
     actor,
     expected_version: int | None,
     target_user=None,
+    target_locked=None,
     args: dict[str, Any] | None = None,
     transition_kwargs: dict[str, Any] | None = None,
     audit_data: dict[str, Any] | None = None,
@@ -283,15 +352,24 @@ def execute(
     locked_item: WorkItem | None = None,
     skip: tuple[str, ...] = (),
 ) -> WorkItem:
-    """Lock, check, validate, transition, save, audit, enqueue: the body of every command."""
-    item = locked_item or work_item_get_for(actor=actor, item_id=item_id, for_update=True)
+    """Lock, check, validate, transition, save, audit, enqueue: the body of every command.
+
+    Statements: the lock (selectors.work_item_get_for: the row, its visibility, its audit
+    head, and for a claim the caller's candidacy), the holding constraints where the item
+    goes to a user (one statement that locks that user), and ONE statement for the change:
+    the item's UPDATE, the profile's last assignment, the audit record, the chain head and
+    the outbox event (config.statements.Batch)."""
+    claimer = actor if action == "claim" and actor is not None else None
+    item = locked_item or work_item_get_for(actor=actor, item_id=item_id, for_update=True, claimer=claimer)
     try:
         check_version(item, expected_version)
     except StaleVersion:
         if action == "claim":
             CLAIM_CONFLICTS_TOTAL.inc()
         raise
-    cmd = Command(action=action, item=item, actor=actor, target_user=target_user, args=args or {})
+    cmd = Command(
+        action=action, item=item, actor=actor, target_user=target_user, target_locked=target_locked, args=args or {}
+    )
     run_pipeline(cmd, [name for name in pipeline_for(action) if name not in skip])
     if prepare is not None:
         prepare(cmd)
@@ -302,13 +380,15 @@ def execute(
     item.event_seq += 1
     item.updated_at = timezone.now()
     audit_data = {**(audit_data or {}), **sla.bookkeep(item, action, item.updated_at)}
-    after = _field_values(item)
-    item.save(update_fields=[name for name, value in after.items() if before[name] != value])
+    batch = statements.Batch()
+    save_changes(item, before, batch)
     if item.assignee_id and item.assignee_id != before["assignee_id"]:
-        touch_last_assigned(item.assignee_id)
+        touch_last_assigned(item.assignee_id, batch=batch)
     elif item.reserved_for_id and item.reserved_for_id != before["reserved_for_id"]:
-        touch_last_assigned(item.reserved_for_id)  # a reservation is an assignment offered
-    record_change(item=item, action=action, actor=actor, from_state=from_state, data=audit_data or {})
+        touch_last_assigned(item.reserved_for_id, batch=batch)  # a reservation is an assignment offered
+    record_change(item=item, action=action, actor=actor, from_state=from_state, data=audit_data or {}, batch=batch)
+    batch.run()
+    item._update_initial_state()  # django-fsm's record of the saved state (a later save() checks it)
     return item
 
 

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 from django.db import transaction
-from django.db.models import Count, Q
 
 from config import wsconfig
-from directory.models import Profile
 from directory.roles import roles_of
 from workitems import policy
 from workitems.errors import ConstraintViolated, FeatureDisabled, InvalidTransition, NotAllowed, NotFound
-from workitems.models import HELD_STATES, Queue, State, WorkItem
-from workitems.selectors import CLAIM_ORDER, claim_next_candidate_ids, member_queue_ids, work_item_get_for
+from workitems.models import Queue, WorkItem
+from workitems.selectors import claim_next_candidate_ids, claim_next_lock, claimer_lock, work_item_get_for
 from workitems.services._core import execute, push, resolve_user
 
 
@@ -73,32 +71,21 @@ def work_item_claim(*, item_id: int, actor, expected_version: int | None = None)
     )
 
 
-def _full_queue_ids(actor) -> tuple[bool, set[int]]:
-    """(at personal capacity?, queues where `actor` is at capacity_per_user), counting
-    reservations as load, so claim-next does not walk items it could not take."""
-    held = dict(
-        WorkItem.objects.filter(
-            Q(assignee_id=actor.pk, state__in=HELD_STATES) | Q(reserved_for_id=actor.pk, state=State.OFFERED)
-        )
-        .values_list("queue_id")
-        .annotate(n=Count("id"))
-    )
-    personal = Profile.objects.filter(user_id=actor.pk).values_list("capacity", flat=True).first()
-    if personal is not None and sum(held.values()) >= personal:
-        return True, set()
-    caps = dict(
-        Queue.objects.filter(pk__in=list(held), capacity_per_user__isnull=False).values_list("id", "capacity_per_user")
-    )
-    return False, {qid for qid, n in held.items() if qid in caps and n >= caps[qid]}
-
-
-def _queues_letting_claim(actor, queue_ids: list[int]) -> list[int]:
-    """Of `queue_ids`, those whose lifecycle lets `actor`'s roles claim (policy.action_roles)."""
+def _claimable_queue_ids(actor, claimer) -> list[int] | None:
+    """Of the claimer's member queues, those whose lifecycle lets `actor`'s roles claim
+    (policy.action_roles) and where it is under capacity_per_user, counting reservations as
+    load, so claim-next does not walk items it could not take; None when it is at its
+    personal capacity."""
+    personal = claimer.candidate.capacity
+    if personal is not None and len(claimer.held_queue_ids) >= personal:
+        return None
     custom = wsconfig.get().features.lifecycle.custom
     roles = roles_of(actor)
-    rows = Queue.objects.filter(pk__in=queue_ids).values_list("id", "lifecycle__action_roles")
     return sorted(
-        qid for qid, overrides in rows if roles & policy.lifecycle_action_roles("claim", overrides if custom else None)
+        qid
+        for qid, overrides, cap in claimer.queues
+        if roles & policy.lifecycle_action_roles("claim", overrides if custom else None)
+        and (cap is None or claimer.held_in(qid) < cap)
     )
 
 
@@ -107,12 +94,14 @@ def work_item_claim_next(*, actor, queue: str | None = None, k: int = 32, rounds
     """Claim the best OFFERED item `actor` may take (priority desc, due_at asc, created_at asc),
     across its queues or in the one named; None when there is none.
 
-    The candidates come from an index walk per queue (selectors.claim_next_candidate_ids:
-    its cost does not grow with the number of open items), without locks. They are then
-    locked with FOR UPDATE SKIP LOCKED, each attempt in a savepoint: a row another caller
-    holds is skipped without waiting, and a row that fails a holding constraint (separation
-    of duties, skills) or the lifecycle's roles is released at once by the savepoint's
-    rollback, so no caller keeps another from an item it may take.
+    Statements: the caller's groups; the caller's row, locked, with its profile, what it holds
+    and its member queues (selectors.claimer_lock: what it holds cannot change while it claims);
+    the walk and the lock in one (selectors.claim_next_lock: an index walk per queue,
+    selectors.claim_next_candidate_ids, whose cost does not grow with the number of open items,
+    and of its best `k` rows the best nobody holds, FOR UPDATE SKIP LOCKED); and the change.
+    Each attempt runs in a savepoint: a row that fails a holding constraint (separation of
+    duties, skills) or the lifecycle's roles is released at once by the savepoint's rollback,
+    so no caller keeps another from an item it may take.
     """
     if actor is None or not actor.is_authenticated:
         raise NotAllowed("claim-next needs a user")
@@ -122,51 +111,40 @@ def work_item_claim_next(*, actor, queue: str | None = None, k: int = 32, rounds
         only = Queue.objects.filter(name=queue).values_list("id", flat=True).first()
         if only is None:
             raise NotFound(f"queue {queue!r} not found")
-    member = member_queue_ids(actor, only_queue=only)
-    queue_ids = _queues_letting_claim(actor, member)
+    claimer = claimer_lock(actor, only_queue=only)
+    queue_ids = _claimable_queue_ids(actor, claimer)
     if not queue_ids and not policy.role_allows("claim", None, actor):
         # No lifecycle of the caller's queues grants what the default refuses.
         raise NotAllowed("your roles do not allow claiming work items")
-    at_capacity, full = _full_queue_ids(actor)
-    if at_capacity:
+    if queue_ids is None:  # at personal capacity
         return None
-    queue_ids = [q for q in queue_ids if q not in full]
-    # Each round walks the index for the next `k` candidates, then locks the best of them
-    # that nobody else holds in ONE statement (FOR UPDATE SKIP LOCKED over those ids), so a
-    # crowd of callers sharing the same top rows does not pay a round trip per locked row.
     # Rows taken, locked by others, or failing a check are left out of the next walk.
     passed_over: list[int] = []
     for _ in range(rounds):
-        remaining = claim_next_candidate_ids(actor=actor, queue_ids=queue_ids, only_queue=only, k=k, skip=passed_over)
-        if not remaining:
-            return None
-        while remaining:
-            item = None
-            try:
-                with transaction.atomic():
-                    item = (
-                        WorkItem.objects.select_related("queue__lifecycle", "assignee", "created_by")
-                        .select_for_update(skip_locked=True, of=("self",))
-                        .filter(pk__in=remaining, state=State.OFFERED)
-                        .order_by(*CLAIM_ORDER)
-                        .first()
-                    )
-                    if item is None:  # every one of them is taken or being taken right now
-                        break
+        item = None
+        try:
+            with transaction.atomic():
+                item = claim_next_lock(actor=actor, queue_ids=queue_ids, only_queue=only, k=k, skip=passed_over)
+                if item is not None:
                     return execute(
                         action="claim",
                         item_id=item.pk,
                         actor=actor,
                         expected_version=None,
                         target_user=actor,
+                        target_locked=claimer.locked_for(item),
                         transition_kwargs={"user": actor},
                         audit_data={"assignee": actor.username, "via": "claim-next"},
                         locked_item=item,
                         skip=("candidate",),  # the walk selected only items the caller may take
                     )
-            except (ConstraintViolated, NotAllowed, InvalidTransition):
-                remaining.remove(item.pk)
-                passed_over.append(item.pk)
+        except (ConstraintViolated, NotAllowed, InvalidTransition):
+            passed_over.append(item.pk)
+            continue
+        # Every one of the best k is taken or being taken right now: pass them over.
+        remaining = claim_next_candidate_ids(actor=actor, queue_ids=queue_ids, only_queue=only, k=k, skip=passed_over)
+        if not remaining:
+            return None
         passed_over.extend(remaining)
     return None
 

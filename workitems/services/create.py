@@ -11,7 +11,7 @@ from django.contrib.auth.models import Group
 from django.db import transaction
 from django.utils import timezone
 
-from config import wsconfig
+from config import statements, wsconfig
 from config.observability import WORKITEM_CREATE_LATENCY_MS
 from distribution.engine import route_item
 from events import urlguard
@@ -151,9 +151,13 @@ def _insert_item(item: WorkItem, related: dict, actor) -> WorkItem:
         item.offer()
     item.event_seq = 1
     item.save(force_insert=True)
+    item.audit_head = None  # a new stream
+    # Everything else of the create is one statement: the candidate lists, the assignee's
+    # last assignment, the audit record and its chain head, the event(s).
+    batch = statements.Batch()
     for name in ("candidate_users", "candidate_groups", "excluded_users"):
         if related[name]:
-            getattr(item, name).set(related[name])
+            batch.insert(*_links(item, name, related[name]))
     data: dict[str, Any] = {"route": route.action, "strategy": route.strategy}
     if route.user is not None:
         data["assignee" if route.action == "assign" else "reserved_for"] = route.user.username
@@ -162,11 +166,31 @@ def _insert_item(item: WorkItem, related: dict, actor) -> WorkItem:
     if route.unassigned:
         data["unassigned_reason"] = route.reason
     if route.user is not None:
-        touch_last_assigned(route.user.pk)
-    record_change(item=item, action="create", actor=actor, from_state="", data=data)
+        touch_last_assigned(route.user.pk, batch=batch)
+    record_change(item=item, action="create", actor=actor, from_state="", data=data, batch=batch)
     if route.unassigned:
-        emit_unassigned(item, route)
+        emit_unassigned(item, route, batch=batch)
+    batch.run()
+    for name in ("candidate_users", "candidate_groups", "excluded_users"):
+        item._prefetched_objects_cache = getattr(item, "_prefetched_objects_cache", {})
+        item._prefetched_objects_cache[name] = _as_prefetched(item, name, related[name])
     return item
+
+
+def _links(item: WorkItem, name: str, targets: list):
+    """(through model, rows) of the many-to-many `name` linking `item` to `targets`."""
+    m2m = WorkItem._meta.get_field(name)
+    through = m2m.remote_field.through
+    source, target = m2m.m2m_field_name(), m2m.m2m_reverse_field_name()
+    return through, [through(**{f"{source}_id": item.pk, f"{target}_id": t.pk}) for t in targets]
+
+
+def _as_prefetched(item: WorkItem, name: str, targets: list):
+    """The list as a prefetched queryset result, so the response does not read back what was just written."""
+    qs = getattr(item, name).all()
+    qs._result_cache = list(targets)
+    qs._prefetch_done = True
+    return qs
 
 
 def _check_may_create(actor) -> None:

@@ -1,0 +1,110 @@
+"""The statement budget of each command, in-process through the services (issue 13).
+
+Each command is counted with an execute wrapper (tests/querycount.py): every statement the
+command sends, not counting transaction control (BEGIN, COMMIT, SAVEPOINT, RELEASE). The
+actor is loaded fresh for each command, as a request's authentication loads it, so what a
+command reads about its caller (groups, roles) is counted too. A failure prints the
+statements. Run with `-s` to see every command's count.
+"""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth import get_user_model
+
+from directory.roles import remember_groups, with_groups
+from tests import factories
+from tests.querycount import count_statements
+from workitems import services
+
+BUDGET = {
+    "create (pull queue)": 4,
+    "create (push strategy)": 6,
+    "claim": 4,
+    "claim-next": 4,
+    "start": 3,
+    "complete": 3,
+    "release": 3,
+    "cancel": 3,
+}
+
+
+def fresh(user):
+    """The user as a request's authentication hands it over: its row and its groups, nothing else."""
+    loaded = with_groups(get_user_model().objects.filter(pk=user.pk)).get()
+    remember_groups(loaded)
+    return loaded
+
+
+def counted(name, fn):
+    with count_statements() as seen:
+        result = fn()
+    print(seen.report(name))  # noqa: T201 - `pytest -s` shows today's counts
+    assert len(seen) <= BUDGET[name], seen.report(f"{name} is over its budget of {BUDGET[name]}")
+    return result
+
+
+@pytest.mark.django_db
+def test_create_into_a_pull_queue(svc, queue):
+    actor = fresh(svc)
+    item = counted(
+        "create (pull queue)", lambda: services.work_item_create(actor=actor, data=factories.item_body(queue))
+    )
+    assert item.state == "OFFERED"
+
+
+@pytest.mark.django_db
+def test_create_with_a_push_strategy(svc, team_a, alice, carol):
+    q = factories.queue("push-queue", groups=[team_a], strategy="least_loaded")
+    actor = fresh(svc)
+    item = counted(
+        "create (push strategy)", lambda: services.work_item_create(actor=actor, data=factories.item_body(q))
+    )
+    assert item.state == "ASSIGNED" and item.assignee_id in (alice.pk, carol.pk)
+
+
+@pytest.mark.django_db
+def test_claim(make_item, alice):
+    item = make_item()
+    actor = fresh(alice)
+    item = counted("claim", lambda: services.work_item_claim(item_id=item.pk, actor=actor, expected_version=1))
+    assert item.state == "ASSIGNED" and item.assignee_id == alice.pk
+
+
+@pytest.mark.django_db
+def test_claim_next(make_item, alice):
+    make_item(priority=10)
+    best = make_item(priority=90)
+    actor = fresh(alice)
+    item = counted("claim-next", lambda: services.work_item_claim_next(actor=actor))
+    assert item.pk == best.pk and item.assignee_id == alice.pk
+
+
+@pytest.mark.django_db
+def test_start_and_complete(make_item, alice):
+    item = services.work_item_claim(item_id=make_item().pk, actor=alice)
+    actor = fresh(alice)
+    item = counted("start", lambda: services.work_item_start(item_id=item.pk, actor=actor, expected_version=2))
+    assert item.state == "IN_PROGRESS"
+    actor = fresh(alice)
+    item = counted(
+        "complete",
+        lambda: services.work_item_complete(item_id=item.pk, actor=actor, result={"ok": True}, expected_version=3),
+    )
+    assert item.state == "COMPLETED"
+
+
+@pytest.mark.django_db
+def test_release(make_item, alice):
+    item = services.work_item_claim(item_id=make_item().pk, actor=alice)
+    actor = fresh(alice)
+    item = counted("release", lambda: services.work_item_release(item_id=item.pk, actor=actor, expected_version=2))
+    assert item.state == "OFFERED" and item.assignee_id is None
+
+
+@pytest.mark.django_db
+def test_cancel(make_item, svc):
+    item = make_item()
+    actor = fresh(svc)
+    item = counted("cancel", lambda: services.work_item_cancel(item_id=item.pk, actor=actor, reason="not needed"))
+    assert item.state == "CANCELLED"
