@@ -1,0 +1,355 @@
+"""Hot-path benchmark (issue 13): the command path against the database floor, and the worker's list.
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres .venv/bin/python bench/hot_path.py
+
+Like bench/claim_next.py (whose helpers it uses) it creates its own database
+(`workstream_bench_hot`, or --db), migrates it, measures, prints a Markdown table and drops the
+database (--keep keeps it).
+
+  (a) one lifecycle at a time on one connection, one thread: create → claim-next → start →
+      complete through the services (in-process, every guarantee: audit chain, outbox,
+      candidacy, capacity, versions), against the same four steps as minimal SQL through
+      psycopg (per step one transaction: the item's INSERT or UPDATE, one audit INSERT, one
+      outbox INSERT; claim-next as UPDATE … WHERE id = (SELECT … FOR UPDATE SKIP LOCKED)).
+      Ours and the floor alternate, --rounds times (default 3) of --duration seconds each;
+      each step's ratio (floor time / our time) is the median over the rounds. Target ≥ 0.5.
+  (b) a worker's GET /workitems (default order, page of 20) through the view, in-process, at
+      --sizes visible items (default 25,000 and 722,000): p50 with today's filter and, in the
+      same run, with the filter it replaced (correlated EXISTS, JIT on as PostgreSQL ships),
+      and the plan of today's query. Target: p50 at the largest ≤ 1.5 × p50 at the smallest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import statistics
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from claim_next import analyze, bench_main, explain, floor_statements, pct, print_table, seed_items  # noqa: E402
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--db", default="workstream_bench_hot", help="database to create (dropped first if it exists)")
+    p.add_argument("--keep", action="store_true", help="keep the database afterwards")
+    p.add_argument("--duration", type=float, default=4.0, help="seconds per side per round in (a)")
+    p.add_argument("--rounds", type=int, default=3, help="alternated rounds in (a)")
+    p.add_argument("--sizes", default="25000,722000", help="visible items for the list runs (b)")
+    p.add_argument("--samples", type=int, default=15, help="list requests per size and filter")
+    p.add_argument("--parts", default="commands,list", help="which of (a) commands, (b) list to run")
+    p.add_argument("--profile", action="store_true", help="print a cProfile of our lifecycle and stop")
+    return p.parse_args()
+
+
+STEPS = ("create", "claim-next", "start", "complete")
+
+
+# --- (a) the command path vs the floor ------------------------------------------------------------
+
+
+def ours_round(svc, worker, queue, duration: float) -> dict[str, list[float]]:
+    from workitems import services
+
+    times: dict[str, list[float]] = {s: [] for s in STEPS}
+    deadline = time.perf_counter() + duration
+    n = 0
+    while time.perf_counter() < deadline:
+        n += 1
+        body = {"workflow_id": "hot", "run_id": f"ours-{uuid.uuid4().hex}", "task_name": "review", "queue": queue.name}
+        t0 = time.perf_counter()
+        services.work_item_create(actor=svc, data=body)
+        t1 = time.perf_counter()
+        item = services.work_item_claim_next(actor=worker)
+        t2 = time.perf_counter()
+        item = services.work_item_start(item_id=item.pk, actor=worker, expected_version=item.version)
+        t3 = time.perf_counter()
+        services.work_item_complete(item_id=item.pk, actor=worker, result={"ok": True}, expected_version=item.version)
+        t4 = time.perf_counter()
+        for step, dt in zip(STEPS, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
+            times[step].append(dt)
+    return times
+
+
+def _item_insert_sql(queue_id: int, svc_id: int):
+    """The INSERT of a new OFFERED item, every column from the model's defaults."""
+    from django.db import connection
+
+    from workitems.models import WorkItem
+
+    template = WorkItem(
+        workflow_id="hot", task_name="review", queue_id=queue_id, state="OFFERED", created_by_id=svc_id, event_seq=1
+    )
+    cols, values = [], []
+    for f in WorkItem._meta.concrete_fields:
+        if f.primary_key:
+            continue
+        cols.append(connection.ops.quote_name(f.column))
+        values.append(f.get_db_prep_save(getattr(template, f.attname), connection))
+    sql = f"INSERT INTO {WorkItem._meta.db_table} ({', '.join(cols)}) VALUES ({', '.join(['%s'] * len(cols))})"
+    run_id = [c.strip('"') for c in cols].index("run_id")
+    return sql + " RETURNING id", values, run_id
+
+
+def floor_round(db_url: str, svc, worker, queue, duration: float) -> dict[str, list[float]]:
+    import psycopg
+    from psycopg.types.json import Jsonb
+
+    from workitems.models import WorkItem
+
+    claim_sql, (a_cols, a_defaults, a_sql), (o_cols, o_defaults, o_sql) = floor_statements()
+    insert_sql, insert_values, run_id_at = _item_insert_sql(queue.pk, svc.pk)
+    wi = WorkItem._meta.db_table
+    step_sql = {
+        "start": f"UPDATE {wi} SET state = 'IN_PROGRESS', started_at = now(), updated_at = now(), "
+        "version = version + 1, event_seq = event_seq + 1 WHERE id = %s AND version = %s RETURNING version, event_seq",
+        "complete": f"UPDATE {wi} SET state = 'COMPLETED', result = %s, completed_at = now(), closed_at = now(), "
+        "updated_at = now(), version = version + 1, event_seq = event_seq + 1 "
+        "WHERE id = %s AND version = %s RETURNING version, event_seq",
+    }
+
+    def audit_and_event(conn, item_id, version, seq, action, from_state, to_state, prev):
+        data = {"version": version, "actor": worker.username}
+        digest = hashlib.sha256(json.dumps([item_id, version, prev, data], sort_keys=True).encode()).hexdigest()
+        audit = {
+            "stream": f"workitem:{item_id}",
+            "seq": version,
+            "work_item_id": item_id,
+            "action": action,
+            "actor_id": worker.pk,
+            "actor_username": worker.username,
+            "channel": "api",
+            "from_state": from_state,
+            "to_state": to_state,
+            "data": Jsonb(data),
+            "request_id": "",
+            "correlation_id": "",
+            "created_at": datetime.now(UTC),
+            "prev_hash": prev,
+            "hash": digest,
+        }
+        conn.execute(a_sql, [audit.get(c, a_defaults[c]) for c in a_cols])
+        event = {
+            "event_id": uuid.uuid4(),
+            "event_type": f"workitem.{action}.v1",
+            "aggregate_type": "workitem",
+            "aggregate_id": str(item_id),
+            "sequence": seq,
+            "occurred_at": datetime.now(UTC),
+            "producer": "workstream",
+            "trace_id": "",
+            "correlation_id": "",
+            "payload": Jsonb({"work_item": {"id": item_id, "state": to_state}}),
+            "attempts": 0,
+            "last_error": "",
+        }
+        conn.execute(o_sql, [event.get(c, o_defaults[c]) for c in o_cols])
+        return digest
+
+    times: dict[str, list[float]] = {s: [] for s in STEPS}
+    with psycopg.connect(db_url) as conn:
+        deadline = time.perf_counter() + duration
+        while time.perf_counter() < deadline:
+            values = list(insert_values)
+            values[run_id_at] = f"floor-{uuid.uuid4().hex}"
+            t0 = time.perf_counter()
+            with conn.transaction():
+                item_id = conn.execute(insert_sql, values).fetchone()[0]
+                prev = audit_and_event(conn, item_id, 1, 1, "create", "", "OFFERED", "")
+            t1 = time.perf_counter()
+            with conn.transaction():
+                item_id, version, seq = conn.execute(claim_sql, {"user": worker.pk, "queue": queue.pk}).fetchone()
+                prev = audit_and_event(conn, item_id, version, seq, "claim", "OFFERED", "ASSIGNED", prev)
+            t2 = time.perf_counter()
+            with conn.transaction():
+                version, seq = conn.execute(step_sql["start"], [item_id, version]).fetchone()
+                prev = audit_and_event(conn, item_id, version, seq, "start", "ASSIGNED", "IN_PROGRESS", prev)
+            t3 = time.perf_counter()
+            with conn.transaction():
+                version, seq = conn.execute(step_sql["complete"], [Jsonb({"ok": True}), item_id, version]).fetchone()
+                audit_and_event(conn, item_id, version, seq, "complete", "IN_PROGRESS", "COMPLETED", prev)
+            t4 = time.perf_counter()
+            for step, dt in zip(STEPS, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
+                times[step].append(dt)
+    return times
+
+
+def command_path(args, bench_url: str, svc, team) -> list[tuple[str, str, str, str]]:
+    from tests import factories
+
+    ours_worker = factories.user("hot-ours", roles=["worker"], groups=[team[0]])
+    floor_worker = factories.user("hot-floor", roles=["worker"], groups=[team[1]])
+    ours_q = factories.queue("hot-ours", groups=[team[0]])
+    floor_q = factories.queue("hot-floor", groups=[team[1]])
+    ours_round(svc, ours_worker, ours_q, 1.0)  # warm-up (imports, plans, the connection)
+    if args.profile:
+        import cProfile
+        import pstats
+
+        prof = cProfile.Profile()
+        prof.runcall(ours_round, svc, ours_worker, ours_q, args.duration)
+        pstats.Stats(prof).sort_stats("cumulative").print_stats(40)
+        return []
+    floor_round(bench_url, svc, floor_worker, floor_q, 1.0)
+    ratios: dict[str, list[float]] = {s: [] for s in (*STEPS, "lifecycle")}
+    rates: dict[str, list[tuple[float, float]]] = {s: [] for s in ratios}
+    for r in range(args.rounds):
+        ours = ours_round(svc, ours_worker, ours_q, args.duration)
+        floor = floor_round(bench_url, svc, floor_worker, floor_q, args.duration)
+        ours["lifecycle"] = [sum(t) for t in zip(*(ours[s] for s in STEPS), strict=True)]
+        floor["lifecycle"] = [sum(t) for t in zip(*(floor[s] for s in STEPS), strict=True)]
+        for s in ratios:
+            mo, mf = statistics.median(ours[s]), statistics.median(floor[s])
+            ratios[s].append(mf / mo)
+            rates[s].append((1 / mo, 1 / mf))
+        print(f"  round {r + 1}: " + ", ".join(f"{s} {ratios[s][-1]:.2f}x" for s in ratios), flush=True)
+    rows = []
+    for s in ratios:
+        ours_rate = statistics.median(o for o, _ in rates[s])
+        floor_rate = statistics.median(f for _, f in rates[s])
+        ratio = statistics.median(ratios[s])
+        rows.append(
+            (
+                f"(a) {s}: in-process vs psycopg floor, 1 connection",
+                f"{ours_rate:,.0f}/s vs {floor_rate:,.0f}/s = **{ratio:.2f}x** (median of {args.rounds})",
+                "≥ 0.5x",
+                "met" if ratio >= 0.5 else "missed",
+            )
+        )
+    return rows
+
+
+# --- (b) the worker's list ---------------------------------------------------------------------
+
+
+def old_visibility(actor):
+    """The filter GET /workitems used before issue 13: an OR of correlated EXISTS (for comparison)."""
+    from django.db.models import Exists, OuterRef, Q
+
+    from workitems import policy
+    from workitems.models import WorkItem
+
+    gids = policy.group_ids_of(actor)
+    cu = Exists(WorkItem.candidate_users.through.objects.filter(workitem_id=OuterRef("pk"), user_id=actor.pk))
+    cg = Exists(WorkItem.candidate_groups.through.objects.filter(workitem_id=OuterRef("pk"), group_id__in=gids))
+    return Q(assignee_id=actor.pk) | policy.queue_member_filter(actor) | cu | cg
+
+
+def list_request(worker, page_size: int = 20):
+    from rest_framework.test import APIRequestFactory, force_authenticate
+
+    from workitems.api.views import WorkItemListCreateView
+
+    request = APIRequestFactory().get("/api/v1/workitems", {"page_size": page_size})
+    force_authenticate(request, user=worker)
+    t0 = time.perf_counter()
+    response = WorkItemListCreateView.as_view()(request)
+    response.render()
+    assert response.status_code == 200, response.content[:300]
+    assert len(json.loads(response.content)["results"]) == page_size
+    return time.perf_counter() - t0
+
+
+def list_query_sql(worker) -> str:
+    """The page query the view sends, as SQL (for its plan)."""
+    from django.db import connection
+    from django.db.models import F, Value
+    from django.db.models.functions import Coalesce
+
+    from workitems.api.views import FAR_FUTURE
+    from workitems.selectors import work_item_list_for
+
+    qs = work_item_list_for(actor=worker).annotate(due_sort=Coalesce(F("due_at"), Value(FAR_FUTURE)))
+    sql, params = qs.order_by("-created_at", "-id")[:21].query.sql_with_params()
+    return connection.ops.compose_sql(sql, params)
+
+
+def list_runs(args, worker, queue, other_queue) -> list[tuple[str, str, str, str]]:
+    from django.db import connection
+
+    from workitems import selectors
+
+    sizes = sorted(int(s) for s in args.sizes.split(","))
+    have, rows, p50s = 0, [], {}
+    ref = "(SELECT coalesce(max(created_at), now()) FROM workitems_workitem)"
+    for size in sizes:
+        # The history grows behind the newest page: the visible items one a millisecond, and
+        # between them (a fifth as many) items of a queue the worker is no member of.
+        n = size - have
+        seed_items(queue, n, varying_sql={"created_at": f"{ref} - ({have} + g) * interval '5 milliseconds'"})
+        seed_items(
+            other_queue,
+            n // 4,
+            varying_sql={"created_at": f"{ref} - ({have} + g * 4 + 2) * interval '5 milliseconds' + interval '2 ms'"},
+        )
+        have = size
+        analyze()
+        new = [list_request(worker) for _ in range(args.samples)]
+        current = selectors.policy.visible_filter
+        selectors.policy.visible_filter = old_visibility
+        try:
+            with connection.cursor() as cur:
+                cur.execute("SET jit = on")
+            old = [list_request(worker) for _ in range(max(3, args.samples // 3))]
+        finally:
+            selectors.policy.visible_filter = current
+            with connection.cursor() as cur:
+                cur.execute("SET jit = off")
+        p50s[size] = pct(new, 50)
+        rows.append(
+            (
+                f"(b) worker GET /workitems, page of 20, {size:,} visible",
+                f"p50 {pct(new, 50) * 1000:.1f} ms (the EXISTS filter with JIT on: {pct(old, 50) * 1000:.0f} ms)",
+                "flat",
+                "",
+            )
+        )
+        print(f"  list at {size:,}: {pct(new, 50) * 1000:.1f} ms, before {pct(old, 50) * 1000:.0f} ms", flush=True)
+    small, large = p50s[sizes[0]], p50s[sizes[-1]]
+    rows.append(
+        (
+            f"(b) p50 at {sizes[-1]:,} / p50 at {sizes[0]:,}",
+            f"**{large / small:.2f}x**",
+            "≤ 1.5x",
+            "met" if large / small <= 1.5 else "missed",
+        )
+    )
+    print()
+    print(explain(list_query_sql(worker)))
+    return rows
+
+
+def run(args, bench_url: str, t_start: float) -> int:
+    from tests import factories
+
+    svc = factories.user("hot-svc", roles=["service"])
+    team = [factories.group("hot-team-ours"), factories.group("hot-team-floor"), factories.group("hot-team-list")]
+    rows = []
+    if "commands" in args.parts:
+        print("(a) the command path …", flush=True)
+        rows += command_path(args, bench_url, svc, team)
+    if "list" not in args.parts:
+        print_table(rows, t_start)
+        return 0
+    print("(b) the worker's list …", flush=True)
+    lister = factories.user("hot-lister", roles=["worker"], groups=[team[2]])
+    visible = factories.queue("hot-list", groups=[team[2]])
+    hidden = factories.queue("hot-hidden", groups=[team[0]])
+    rows += list_runs(args, lister, visible, hidden)
+    print_table(rows, t_start)
+    return 0
+
+
+def main() -> int:
+    return bench_main(parse_args(), run)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
