@@ -107,3 +107,22 @@ def test_the_policy_stops_an_injected_inline_script_and_the_console_shows_it(wor
     assert visit.page.evaluate("() => window.__injected === undefined")
     assert any("Content Security Policy" in e for e in visit.console_errors), visit.console_errors
     visit.expect_errors("Content Security Policy")
+
+
+@pytest.mark.parametrize(
+    ("path", "ready"),
+    [
+        ("/redoc/", ".menu-content, [role=navigation]"),
+        ("/swagger/", "#swagger-ui .opblock"),
+        ("/admin/login/", "#login-form"),
+    ],
+)
+def test_the_api_viewers_and_the_admin_fetch_nothing_from_outside(open_page, path, ready):
+    """ReDoc, Swagger UI and the admin are served offline too: their fonts, bundles and logos
+    come from 127.0.0.1 (nothing else is asked for) and they run without a console error."""
+    visit = open_page()
+    assert visit.goto(path).status == 200
+    visit.page.wait_for_selector(ready, timeout=20_000)  # the viewer has rendered the document
+    visit.page.wait_for_load_state("networkidle")
+    assert len(visit.requests) > 1, visit.requests
+    visit.assert_clean()
