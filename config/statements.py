@@ -45,9 +45,12 @@ class Batch:
     def run(self) -> list[tuple]:
         if not self.parts:
             return []
-        sql, params = self.sql()
         with connection.cursor() as cur:
-            cur.execute(sql, params)
+            if connection.vendor != "postgresql":  # the embedded SQLite default has no writes in WITH
+                for sql, params in self.parts:
+                    cur.execute(sql, params)
+            else:
+                cur.execute(*self.sql())
             return cur.fetchall() if cur.description else []
 
 
