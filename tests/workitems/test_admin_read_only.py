@@ -70,9 +70,13 @@ def test_every_read_only_admin_page_has_no_save_button_and_refuses_a_post(admin_
     found = read_only_admins(admin_user)
     assert set(found) >= READ_ONLY, READ_ONLY - set(found)
     for model in found:
-        obj = model._default_manager.first()
-        assert obj is not None, f"no {model.__name__} row to look at"
         opts = model._meta
+        listing = admin_client.get(reverse(f"admin:{opts.app_label}_{opts.model_name}_changelist"))
+        assert listing.status_code == 200 and 'name="_save"' not in listing.content.decode(), model.__name__
+        obj = model._default_manager.first()
+        if obj is None:  # a read-only admin added since: its list is checked, its page when it has rows
+            assert model not in READ_ONLY, f"no {model.__name__} row to look at"
+            continue
         url = reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[obj.pk])
         page = admin_client.get(url)
         assert page.status_code == 200, (url, page.status_code)
@@ -81,8 +85,6 @@ def test_every_read_only_admin_page_has_no_save_button_and_refuses_a_post(admin_
         assert admin_client.post(url, {}).status_code == 403, url
         history = admin_client.get(reverse(f"admin:{opts.app_label}_{opts.model_name}_history", args=[obj.pk]))
         assert history.status_code == 200 and not [b for b in SAVE_BUTTONS if b in history.content.decode()]
-        listing = admin_client.get(reverse(f"admin:{opts.app_label}_{opts.model_name}_changelist"))
-        assert listing.status_code == 200 and 'name="_save"' not in listing.content.decode(), model.__name__
 
 
 def test_a_subscription_is_not_edited_in_the_admin(admin_client, rows):
