@@ -129,7 +129,8 @@ REFUSED = {
 }
 
 
-@pytest.mark.parametrize("statement", list(REFUSED))
+# ids without the random role name: every pytest-xdist worker must collect the same tests
+@pytest.mark.parametrize("statement", list(REFUSED), ids=[s.replace(RUNTIME, "<runtime>") for s in REFUSED])
 def test_the_runtime_role_is_refused(deployment, statement):
     with connect(RUNTIME, RUNTIME_PW) as conn, pytest.raises(errors.InsufficientPrivilege) as refused:
         conn.execute(statement)
