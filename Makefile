@@ -7,6 +7,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/workstream
 PYTEST_ARGS ?=
+TEST_WORKERS ?= 2
 
 .PHONY: run test test-packages test-prereqs install install-dev migrate demo lint format check clean
 
@@ -69,7 +70,7 @@ test-prereqs: | $(BIN)/python
 	fi
 
 test: test-prereqs install-dev
-	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} $(BIN)/python -m pytest $(PYTEST_ARGS)
+	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} $(BIN)/python -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 check: install-dev
 	$(BIN)/ruff check .

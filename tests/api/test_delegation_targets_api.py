@@ -86,5 +86,5 @@ def test_availability_delegate_must_be_a_person_of_the_team(api, alice, svc, bob
 
 def test_the_openapi_document_declares_override():
     document = json.loads(Client().get("/openapi.json", HTTP_ACCEPT="application/json").content)
-    override = document["components"]["schemas"]["ActionBodyRequest"]["properties"]["override"]
+    override = document["components"]["schemas"]["UserInRequest"]["properties"]["override"]  # assign, delegate
     assert override["type"] == "boolean" and "supervisors and admins only" in override["description"]

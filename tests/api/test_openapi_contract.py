@@ -103,12 +103,23 @@ def test_queue_representation_has_every_api_md_field(document, api, admin, queue
     assert set(sent) == set(out["properties"])
 
 
-def test_action_path_documents_every_api_md_action(document):
-    op = _operation(document, "post", "/api/v1/workitems/{item_id}/{action}")
-    action = next(p for p in op["parameters"] if p["name"] == "action")
-    assert {"claim", "release", "start", "complete", "fail", "suspend", "resume"} <= set(action["schema"]["enum"])
-    assert {"delegate", "assign", "escalate", "cancel"} <= set(action["schema"]["enum"])
-    assert {"409", "412", "403", "404"} <= set(op["responses"])
+def test_each_action_is_its_own_operation_with_its_body(document):
+    """POST /workitems/{id}/{action} is documented as one operation per action (the route serves
+    them all), each with the body that action takes and the answers a command gives."""
+    for action in ("claim", "release", "start", "complete", "fail", "suspend", "resume", "delegate", "assign"):
+        op = _operation(document, "post", f"/api/v1/workitems/{{item_id}}/{action}")
+        assert {"409", "412", "403", "404"} <= set(op["responses"]), action
+        assert not [p for p in op.get("parameters", []) if p["name"] == "action"]
+    assert "/api/v1/workitems/{item_id}/{action}" not in document["paths"]
+    delegate = _operation(document, "post", "/api/v1/workitems/{item_id}/delegate")["requestBody"]
+    assert delegate["required"] is True
+    assert delegate["content"]["application/json"]["schema"]["$ref"].endswith("/UserInRequest")
+    claim = _operation(document, "post", "/api/v1/workitems/{item_id}/claim")["requestBody"]
+    assert claim["content"]["application/json"]["schema"] == {
+        "type": "object",
+        "properties": {},
+        "additionalProperties": False,
+    }
 
 
 @pytest.mark.parametrize(
