@@ -186,6 +186,7 @@ def _item_context(request, item: WorkItem, **extra) -> dict:
         "move_queues": [q for q in queue_list_for(actor=actor) if q.active and q.pk != item.queue_id]
         if "move" in allowed
         else [],
+        "may_update": policy.may_fire("update", item, actor),
         "history": AuditRecord.objects.filter(work_item_id=item.pk).order_by("seq"),
         "stale": False,
         "error": "",
@@ -226,9 +227,7 @@ def item_action(request, item_id: int, action: str):
     action and bad input come back as the item page with the message, not an error page."""
     if request.method != "POST":
         return HttpResponseNotAllowed(["POST"])
-    command = services.COMMANDS.get(action)
-    if command is None or not ACTIONS[action].route:
-        raise NotFound(f"unknown action {action!r}")
+    command, arg_names = _console_command(action)
     actor = request.user
     item = work_item_get_for(actor=actor, item_id=item_id)  # 404 for what the caller may not see
     args = {}
@@ -237,8 +236,11 @@ def item_action(request, item_id: int, action: str):
         if parse_errors:
             return _refused(request, item, 400, result_errors=parse_errors, posted=request.POST)
         args["result"] = result
-    for name in ACTIONS[action].args:
-        if name != "result":
+    if action == "update":
+        args["changes"] = _posted_changes(request.POST)
+        args["reason"] = request.POST.get("reason", "").strip()
+    for name in arg_names:
+        if name not in ("result", "changes"):
             args[name] = request.POST.get(name, "").strip()
     try:
         with as_console():
@@ -261,6 +263,34 @@ def item_action(request, item_id: int, action: str):
     if not work_item_visible_to(actor=actor, item=item):
         return redirect("console:inbox")
     return redirect("console:item", item_id=item.pk)
+
+
+def _console_command(action: str):
+    """The command a console form fires and the inputs it takes: an action by id (the API's
+    routes), `update` (a supervisor's new priority or due date) or `reassign` (assign or delegate,
+    services.work_item_reassign decides); 404 for anything else."""
+    if action == "reassign":
+        return services.work_item_reassign, ("user",)
+    command = services.COMMANDS.get(action)
+    if command is None or not (ACTIONS[action].route or action == "update"):
+        raise NotFound(f"unknown action {action!r}")
+    return command, ACTIONS[action].args
+
+
+def _posted_changes(post) -> dict:
+    """The update form's fields as the command takes them: a priority (digits as a number,
+    anything else as typed, for the command to refuse), a due date from a `datetime-local`
+    input read as UTC, or cleared with `clear_due`. Fields left empty are not changed."""
+    changes: dict = {}
+    priority = post.get("priority", "").strip()
+    if priority:
+        changes["priority"] = int(priority) if priority.isdigit() else priority
+    due = post.get("due_at", "").strip()
+    if post.get("clear_due"):
+        changes["due_at"] = None
+    elif due:
+        changes["due_at"] = due + ("" if due.endswith("Z") or "+" in due[10:] else ":00Z" if len(due) == 16 else "Z")
+    return changes
 
 
 def _refused(request, item, status: int, **extra):

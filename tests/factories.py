@@ -87,6 +87,7 @@ DEFAULT_TRANSITIONS: dict[str, dict[str, str]] = {
     "cancel": {s: "CANCELLED" for s in _OPEN},
     "set_sub_status": {},
     "reserve": {"CREATED": "OFFERED", "OFFERED": "OFFERED", RESERVED: "OFFERED"},
+    "update": {s: s.split(":")[0] for s in _OPEN},  # new terms (priority, dates) keep the state
     "sla_at_risk": {s: s.split(":")[0] for s in _OPEN},  # the SLA scan's steps keep the state
     "sla_breach": {s: s.split(":")[0] for s in _OPEN},
     "accept": {RESERVED: "ASSIGNED"},

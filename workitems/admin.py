@@ -192,14 +192,6 @@ def _apply(request, queryset, label: str, command: Callable[[int], Any]) -> None
         messages.warning(request, f"… and {len(failed) - 20} more not done.")
 
 
-def _reassign(item_id: int, actor, user):
-    """Held items are delegated, unheld ones assigned: both are the service layer's commands."""
-    item = WorkItem.objects.only("state").get(pk=item_id)
-    if item.state in ("ASSIGNED", "IN_PROGRESS"):
-        return services.work_item_delegate(item_id=item_id, actor=actor, user=user)
-    return services.work_item_assign(item_id=item_id, actor=actor, user=user)
-
-
 def _audit_trail(item_id) -> list[AuditRecord]:
     records = list(AuditRecord.objects.filter(work_item_id=item_id).order_by("seq"))
     for rec in records:
@@ -459,5 +451,5 @@ class WorkItemAdmin(BigTableAdmin):
             form_class=ReassignForm,
             verb="Reassign",
             label="Reassigned to {user.username}",
-            command=lambda pk, data: _reassign(pk, request.user, data["user"]),
+            command=lambda pk, data: services.work_item_reassign(item_id=pk, actor=request.user, user=data["user"]),
         )

@@ -73,6 +73,8 @@ ACTIONS: dict[str, Action] = {
     "accept": Action("accepted", "accept"),
     "reject": Action("rejected", "reject", ("reason",)),
     "move": Action("moved", "move", ("queue",)),
+    # a supervisor's new terms: PATCH /workitems/{id} (priority, due date, follow-up date)
+    "update": Action("updated", args=("changes",)),
 }
 CREATE = "create"
 CREATE_EVENT = "created"
@@ -665,6 +667,16 @@ class WorkItem(ConcurrentTransitionMixin, models.Model):
         self.declined_by = []
         self._clear_reservation()
         return State.OFFERED
+
+    @transition(field=state, source=list(OPEN_STATES), target=None)
+    def update(self, priority: int | None = None, **dates) -> None:
+        """New terms for an open item, its state unchanged: `priority`, `due_at`, `follow_up_at`
+        (a date given as None clears it). The SLA fields follow in sla.bookkeep."""
+        if priority is not None:
+            self.priority = priority
+        for name in ("due_at", "follow_up_at"):
+            if name in dates:
+                setattr(self, name, dates[name])
 
     @transition(field=state, source=State.IN_PROGRESS, target=None, conditions=[_has_sub_statuses])
     def set_sub_status(self, name: str) -> None:

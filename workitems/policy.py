@@ -43,6 +43,7 @@ _DEFAULT_BY_ACTION: dict[str, frozenset[str]] = {
     "resume": _STAFF,
     "escalate": _STAFF,
     "move": _STAFF,
+    "update": _STAFF,
     "reserve": _STAFF,
     "cancel": frozenset({SERVICE, SUPERVISOR, ADMIN}),
     # the SLA scan's own steps: the system only
@@ -123,6 +124,14 @@ def relation_allows(action: str, item: WorkItem, actor) -> bool:
     if relation == ASSIGNEE_OR_SUPERVISOR:
         return is_supervisor(actor) or item.assignee_id == actor.pk
     return is_supervisor(actor) or (item.created_by_id is not None and item.created_by_id == actor.pk)
+
+
+def may_fire(action: str, item: WorkItem, actor) -> bool:
+    """Whether `actor` may fire `action` on `item` now (its lifecycle, roles and relation), for
+    the actions not fired by id as well (`update`: PATCH /workitems/{id})."""
+    return (
+        action in item.available_actions() and role_allows(action, item, actor) and relation_allows(action, item, actor)
+    )
 
 
 def allowed_actions_for(item: WorkItem, actor) -> list[str]:

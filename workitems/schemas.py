@@ -266,6 +266,7 @@ ARG_TYPES: dict[str, tuple[type, str]] = {
     "result": (dict, "a JSON object"),
     "sub_status": (str, "a string"),
     "queue": (str, "a queue name"),
+    "changes": (dict, "an object of the fields to change"),
 }
 
 
@@ -285,3 +286,36 @@ def action_arguments(names: Iterable[str], data: dict[str, Any]) -> dict[str, An
     if errors:
         raise ValidationFailed(errors)
     return out
+
+
+# What an update (PATCH /workitems/{id}, the `update` command) may change.
+UPDATABLE = ("priority", "due_at", "follow_up_at")
+
+
+def update_changes(changes: Any) -> dict[str, Any]:
+    """The parsed fields of an update ({field: value}; a date as None clears it; an empty
+    object changes nothing); ValidationFailed names every bad one."""
+    if not isinstance(changes, dict):
+        raise ValidationFailed([{"field": "changes", "message": f"an object of {', '.join(UPDATABLE)}"}])
+    errors = [
+        {"field": k, "message": f"unknown field; one of {', '.join(UPDATABLE)}"} for k in changes if k not in UPDATABLE
+    ]
+    parsed: dict[str, Any] = {}
+    if "priority" in changes:
+        p = changes["priority"]
+        if isinstance(p, bool) or not isinstance(p, int) or not 0 <= p <= 100:
+            errors.append({"field": "priority", "message": "an integer from 0 to 100"})
+        else:
+            parsed["priority"] = p
+    for name in ("due_at", "follow_up_at"):
+        if name in changes:
+            raw = changes[name]
+            if isinstance(raw, datetime):  # a Python caller's value
+                raw = raw.isoformat()
+            if raw is not None and not isinstance(raw, str):
+                errors.append({"field": name, "message": "an ISO 8601 date-time with a time zone, or null"})
+            else:
+                parsed[name] = parse_time(raw, name, errors)
+    if errors:
+        raise ValidationFailed(errors)
+    return parsed

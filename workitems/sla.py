@@ -202,12 +202,34 @@ def bookkeep(item: WorkItem, action: str, now: datetime) -> dict[str, Any]:
                 data["due_at"] = [isoformat_z(before), isoformat_z(item.due_at)]
                 data["sla_paused_seconds"] = int(paused.total_seconds())
         item.suspended_at = None
+    elif action == "update":
+        _new_deadline(item, now)
     if item.state in OPEN_STATES:
         item.sla_next_at = next_moment(item)
     else:
         item.sla_state = state_at(item, now)
         item.sla_next_at = None
     return data
+
+
+_SLA_RANK = {SlaState.NONE: 0, SlaState.ON_TRACK: 1, SlaState.AT_RISK: 2, SlaState.BREACHED: 3}
+
+
+def _new_deadline(item: WorkItem, now: datetime) -> None:
+    """After an update that may have moved the deadline: the clock runs from now if it did not
+    run; the SLA state moves back at once when the new deadline is further off (a breached item
+    given more time is on track again), while a move forward (at risk, breached) is left to the
+    SLA scan, which sla_next_at brings to the item at once, so its events and notifications go
+    out as for any other item. Policy levels already fired stay fired (sla_level is kept)."""
+    if item.due_at is None:
+        item.sla_started_at = None
+        item.sla_state = SlaState.NONE
+        return
+    if item.sla_started_at is None:
+        item.sla_started_at = now
+    current = item.sla_state if item.sla_state in _SLA_RANK and item.sla_state != SlaState.NONE else SlaState.ON_TRACK
+    fresh = state_at(item, now)
+    item.sla_state = fresh if _SLA_RANK.get(fresh, 0) < _SLA_RANK[current] else current
 
 
 def start_clock(item: WorkItem, now: datetime) -> None:

@@ -51,6 +51,11 @@ def list_work_items(filters: Mapping[str, Any], page_url: str | None = None) -> 
     return Call("GET", "/workitems", params=encode_params(filters), parse=work_item_page)
 
 
+def update_work_item(item_id: int, changes: Mapping[str, Any], if_match: int | str | None) -> Call:
+    body = {k: v.isoformat() if hasattr(v, "isoformat") else v for k, v in changes.items()}
+    return Call("PATCH", f"/workitems/{segment(item_id)}", json=body, if_match=if_match, parse=WorkItem.from_dict)
+
+
 def action(item_id: int, name: str, body: Mapping[str, Any] | None, if_match: int | str | None) -> Call:
     return Call(
         "POST",

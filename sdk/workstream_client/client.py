@@ -188,6 +188,14 @@ class WorkstreamClient(BaseClient):
         """``POST /workitems/{id}/{name}``: any action by name; returns the item after."""
         return self._call(self._with(ep.action(item_id, name, body, if_match), request_id, idempotency_key))
 
+    def update_work_item(
+        self, item_id: int, *, if_match: int | None = None, request_id: str | None = None, **changes: Any
+    ) -> WorkItem:
+        """``PATCH /workitems/{id}`` (supervisors): any of ``priority``, ``due_at``, ``follow_up_at``
+        (aware datetimes or ISO strings; ``None`` clears a date) and ``reason``. Values the item
+        already has change nothing (the same version comes back)."""
+        return self._call(self._with(ep.update_work_item(item_id, changes, if_match), request_id))
+
     def claim(
         self,
         item_id: int,

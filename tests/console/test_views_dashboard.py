@@ -107,7 +107,13 @@ def test_the_breach_list_escalates_reassigns_and_moves_through_the_commands(
     html = client.get("/console/live/breaches").content.decode()
     assert f'breach-row-{held.pk}"' in html and f'breach-row-{waiting.pk}"' in html
     assert f'breach-row-{on_track.pk}"' not in html
-    for testid in (f"breach-{held.pk}-escalate", f"breach-{held.pk}-reassign", f"breach-{waiting.pk}-move"):
+    for testid in (
+        f"breach-{held.pk}-escalate",
+        f"breach-{held.pk}-reassign",
+        f"breach-{held.pk}-raise",
+        f"breach-{waiting.pk}-move",
+        f"breach-{waiting.pk}-reassign",
+    ):
         assert f'data-testid="{testid}"' in html
     back = "/console/?queue=team-a-queue"
     response = client.post(
@@ -116,18 +122,31 @@ def test_the_breach_list_escalates_reassigns_and_moves_through_the_commands(
     assert response.status_code == 302 and response.headers["Location"] == back
     held.refresh_from_db()
     assert held.escalation_level == 1
-    client.post(f"/console/items/{held.pk}/delegate", {"version": held.version, "user": "carol", "next": back})
+    # reassign: a held item is delegated, an unheld one assigned (services.work_item_reassign)
+    client.post(f"/console/items/{held.pk}/reassign", {"version": held.version, "user": "carol", "next": back})
     held.refresh_from_db()
     assert held.assignee == carol
+    client.post(f"/console/items/{waiting.pk}/reassign", {"version": waiting.version, "user": "alice", "next": back})
+    waiting.refresh_from_db()
+    assert (waiting.assignee, waiting.state) == (alice, "ASSIGNED")
+    # raise priority: the update command, by the amount the row's form carries
+    raised = re.search(rf'breach-{held.pk}-raise" title="priority (\d+) → (\d+)"', html)
+    assert raised and int(raised.group(2)) == min(100, int(raised.group(1)) + 10)
+    response = client.post(
+        f"/console/items/{held.pk}/update", {"version": held.version, "priority": raised.group(2), "next": back}
+    )
+    assert response.status_code == 302 and response.headers["Location"] == back
+    held.refresh_from_db()
+    assert held.priority == int(raised.group(2))
     client.post(f"/console/items/{waiting.pk}/move", {"version": waiting.version, "queue": other.name, "next": back})
     waiting.refresh_from_db()
     assert waiting.queue == other
-    channels = set(
-        AuditRecord.objects.filter(
-            action__in=["escalate", "delegate", "move"], work_item__in=[held, waiting]
-        ).values_list("channel", flat=True)
+    actions = list(
+        AuditRecord.objects.filter(work_item__in=[held, waiting], channel="console")
+        .order_by("id")
+        .values_list("action", flat=True)
     )
-    assert channels == {"console"}
+    assert actions == ["escalate", "delegate", "assign", "update", "move"]
 
 
 def test_an_offsite_next_is_ignored(as_user, sam, make_item):

@@ -178,3 +178,29 @@ def test_an_unknown_action_is_not_found_and_get_is_not_allowed(as_user, alice, m
     assert client.post(f"/console/items/{item.pk}/explode", {}).status_code == 404
     assert client.post(f"/console/items/{item.pk}/offer", {}).status_code == 404  # a system step
     assert client.get(f"/console/items/{item.pk}/claim").status_code == 405
+
+
+def test_a_supervisor_changes_priority_and_due_date_from_the_item_page(as_user, alice, sam, make_item):
+    item = make_item(priority=40)
+    assert 'data-testid="update-form"' not in as_user(alice).get(f"/console/items/{item.pk}").content.decode()
+    client = as_user(sam)
+    assert 'data-testid="update-form"' in client.get(f"/console/items/{item.pk}").content.decode()
+    response = client.post(
+        f"/console/items/{item.pk}/update",
+        {"version": item.version, "priority": "75", "due_at": "2031-05-04T09:30", "reason": "VIP"},
+    )
+    assert response.status_code == 302
+    item.refresh_from_db()
+    assert (item.priority, item.due_at.isoformat()) == (75, "2031-05-04T09:30:00+00:00")
+    record = AuditRecord.objects.filter(work_item=item).order_by("-seq").first()
+    assert (record.action, record.channel, record.data["reason"]) == ("update", "console", "VIP")
+    assert record.data["changes"]["priority"] == [40, 75]
+
+    bad = client.post(f"/console/items/{item.pk}/update", {"version": item.version, "priority": "high"})
+    assert bad.status_code == 400 and "priority: an integer from 0 to 100" in bad.content.decode()
+    cleared = client.post(f"/console/items/{item.pk}/update", {"version": item.version, "clear_due": "1"})
+    assert cleared.status_code == 302
+    item.refresh_from_db()
+    assert item.due_at is None
+    # a worker cannot fire it by posting either
+    assert as_user(alice).post(f"/console/items/{item.pk}/update", {"priority": "99"}).status_code == 403

@@ -266,3 +266,24 @@ def test_async_client_end_to_end(live_server, svc, alice, api_key_for, queue):
     created, listed, done, err = asyncio.run(main())
     assert sorted(listed) == sorted(i.id for i in created)
     assert done.state == "COMPLETED" and "complete" in err.allowed_actions
+
+
+def test_a_supervisor_updates_priority_and_dates(ws, worker_client, sam, alice, queue):
+    from datetime import UTC, datetime
+
+    created = ws.create_work_item(**body(queue, priority=30))
+    boss = worker_client(sam)
+    due = datetime(2031, 1, 2, 3, 4, 5, tzinfo=UTC)
+    item = boss.update_work_item(created.id, priority=85, due_at=due, reason="VIP", if_match=created.version)
+    assert (item.priority, item.due_at, item.version) == (85, due, created.version + 1)
+    same = boss.update_work_item(item.id, priority=85)
+    assert same.version == item.version  # nothing to change: no new version
+    cleared = boss.update_work_item(item.id, due_at=None)
+    assert cleared.due_at is None
+    with pytest.raises(wc.StaleVersionError):
+        boss.update_work_item(item.id, priority=1, if_match=created.version)
+    with pytest.raises(wc.NotAllowedError):
+        worker_client(alice).update_work_item(item.id, priority=1)
+    with pytest.raises(wc.ValidationError) as exc:
+        boss.update_work_item(item.id, priority=500)
+    assert "priority" in str(exc.value)

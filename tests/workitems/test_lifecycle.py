@@ -70,6 +70,7 @@ def command_for(action: str, item: WorkItem, cast):
         "accept": (assignee, {}),
         "reject": (assignee, {"reason": "too busy"}),
         "move": (cast.sam, {"queue": Queue.objects.get_or_create(name="elsewhere")[0]}),
+        "update": (cast.sam, {"changes": {"priority": 77 if item.priority != 77 else 78}}),
     }[action]
 
 

@@ -108,6 +108,15 @@ class ReasonIn(serializers.Serializer):
     reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000)
 
 
+class WorkItemUpdateIn(serializers.Serializer):
+    """PATCH /workitems/{id}: the members sent change (the service layer validates them)."""
+
+    priority = serializers.IntegerField(min_value=0, max_value=100, required=False)
+    due_at = serializers.DateTimeField(required=False, allow_null=True, help_text="null: no deadline")
+    follow_up_at = serializers.DateTimeField(required=False, allow_null=True)
+    reason = serializers.CharField(required=False, allow_blank=True, max_length=2000, help_text="for the audit trail")
+
+
 class UserIn(serializers.Serializer):
     user = serializers.CharField(
         help_text="username: an active person (worker or supervisor, not a service client) in the item's pool"

@@ -23,10 +23,11 @@ from api.problems import ProblemException
 from api.schema import IDEMPOTENCY_KEY, PROBLEM_RESPONSES, page_size_parameter
 from api.views import WorkstreamAPIView, etag, parse_if_match
 from audit.models import AuditRecord
-from workitems import services
+from workitems import schemas, services
 from workitems.api import serializers as s
 from workitems.filters import WorkItemFilter
 from workitems.models import ACTIONS, ROUTED_ACTIONS
+from workitems.schemas import UPDATABLE
 from workitems.selectors import work_item_get_for, work_item_list_for
 
 FAR_FUTURE = parse_datetime("9999-12-31T00:00:00+00:00")
@@ -145,6 +146,26 @@ class WorkItemDetailView(WorkstreamAPIView):
     )
     def get(self, request, item_id: int):
         item = work_item_get_for(actor=request.user, item_id=item_id)
+        return item_response(item, request.user)
+
+    @extend_schema(
+        operation_id="workitems_update",
+        summary="Change an open item's priority, due date or follow-up date (supervisors)",
+        description="Only the members sent change; a date as null clears it; values the item already "
+        "has change nothing (200, same version). A new due date re-reads the SLA state. Send "
+        '`If-Match: "<version>"` to guard against concurrent changes (412 when stale).',
+        request=s.WorkItemUpdateIn,
+        parameters=[OpenApiParameter("If-Match", OpenApiTypes.STR, OpenApiParameter.HEADER)],
+        responses={200: s.WorkItemOut, **PROBLEM_RESPONSES(400, 401, 403, 404, 409, 412, 413, 429)},
+    )
+    def patch(self, request, item_id: int):
+        body = _body(request, allowed=(*UPDATABLE, "reason"))
+        reason = body.pop("reason", "")
+        schemas.update_changes(body)  # a bad body is a 400 whatever If-Match says, as for actions
+        expected = parse_if_match(request)
+        item = services.work_item_update(
+            item_id=item_id, actor=request.user, changes=body, expected_version=expected, reason=reason
+        )
         return item_response(item, request.user)
 
 

@@ -11,6 +11,7 @@ transition, audit record and outbox event in one transaction):
     moves        move to another queue; the capacity check (queue_rebalance, queues_capacity_check)
     absence      hand-over and return for absences, reservation expiry
     definitions  queue and lifecycle-definition commands
+    supervision  update (priority, due and follow-up dates), reassign (assign or delegate)
 
 Callers write `from workitems import services` and call `services.<command>`.
 """
@@ -66,6 +67,7 @@ from workitems.services.moves import (
     work_item_move,
     work_items_redistribute_over_capacity,
 )
+from workitems.services.supervision import work_item_reassign, work_item_update
 
 # The command of each action, keyed by the action table's names (the system's own steps,
 # `reserve` inside push and the SLA scan's state changes, have none). A name missing here is
@@ -105,6 +107,7 @@ __all__ = [
     "work_item_hand_over_for_absence",
     "work_item_move",
     "work_item_offer",
+    "work_item_reassign",
     "work_item_reject",
     "work_item_release",
     "work_item_resume",
@@ -113,6 +116,7 @@ __all__ = [
     "work_item_sla_advance",
     "work_item_start",
     "work_item_suspend",
+    "work_item_update",
     "work_items_expire_reservations",
     "work_items_hand_over",
     "work_items_return_to",
