@@ -41,6 +41,7 @@ WINDOWS = {
 }
 DEFAULT_WINDOW = "PT24H"
 BREACH_LIST_SIZE = 25  # the soonest due; a live list to act on, not a report
+RAISE_BY = 10  # the breach list's "raise priority" (capped at 100, as the SLA policy's raise_priority)
 POLL = {"tiles": "every 2s", "breaches": "every 2s", "charts": "every 3s"}
 
 
@@ -142,12 +143,16 @@ def _breaches(request, f: Filters) -> dict:
         rows.append(
             {
                 "item": item,
-                "give": "delegate" if "delegate" in allowed else "assign" if "assign" in allowed else "",
+                # services.work_item_reassign assigns or delegates, as the item's state needs
+                "reassign": bool({"assign", "delegate"} & set(allowed)),
                 "escalate": "escalate" in allowed,
                 "move": "move" in allowed,
+                "raise_to": min(100, item.priority + RAISE_BY)
+                if item.priority < 100 and policy.may_fire("update", item, request.user)
+                else None,
             }
         )
-    people = _people_by_queue({r["item"].queue_id for r in rows if r["give"]})
+    people = _people_by_queue({r["item"].queue_id for r in rows if r["reassign"]})
     return {"rows": rows, "people": sorted(people.items()), "move_queues": [q.name for q in f.all_queues]}
 
 
