@@ -15,6 +15,7 @@ from api.schema import PROBLEM_RESPONSES
 from api.views import WorkstreamAPIView
 from audit.models import AuditRecord
 from audit.services import audit_verify
+from config.db_router import reporting
 from workitems.api.serializers import AuditRecordOut, audit_representation
 from workitems.filters import TimeFilter
 from workitems.policy import is_supervisor
@@ -71,6 +72,7 @@ class AuditListView(WorkstreamAPIView):
         return ("id",)
 
     @extend_schema(operation_id="audit_list", responses={200: AuditPageOut, **PROBLEM_RESPONSES(400, 401, 403, 429)})
+    @reporting()  # the search may be served by a replica (README "Read replicas")
     def get(self, request):
         unknown = sorted(set(request.query_params) - set(self.filterset_class.base_filters) - {"cursor", "page_size"})
         if unknown:

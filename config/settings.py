@@ -98,6 +98,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "config.db_router.FreshReadsMiddleware",  # each request its own read-your-writes scope (replicas)
     "config.observability.RequestIdMiddleware",
     "api.access_log.AccessLogMiddleware",  # every API request and its outcome (refusals too)
     "api.toggles.RestApiToggleMiddleware",
@@ -147,6 +148,21 @@ DATABASE_MIGRATE_URL = env("DATABASE_MIGRATE_URL")
 if DATABASE_MIGRATE_URL:
     DATABASES["migrate"] = dj_database_url.parse(DATABASE_MIGRATE_URL, conn_max_age=0)
     DATABASES["migrate"]["TEST"] = {"MIRROR": "default"}  # a test run has one database
+# Read replicas (README "Read replicas"; config/db_router.py): DATABASE_REPLICA_URL, one URL or
+# several separated by commas, are PostgreSQL streaming replicas of DATABASE_URL (aliases replica,
+# replica2, …). Reporting reads (statistics, dashboards, audit search) go to one that is at most
+# DATABASE_REPLICA_MAX_LAG seconds behind; everything else, and any read past that, to the primary.
+DATABASE_REPLICAS: list[str] = []
+for _n, _url in enumerate(u.strip() for u in env("DATABASE_REPLICA_URL").split(",") if u.strip()):
+    _alias = "replica" if _n == 0 else f"replica{_n + 1}"
+    DATABASES[_alias] = dj_database_url.parse(_url, conn_max_age=envint("DB_CONN_MAX_AGE", "60"))
+    if {DATABASES[_alias]["ENGINE"], DATABASES["default"]["ENGINE"]} != {"django.db.backends.postgresql"}:
+        raise ImproperlyConfigured("DATABASE_REPLICA_URL: PostgreSQL replicas of a PostgreSQL DATABASE_URL")
+    DATABASES[_alias]["OPTIONS"] = {"connect_timeout": envint("DATABASE_REPLICA_CONNECT_TIMEOUT", "2")}
+    DATABASES[_alias]["TEST"] = {"MIRROR": "default"}  # a test run has one database
+    DATABASE_REPLICAS.append(_alias)
+DATABASE_REPLICA_MAX_LAG = envint("DATABASE_REPLICA_MAX_LAG", "10")
+DATABASE_ROUTERS = ["config.db_router.ReplicaRouter"]
 for _database in DATABASES.values():
     if _database["ENGINE"] == "django.db.backends.postgresql":
         # No `SELECT 1` round trip before each request on a persistent connection: a connection

@@ -21,6 +21,7 @@ from rest_framework.request import Request
 
 from api.pagination import Cursor
 from api.problems import ProblemException
+from config.db_router import reporting
 from console import figures
 from console.access import console_view, supervises
 from directory.models import Department
@@ -89,11 +90,14 @@ def _filters(request) -> Filters:
     )
 
 
+# The figures a replica may serve (README "Read replicas"); the breach list stays on the primary.
+@reporting()
 def _tiles(f: Filters) -> list[dict]:
     by_id = figures.queue_figures(queues=f.queues, window=WINDOWS[f.window])
     return [{**by_id[q.pk], "queue": q} for q in f.queues]
 
 
+@reporting()
 def _charts(f: Filters) -> dict:
     since = timezone.now() - timedelta(hours=23)
     created = figures.timeseries(metric="created", queues=f.queues, since=since)
@@ -216,6 +220,7 @@ def live(request, part: str):
 QUEUE_ITEM_PARAMS = ("state", "sla_state", "assignee", "priority_min", "priority_max", "overdue", "ordering")
 
 
+@reporting()
 def _queue_stats(request, name: str):
     queue = queue_get_for(actor=request.user, name=name)
     window = request.GET.get("window", DEFAULT_WINDOW)

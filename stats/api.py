@@ -12,6 +12,7 @@ from rest_framework.response import Response
 from api.problems import ProblemException
 from api.schema import PROBLEM_RESPONSES, TIME_PATTERN
 from api.views import WorkstreamAPIView
+from config.db_router import reporting
 from stats import selectors
 from workitems.schemas import parse_iso_time, parse_positive_duration
 
@@ -118,6 +119,7 @@ class StatsQueuesView(WorkstreamAPIView):
         parameters=[WINDOW],
         responses={200: QueueFiguresOut(many=True), **PROBLEM_RESPONSES(400, 401, 429)},
     )
+    @reporting()
     def get(self, request):
         window = parse_window(_params(request, {"window"}).get("window"))
         figures = selectors.queue_figures(_queue_ids(request, None), window)
@@ -131,6 +133,7 @@ class QueueStatsView(WorkstreamAPIView):
         parameters=[WINDOW],
         responses={200: QueueFiguresOut, **PROBLEM_RESPONSES(400, 401, 404, 429)},
     )
+    @reporting()
     def get(self, request, name: str):
         # Whoever may see the queue may see its figures (members watch their own load).
         window = parse_window(_params(request, {"window"}).get("window"))
@@ -145,6 +148,7 @@ class StatsUsersView(WorkstreamAPIView):
         parameters=[QUEUE, WINDOW],
         responses={200: UserFiguresOut(many=True), **PROBLEM_RESPONSES(400, 401, 404, 429)},
     )
+    @reporting()
     def get(self, request):
         params = _params(request, {"queue", "window"})
         window = parse_window(params.get("window"))
@@ -172,6 +176,7 @@ class StatsTimeseriesView(WorkstreamAPIView):
         ],
         responses={200: PointOut(many=True), **PROBLEM_RESPONSES(400, 401, 404, 429)},
     )
+    @reporting()
     def get(self, request):
         params = _params(request, {"metric", "queue", "interval", "since"})
         metric = params.get("metric")

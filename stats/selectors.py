@@ -25,6 +25,7 @@ from django.contrib.auth import get_user_model
 from django.db import connection
 from django.utils import timezone
 
+from config import db_router
 from config.timefmt import isoformat_z
 from directory.models import Profile
 from stats.rollup import HOUR_FIELDS, as_utc, db_time, hour_start
@@ -80,7 +81,8 @@ def _in(ids: Collection[int]) -> str:
 
 
 def _rows(sql: str, params: list[Any]) -> list[tuple]:
-    with connection.cursor() as cur:
+    # a replica's connection inside db_router.reporting() (when one is fresh enough)
+    with db_router.read_connection().cursor() as cur:
         cur.execute(sql, params)
         return cur.fetchall()
 
