@@ -346,6 +346,8 @@ AXES_ENABLED = envbool("AXES_ENABLED", "True")
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        # Bearer tokens of the configured OIDC provider (oidc: in the configuration file); off by default.
+        "api.oidc.OIDCAuthentication",
         # JWT first, so a request without credentials gets 401 with WWW-Authenticate: Bearer.
         "api.authentication.JWTAuthentication",
         "api.authentication.ApiKeyAuthentication",

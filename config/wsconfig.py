@@ -14,6 +14,7 @@ import zoneinfo
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import jsonschema
 import yaml
@@ -99,6 +100,23 @@ DEFAULTS: dict[str, Any] = {
         "worker": "workstream-workers",
         "service": "workstream-services",
     },
+    # Access tokens from an external OpenID Connect provider (api/oidc.py, README "OIDC").
+    "oidc": {
+        "enabled": False,
+        "issuer": "",
+        "audience": "",
+        "jwksUrl": "",
+        "algorithms": ["RS256", "ES256"],
+        "usernameClaim": "preferred_username",
+        "rolesClaim": "roles",
+        "roleMapping": {},
+        "groupsClaim": None,
+        "createUsers": True,
+        "leewaySeconds": 30,
+        "jwksCacheSeconds": 300,
+        "jwksMinRefetchSeconds": 30,
+        "jwksTimeoutSeconds": 5,
+    },
 }
 
 
@@ -128,6 +146,24 @@ def _is_time_zone(value: object) -> bool:
     except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
         raise ValueError(f"{value!r} is not an IANA time zone") from exc
     return True
+
+
+# Asymmetric only: `none` and the HMACs (a public key used as a shared secret) are never accepted.
+OIDC_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
+OIDC_ROLES = ("admin", "supervisor", "worker", "service")
+
+
+@FORMATS.checks("jwks-url", raises=ValueError)
+def _is_jwks_url(value: object) -> bool:
+    """https, or http to a loopback address only (a key set fetched in clear could be replaced)."""
+    if not isinstance(value, str) or not value:
+        return True
+    parts = urlsplit(value)
+    if parts.scheme == "https" and parts.hostname:
+        return True
+    if parts.scheme == "http" and parts.hostname in ("localhost", "127.0.0.1", "::1"):
+        return True
+    raise ValueError(f"{value!r} is not an https URL (http only to localhost)")
 
 
 def _pos(maximum: int) -> dict[str, Any]:
@@ -237,6 +273,32 @@ SCHEMA: dict[str, Any] = _obj(
             }
         ),
         "roles": _obj({"admin": _NAME, "supervisor": _NAME, "worker": _NAME, "service": _NAME}),
+        "oidc": {
+            **_obj(
+                {
+                    "enabled": _BOOL,
+                    "issuer": {"type": "string", "maxLength": 500},
+                    "audience": {"anyOf": [{"type": "string", "maxLength": 500}, {"type": "array", "items": _NAME}]},
+                    "jwksUrl": {"type": "string", "maxLength": 2000, "format": "jwks-url"},
+                    "algorithms": {"type": "array", "items": {"enum": list(OIDC_ALGORITHMS)}, "minItems": 1},
+                    "usernameClaim": _NAME,
+                    "rolesClaim": {"type": ["string", "null"], "minLength": 1, "maxLength": 200},
+                    "roleMapping": {"type": "object", "additionalProperties": {"enum": list(OIDC_ROLES)}},
+                    "groupsClaim": {"type": ["string", "null"], "minLength": 1, "maxLength": 200},
+                    "createUsers": _BOOL,
+                    "leewaySeconds": {"type": "integer", "minimum": 0, "maximum": 600},
+                    "jwksCacheSeconds": _seconds(86400),
+                    "jwksMinRefetchSeconds": {"type": "number", "minimum": 0, "maximum": 3600},
+                    "jwksTimeoutSeconds": _seconds(60),
+                }
+            ),
+            # Switched on, it needs the provider's issuer, the audience and the key set's address.
+            "if": {"properties": {"enabled": {"const": True}}, "required": ["enabled"]},
+            "then": {
+                "required": ["issuer", "audience", "jwksUrl"],
+                "properties": {"issuer": {"minLength": 1}, "jwksUrl": {"minLength": 1}, "audience": {"minLength": 1}},
+            },
+        },
     }
 )
 
