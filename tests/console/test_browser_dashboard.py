@@ -58,7 +58,7 @@ def test_an_item_created_through_the_api_appears_without_a_reload(
     assert visit.path() == "/console/"
 
 
-def test_the_breach_lists_actions_escalate_and_reassign_and_come_back_to_the_dashboard(
+def test_the_breach_lists_actions_escalate_reassign_and_raise_and_come_back_to_the_dashboard(
     supervisor_page, review_queue, console_users, carol
 ):
     overdue = (timezone.now() - timedelta(hours=2)).isoformat()
@@ -82,8 +82,19 @@ def test_the_breach_lists_actions_escalate_and_reassign_and_come_back_to_the_das
     assert visit.path() == "/console/"
     item.refresh_from_db()
     assert item.assignee_id == carol.pk
+
+    priority = item.priority
+    visit.click_and_wait(f"breach-{item.pk}-raise")
+    assert visit.path() == "/console/"
+    expect(visit.by_testid(f"breach-priority-{item.pk}")).to_have_text(str(min(100, priority + 10)))
+    item.refresh_from_db()
+    assert item.priority == min(100, priority + 10)
     records = AuditRecord.objects.filter(work_item_id=item.pk).order_by("seq")
-    assert [r.channel for r in records][-2:] == ["console", "console"]
+    assert [(r.action, r.channel) for r in records][-3:] == [
+        ("escalate", "console"),
+        ("delegate", "console"),
+        ("update", "console"),
+    ]
 
 
 def test_when_the_session_ends_the_next_poll_takes_the_whole_page_to_the_login(supervisor_page, review_queue):
