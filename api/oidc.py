@@ -22,6 +22,7 @@ import jwt
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db import IntegrityError, transaction
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
 from config import wsconfig
@@ -226,3 +227,16 @@ class OIDCAuthentication(authentication.BaseAuthentication):
 
     def authenticate_header(self, request):
         return f'{self.keyword} realm="api"'
+
+
+class OIDCScheme(OpenApiAuthenticationExtension):
+    target_class = "api.oidc.OIDCAuthentication"
+    name = "oidcAuth"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "JWT",
+            "description": "an access token of the configured OpenID Connect provider (`oidc.issuer`), when enabled",
+        }
