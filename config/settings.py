@@ -290,11 +290,15 @@ LOG_FORMAT = env("LOG_FORMAT", "json")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"request_id": {"()": "config.context.RequestIdFilter"}},
+    "filters": {
+        "request_id": {"()": "config.context.RequestIdFilter"},
+        # trace_id / span_id of the current span (config/tracing.py; empty with tracing off)
+        "trace": {"()": "config.tracing.TraceContextFilter"},
+    },
     "formatters": {
         "json": {
             "()": "pythonjsonlogger.json.JsonFormatter",
-            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s %(trace_id)s %(span_id)s",
             "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
         },
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
@@ -304,7 +308,7 @@ LOGGING = {
             "class": "logging.StreamHandler",
             "stream": sys.stderr,
             "formatter": LOG_FORMAT if LOG_FORMAT in ("json", "plain") else "json",
-            "filters": ["request_id"],
+            "filters": ["request_id", "trace"],
         }
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},

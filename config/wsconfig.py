@@ -50,6 +50,7 @@ DEFAULTS: dict[str, Any] = {
         "maxPublishAttempts": 3,
         "confirmTimeoutSeconds": 10,
         "notificationQueue": "workstream.notifications",
+        "notificationDeadLetterQueue": "workstream.notifications.dlq",
         "notificationBindings": ["#"],
         "commandMaxFailures": 3,
     },
@@ -204,6 +205,7 @@ SCHEMA: dict[str, Any] = _obj(
                 "maxPublishAttempts": _pos(1000),
                 "confirmTimeoutSeconds": _seconds(600),
                 "notificationQueue": _NAME,
+                "notificationDeadLetterQueue": _NAME,
                 "notificationBindings": {"type": "array", "items": _NAME, "minItems": 1, "maxItems": 100},
                 "commandMaxFailures": _pos(100),
             }
