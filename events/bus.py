@@ -133,7 +133,7 @@ class ConfirmingPublisher:
             raw.on_blocked = self._on_blocked
             raw.on_unblocked = self._on_unblocked
             channel = conn.channel()
-            channel.exchange_declare(self.exchange, "topic", durable=True, auto_delete=False)
+            declare_exchange(channel, self.exchange)
             channel.confirm_select()
             channel.events["basic_ack"].add(self._on_ack)
             channel.events["basic_nack"].add(self._on_nack)
@@ -348,8 +348,19 @@ def declare_command_queues(channel, *, queue: str, dead_letter_queue: str) -> No
     channel.queue_declare(queue, durable=True, auto_delete=False, arguments=command_queue_arguments(dead_letter_queue))
 
 
-def declare_notification_queue(channel, *, exchange: str, queue: str, bindings: Sequence[str]) -> None:
+def declare_exchange(channel, exchange: str) -> None:
+    """The events' topic exchange (durable): the relay declares it when it connects, before any event."""
     channel.exchange_declare(exchange, "topic", durable=True, auto_delete=False)
+
+
+def declare_notification_queue(
+    channel, *, exchange: str, queue: str, bindings: Sequence[str], dead_letter_queue: str
+) -> None:
+    """The exchange, the notification consumer's dead-letter queue (what is not an event envelope
+    goes there, with the reason) and its queue, bound. The queue's own arguments are unchanged from
+    before the dead-letter queue existed, so a broker's existing queue is redeclared as it is."""
+    declare_exchange(channel, exchange)
+    channel.queue_declare(dead_letter_queue, durable=True, auto_delete=False, arguments={"x-queue-type": "quorum"})
     channel.queue_declare(queue, durable=True, auto_delete=False, arguments={"x-queue-type": "quorum"})
     for key in bindings:
         channel.queue_bind(queue, exchange, key)

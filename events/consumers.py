@@ -14,8 +14,9 @@ import time
 import amqp
 from django.db import InterfaceError, OperationalError, close_old_connections, connection
 from kombu import Consumer, Queue
+from opentelemetry.trace import SpanKind
 
-from config import wsconfig
+from config import tracing, wsconfig
 from config.timefmt import now_z
 from events import bus, inbound, metrics, notifications
 
@@ -32,9 +33,12 @@ class ConsumerLoop:
         self.stop = stop or threading.Event()
         self.handled = 0
         self._last_message = time.monotonic()
+        self.dlq_conn = None
+        self.dlq_channel = None
 
     # hooks
     queue_name: str = ""
+    dead_letter_queue: str = ""
 
     def declare(self, channel) -> None:
         raise NotImplementedError
@@ -43,14 +47,51 @@ class ConsumerLoop:
         raise NotImplementedError
 
     def setup(self, conn) -> None:
-        """Extra resources (e.g. for dead-lettering) once connected."""
+        """Once connected: a confirm-mode channel on a connection of its own for dead-lettering
+        (waiting for its confirm on the consuming connection would dispatch the next deliveries
+        re-entrantly, inside the handler)."""
+        self.dlq_conn = bus.connection(self.url, heartbeat=0)  # mostly idle: no heartbeats to miss
+        self.dlq_conn.connect()
+        self.dlq_channel = self.dlq_conn.channel()
+        self.dlq_channel.confirm_select()
 
     def teardown(self) -> None:
         """Release what setup() made."""
+        if self.dlq_conn is not None:
+            bus._close_quietly(self.dlq_conn)
+        self.dlq_conn = self.dlq_channel = None
+
+    def dead_letter(self, message, reason: str) -> None:
+        """Publish the message to `dead_letter_queue` with the reason (confirmed), then ack it."""
+        headers = dict(message.headers or {})
+        headers.update(
+            {
+                "x-workstream-reason": reason[:1000],
+                "x-workstream-queue": self.queue_name,
+                "x-workstream-dead-lettered-at": now_z(),
+            }
+        )
+        bus.publish_confirmed(
+            self.dlq_channel, exchange="", routing_key=self.dead_letter_queue, body=message.body, headers=headers
+        )
+        message.ack()
+        log.error("message dead-lettered to %s: %s", self.dead_letter_queue, reason)
 
     def _on_message(self, message) -> None:
         self._last_message = time.monotonic()
-        self.handle(message)
+        # A CONSUMER span continuing the trace of the message's `traceparent` header (a new trace
+        # without one): what handling it writes (SQL, the outcome event's outbox row) is in it.
+        with tracing.continued(
+            f"{self.queue_name} process",
+            parent=(message.headers or {}).get("traceparent"),
+            kind=SpanKind.CONSUMER,
+            attributes={
+                "messaging.system": "rabbitmq",
+                "messaging.operation.type": "process",
+                "messaging.destination.name": self.queue_name,
+            },
+        ):
+            self.handle(message)
         self.handled += 1
 
     def run(self, *, max_idle: float | None = None) -> int:
@@ -110,41 +151,13 @@ class CommandConsumer(ConsumerLoop):
         self.queue_name = queue or cfg.commandQueue
         self.dead_letter_queue = dead_letter_queue or cfg.deadLetterQueue
         self.max_failures = cfg.commandMaxFailures
-        self.dlq_conn = None
-        self.dlq_channel = None
 
     def declare(self, channel) -> None:
         bus.declare_command_queues(channel, queue=self.queue_name, dead_letter_queue=self.dead_letter_queue)
 
-    def setup(self, conn) -> None:
-        # A connection of its own: waiting for the dead-letter confirm on the consuming
-        # connection would dispatch the next deliveries re-entrantly, inside this handler.
-        self.dlq_conn = bus.connection(self.url, heartbeat=0)  # mostly idle: no heartbeats to miss
-        self.dlq_conn.connect()
-        self.dlq_channel = self.dlq_conn.channel()
-        self.dlq_channel.confirm_select()
-
-    def teardown(self) -> None:
-        if self.dlq_conn is not None:
-            bus._close_quietly(self.dlq_conn)
-        self.dlq_conn = self.dlq_channel = None
-
     def dead_letter(self, message, reason: str) -> None:
-        """Publish the message to the dead-letter queue with the reason (confirmed), then ack it."""
-        headers = dict(message.headers or {})
-        headers.update(
-            {
-                "x-workstream-reason": reason[:1000],
-                "x-workstream-queue": self.queue_name,
-                "x-workstream-dead-lettered-at": now_z(),
-            }
-        )
-        bus.publish_confirmed(
-            self.dlq_channel, exchange="", routing_key=self.dead_letter_queue, body=message.body, headers=headers
-        )
-        message.ack()
+        super().dead_letter(message, reason)
         metrics.COMMANDS.labels(outcome="dead_lettered").inc()
-        log.error("command dead-lettered to %s: %s", self.dead_letter_queue, reason)
 
     def handle(self, message) -> None:
         try:
@@ -185,19 +198,36 @@ class CommandConsumer(ConsumerLoop):
 
 
 class NotificationConsumer(ConsumerLoop):
-    """`manage.py consume_notifications`: every event on the exchange, recorded once."""
+    """`manage.py consume_notifications`: every event on the exchange, recorded once; a message that
+    is not an event envelope goes to `eventBus.notificationDeadLetterQueue` with the reason."""
 
     prefetch = 50
 
-    def __init__(self, *, url=None, stop=None, queue: str | None = None, exchange: str | None = None, bindings=None):
+    def __init__(
+        self,
+        *,
+        url=None,
+        stop=None,
+        queue: str | None = None,
+        exchange: str | None = None,
+        bindings=None,
+        dead_letter_queue: str | None = None,
+    ):
         super().__init__(url=url, stop=stop)
         cfg = wsconfig.get().eventBus
         self.queue_name = queue or cfg.notificationQueue
         self.exchange = exchange or cfg.exchange
         self.bindings = list(bindings or cfg.notificationBindings)
+        self.dead_letter_queue = dead_letter_queue or cfg.notificationDeadLetterQueue
 
     def declare(self, channel) -> None:
-        bus.declare_notification_queue(channel, exchange=self.exchange, queue=self.queue_name, bindings=self.bindings)
+        bus.declare_notification_queue(
+            channel,
+            exchange=self.exchange,
+            queue=self.queue_name,
+            bindings=self.bindings,
+            dead_letter_queue=self.dead_letter_queue,
+        )
 
     def handle(self, message) -> None:
         while True:
@@ -210,6 +240,7 @@ class NotificationConsumer(ConsumerLoop):
                 if self.stop.wait(1):
                     return
         if outcome == notifications.INVALID:
-            log.error("not an event envelope; dropped: %r", message.body[:200])
-        message.ack()
+            self.dead_letter(message, f"not an event envelope: {message.body[:200]!r}")
+        else:
+            message.ack()
         metrics.NOTIFICATIONS.labels(outcome=outcome).inc()

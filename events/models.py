@@ -31,6 +31,9 @@ class OutboxEvent(models.Model):
     occurred_at = models.DateTimeField(default=timezone.now)
     producer = models.CharField(max_length=100)
     trace_id = models.CharField(max_length=128, blank=True)
+    # The W3C trace context of the change that wrote the row ("" outside a trace): the relay's
+    # publish span is its child, and its traceparent goes out in the AMQP and webhook headers.
+    traceparent = models.CharField(max_length=55, blank=True, default="", db_default="")
     correlation_id = models.CharField(max_length=200, blank=True)
     payload = models.JSONField()
     published_at = models.DateTimeField(null=True, blank=True)

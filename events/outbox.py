@@ -6,7 +6,7 @@ from __future__ import annotations
 from django.db import transaction
 from django.utils import timezone
 
-from config import context, statements, wsconfig
+from config import context, statements, tracing, wsconfig
 from events import nudge
 from events.models import OutboxEvent
 
@@ -40,6 +40,7 @@ def outbox_event(
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("outbox_enqueue must run inside the change's transaction")
     nudge.relay_after_commit()
+    traceparent = tracing.traceparent_of()  # the change's span: the relay's publish continues it
     return OutboxEvent(
         event_type=event_type,
         aggregate_type=aggregate_type,
@@ -47,7 +48,9 @@ def outbox_event(
         sequence=sequence,
         occurred_at=occurred_at or timezone.now(),
         producer=wsconfig.get().eventBus.producer,
-        trace_id=context.current_request_id(),
+        # The W3C trace id when the change runs in a trace, else the request id (tracing off).
+        trace_id=tracing.trace_id_of(traceparent) or context.current_request_id(),
+        traceparent=traceparent,
         correlation_id=correlation_id or "",
         payload=payload,
     )

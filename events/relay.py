@@ -39,8 +39,9 @@ from datetime import timedelta
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connection, transaction
 from django.utils import timezone
+from opentelemetry.trace import SpanKind
 
-from config import wsconfig
+from config import tracing, wsconfig
 from config.timefmt import isoformat_z
 from events import metrics
 from events.bus import ChannelFailed, ConfirmingPublisher, OutgoingMessage
@@ -54,7 +55,7 @@ CALLBACK_EVENT_TYPES = frozenset({"workitem.completed.v1", "workitem.failed.v1",
 _COLUMNS = (
     "o.id, o.event_id, o.event_type, o.aggregate_type, o.aggregate_id, o.sequence, o.occurred_at, "
     "o.producer, o.trace_id, o.correlation_id, o.payload::text, o.attempts, "
-    "o.payload #>> '{work_item,callback_url}'"
+    "o.payload #>> '{work_item,callback_url}', o.traceparent"
 )
 
 _BATCH_SQL = f"""
@@ -102,6 +103,7 @@ class Row:
     payload_text: str
     attempts: int
     callback_url: str | None
+    traceparent: str
 
     @classmethod
     def from_db(cls, r) -> Row:
@@ -123,7 +125,15 @@ class Row:
         )
         return f'{head[:-1]},"payload":{self.payload_text}}}'.encode()
 
-    def message(self) -> OutgoingMessage:
+    def message(self, traceparent: str | None = None) -> OutgoingMessage:
+        """The AMQP message; `traceparent` (the publish span's) replaces the stored one in the headers."""
+        headers = {
+            "aggregate_type": self.aggregate_type,
+            "aggregate_id": self.aggregate_id,
+            "sequence": self.sequence,
+        }
+        if traceparent or self.traceparent:
+            headers["traceparent"] = traceparent or self.traceparent
         return OutgoingMessage(
             routing_key=self.event_type,
             body=self.body(),
@@ -132,11 +142,7 @@ class Row:
             correlation_id=self.correlation_id,
             timestamp=int(self.occurred_at.timestamp()),
             app_id=self.producer,
-            headers={
-                "aggregate_type": self.aggregate_type,
-                "aggregate_id": self.aggregate_id,
-                "sequence": self.sequence,
-            },
+            headers=headers,
         )
 
 
@@ -227,6 +233,26 @@ def _fan_out(rows: list[Row], now) -> int:
     return len(deliveries)
 
 
+def _publish_spans(rows: list[Row], exchange: str) -> list:
+    """One PRODUCER span per event, each a child of the trace context its outbox row kept."""
+    return [
+        tracing.start_span(
+            f"{exchange} publish",
+            parent=r.traceparent,
+            kind=SpanKind.PRODUCER,
+            attributes={
+                "messaging.system": "rabbitmq",
+                "messaging.operation.type": "send",
+                "messaging.destination.name": exchange,
+                "messaging.rabbitmq.destination.routing_key": r.event_type,
+                "messaging.message.id": r.event_id,
+                "workstream.outbox.id": r.id,
+            },
+        )
+        for r in rows
+    ]
+
+
 def relay_batch(publisher: ConfirmingPublisher, *, batch_size: int | None = None) -> BatchResult:
     """Publish one batch (see the module docstring). Raises BrokerUnavailable with nothing changed."""
     _require_postgresql()
@@ -238,10 +264,21 @@ def relay_batch(publisher: ConfirmingPublisher, *, batch_size: int | None = None
         result.taken = len(rows)
         if not rows:
             return result
+        if tracing.enabled():
+            spans = _publish_spans(rows, publisher.exchange)
+            messages = [r.message(tracing.traceparent_of(s)) for r, s in zip(rows, spans, strict=True)]
+        else:
+            spans, messages = [], [r.message() for r in rows]
         try:
-            outcomes = publisher.publish_batch([r.message() for r in rows])
+            outcomes = publisher.publish_batch(messages)
         except ChannelFailed as exc:
             outcomes = [str(exc)] * len(rows)
+        except BaseException as exc:
+            for span in spans:
+                tracing.end_span(span, f"{type(exc).__name__}: {exc}")
+            raise
+        for span, err in zip(spans, outcomes, strict=False):
+            tracing.end_span(span, err)
         now = timezone.now()
         ok = [r for r, err in zip(rows, outcomes, strict=True) if err is None]
         failed = [(r, err) for r, err in zip(rows, outcomes, strict=True) if err is not None]

@@ -127,6 +127,10 @@ class RelayProcess:
         try:
             while not self.stop.is_set():
                 try:
+                    if not publisher.connected:
+                        # Connecting declares the exchange: it exists from the relay's start, before
+                        # any event, so a consumer binding to it then finds it.
+                        publisher.connect()
                     relay.relay_drain(publisher, batch_size=self.batch_size, on_batch=self._on_batch)
                     backoff = 0.5
                 except BrokerUnavailable as exc:

@@ -37,9 +37,10 @@ from datetime import timedelta
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
+from opentelemetry.trace import SpanKind
 
 from audit.services import audit_record
-from config import wsconfig
+from config import tracing, wsconfig
 from config.timefmt import isoformat_z
 from events import metrics, urlguard
 from events.models import Delivery, Subscription
@@ -178,7 +179,23 @@ def claim_due(limit: int) -> list[int]:
         return [r[0] for r in cur.fetchall()]
 
 
-def attempt(delivery: Delivery, body: bytes, msg_id: str) -> AttemptOutcome:
+def attempt(delivery: Delivery, body: bytes, msg_id: str, traceparent: str = "") -> AttemptOutcome:
+    """One POST of `body`, in a CLIENT span that continues the event's trace (`traceparent`, the
+    outbox row's): the request's `traceparent` header is that span's (the stored one, tracing off)."""
+    span = tracing.start_span(
+        "POST",
+        parent=traceparent,
+        kind=SpanKind.CLIENT,
+        attributes={"http.request.method": "POST", "workstream.delivery.kind": delivery.kind, "webhook.id": msg_id},
+    )
+    outcome = _attempt(delivery, body, msg_id, tracing.traceparent_of(span) or traceparent)
+    if outcome.status_code is not None:
+        span.set_attribute("http.response.status_code", outcome.status_code)
+    tracing.end_span(span, outcome.error)
+    return outcome
+
+
+def _attempt(delivery: Delivery, body: bytes, msg_id: str, traceparent: str) -> AttemptOutcome:
     cfg = wsconfig.get().webhooks
     secret = delivery.subscription.secret if delivery.subscription_id else callback_secret()
     ts = int(time.time())
@@ -189,6 +206,8 @@ def attempt(delivery: Delivery, body: bytes, msg_id: str) -> AttemptOutcome:
         "webhook-timestamp": str(ts),
         "webhook-signature": sign(secret, msg_id, ts, body),
     }
+    if traceparent:
+        headers["traceparent"] = traceparent
     t0 = time.perf_counter()
     try:
         status = http_post(delivery.url, body, headers, timeout=float(cfg.timeoutSeconds))
@@ -280,7 +299,7 @@ def _subscription_outcome(sub_id: int, outcome: AttemptOutcome, now) -> None:
     sub.save(update_fields=fields)
 
 
-def _send_group(deliveries: list[Delivery], bodies: dict[int, tuple[bytes, str]], *, in_thread: bool) -> int:
+def _send_group(deliveries: list[Delivery], bodies: dict[int, tuple[bytes, str, str]], *, in_thread: bool) -> int:
     """Send one endpoint's deliveries in order; stop when its circuit opens (the rest wait for it)."""
     sent = 0
     try:
@@ -296,8 +315,7 @@ def _send_group(deliveries: list[Delivery], bodies: dict[int, tuple[bytes, str]]
             if d.event_id not in bodies:
                 outcome = AttemptOutcome(False, None, "the event is gone (purged)", True, False, 0.0)
             else:
-                body, msg_id = bodies[d.event_id]
-                outcome = attempt(d, body, msg_id)
+                outcome = attempt(d, *bodies[d.event_id])
             record(d, outcome)
             sent += 1
     finally:
@@ -315,7 +333,7 @@ def deliver_due(*, limit: int = 100) -> int:
         return 0
     deliveries = list(Delivery.objects.filter(pk__in=ids).select_related("subscription").order_by("id"))
     rows = rows_by_event_ids(list({d.event_id for d in deliveries}))
-    bodies = {rid: (row.body(), row.event_id) for rid, row in rows.items()}
+    bodies = {rid: (row.body(), row.event_id, row.traceparent) for rid, row in rows.items()}
     groups: dict[str, list[Delivery]] = {}
     for d in deliveries:
         key = f"s{d.subscription_id}" if d.subscription_id else f"c{d.pk}"

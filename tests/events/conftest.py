@@ -50,6 +50,7 @@ def names():
         "commands": f"ws-test.commands.{suffix}",
         "dlq": f"ws-test.commands.dlq.{suffix}",
         "notifications": f"ws-test.notifications.{suffix}",
+        "notifications_dlq": f"ws-test.notifications.dlq.{suffix}",
         "tap": f"ws-test.tap.{suffix}",
         "suffix": suffix,
     }
@@ -77,6 +78,7 @@ def events_config(tmp_path, names):
                 "commandQueue": names["commands"],
                 "deadLetterQueue": names["dlq"],
                 "notificationQueue": names["notifications"],
+                "notificationDeadLetterQueue": names["notifications_dlq"],
                 "confirmTimeoutSeconds": 10,
             },
             "relay": {"nudge": "process", "pollSeconds": 0.2, "retryBaseSeconds": 0.05, "retryMaxSeconds": 0.2},
@@ -97,6 +99,16 @@ def events_config(tmp_path, names):
 
     yield apply
     wsconfig.override(None)
+
+
+def wait_until(predicate, timeout: float = 20.0, what: str = "condition") -> None:
+    """Poll `predicate` until it holds; AssertionError naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{what} not reached in {timeout}s")
 
 
 class Tap:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 
 import amqp
 import pytest
@@ -20,6 +19,7 @@ from events.consumers import NotificationConsumer
 from events.models import ProcessedEvent
 from events.nudge import redis_client
 from events.runner import RelayProcess
+from tests.events.conftest import wait_until as _wait
 from tests.events.receiver import Receiver
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -31,20 +31,11 @@ def _api(user) -> APIClient:
     return c
 
 
-def _wait(predicate, timeout=20.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"{what} not reached in {timeout}s")
-
-
 def test_create_claim_complete_reaches_exchange_webhook_and_notifications(
     events_config, tap, names, cleanup_queues, background, svc, alice, sam, queue
 ):
     events_config()
-    cleanup_queues.append(names["notifications"])
+    cleanup_queues.extend([names["notifications"], names["notifications_dlq"]])
     t = tap("workitem.#")
     rec = Receiver()
     try:
