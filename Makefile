@@ -41,9 +41,12 @@ run: install
 #   build-essential libldap2-dev libsasl2-dev  a C compiler and the headers to build python-ldap
 #                                              (requirements-ldap.txt; it has no wheel)
 #   chromium chromium-driver                   the browser tests (headless Chromium, chromedriver)
+#   prometheus                                 promtool, for tests/deploy/ (check config/rules, test
+#                                              rules); the server it ships is not used: where apt starts
+#                                              it, `systemctl disable --now prometheus` (port 9090)
 # Install them with:  sudo apt-get update && sudo apt-get install -y $(make -s test-packages)
 # (a Debian-packaged Python 3.11 also needs python3-dev to build python-ldap).
-TEST_PACKAGES := slapd ldap-utils build-essential libldap2-dev libsasl2-dev chromium chromium-driver
+TEST_PACKAGES := slapd ldap-utils build-essential libldap2-dev libsasl2-dev chromium chromium-driver prometheus
 
 test-packages:
 	@echo $(TEST_PACKAGES)
@@ -55,6 +58,7 @@ test-prereqs: | $(BIN)/python
 	has ldapadd || missing="$$missing ldap-utils"; \
 	has chromium || has chromium-browser || missing="$$missing chromium"; \
 	has chromedriver || missing="$$missing chromium-driver"; \
+	has promtool || missing="$$missing prometheus"; \
 	if ! $(BIN)/python -c "import ldap" 2>/dev/null; then \
 	  if ! has cc; then missing="$$missing build-essential"; else \
 	    echo '#include <ldap.h>' | cc -E -x c - >/dev/null 2>&1 || missing="$$missing libldap2-dev"; \
