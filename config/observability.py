@@ -9,7 +9,8 @@ runserver, tests) the process's default registry is served, as the relay's and c
 Scrapes are not public (`scrape_refused`): with METRICS_TOKEN set they send it as a bearer token;
 without one the endpoint is closed unless METRICS_PUBLIC (on by default under DEBUG and tests only).
 A Gauge made here would need a `multiprocess_mode` ("livesum", "max", …); the only gauges
-today are the outbox backlog gauges, which are read from the database at scrape time.
+today are the outbox backlog gauges and the queue gauges (stats/metrics.py), which are read
+from the database at scrape time.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from prometheus_client import (
 
 from config import context
 from events.metrics import OutboxCollector
+from stats.metrics import QueueCollector
 
 _LATENCY_BUCKETS_MS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
 
@@ -57,6 +59,7 @@ def metrics_registry():
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)
     registry.register(OutboxCollector())
+    registry.register(QueueCollector())
     return registry
 
 
