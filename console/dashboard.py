@@ -156,8 +156,22 @@ def _breaches(request, f: Filters) -> dict:
                 else None,
             }
         )
-    people = _people_by_queue({r["item"].queue_id for r in rows if r["reassign"]})
-    return {"rows": rows, "people": sorted(people.items()), "move_queues": [q.name for q in f.all_queues]}
+    # One datalist per distinct set of people (queues of one team share theirs), and each row's
+    # action URLs from one reversed pattern: the fragment is polled every 2 s by every dashboard.
+    lists: dict[tuple[str, ...], int] = {}
+    list_of_queue = {
+        queue_id: lists.setdefault(tuple(m["username"] for m in members), len(lists))
+        for queue_id, members in _people_by_queue({r["item"].queue_id for r in rows if r["reassign"]}).items()
+    }
+    pattern = reverse("console:item-action", args=[0, "-"])[: -len("0/-")]
+    for row in rows:
+        row["people_list"] = list_of_queue.get(row["item"].queue_id, "")
+        row["url"] = f"{pattern}{row['item'].pk}"  # the item page; its actions are url/<action>
+    return {
+        "rows": rows,
+        "people": [(i, names) for names, i in lists.items()],
+        "move_queues": [q.name for q in f.all_queues],
+    }
 
 
 def _people_by_queue(queue_ids) -> dict[int, list[dict]]:
