@@ -40,7 +40,33 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--requests", type=int, default=100, help="calls per page and size")
     p.add_argument("--db", default="workstream_bench_console")
     p.add_argument("--keep", action="store_true", help="keep the bench database")
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="at the last size, print each page's statements and the top of a cProfile of the dashboard",
+    )
     return p.parse_args()
+
+
+def profile_pages(client, n: int) -> None:
+    """Where a page's time goes: its statements (count and time) and a cProfile of the dashboard."""
+    import cProfile
+    import pstats
+
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    for path in PAGES:
+        with CaptureQueriesContext(connection) as ctx:
+            client.get(path)
+        sql_ms = sum(float(q["time"]) for q in ctx.captured_queries) * 1000
+        print(f"  {path}: {len(ctx.captured_queries)} statements, {sql_ms:.1f} ms in the database")
+    prof = cProfile.Profile()
+    prof.enable()
+    for _ in range(n):
+        client.get("/console/")
+    prof.disable()
+    pstats.Stats(prof).sort_stats("cumulative").print_stats(40)
 
 
 def seed_people():
@@ -138,6 +164,8 @@ def run(args, bench_url: str, t_start: float) -> int:
             time_page(client, path, 3)  # warm
         results[size] = {path: time_page(client, path, args.requests) for path in PAGES}
         results[size]["recount"] = time_recount(max(5, args.requests // 10))
+    if args.profile:
+        profile_pages(client, max(5, args.requests // 5))
     small, large = sizes[0], sizes[-1]
     rows = []
     for size in sizes:
