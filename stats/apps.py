@@ -6,3 +6,10 @@ class StatsConfig(AppConfig):
 
     name = "stats"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self):
+        from prometheus_client import REGISTRY
+
+        from stats.metrics import QueueCollector
+
+        REGISTRY.register(QueueCollector())  # the queue gauges on this process's /metrics (config/observability.py)
