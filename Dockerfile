@@ -9,6 +9,10 @@
 #   celery -A config worker -l info
 #   celery -A config beat -l info --schedule /tmp/celerybeat-schedule   (/app is read-only for the app user)
 #   python manage.py migrate --database migrate --no-input && python manage.py db_roles --create
+#   python manage.py relay_outbox --metrics-port 9101            (the outbox relay)
+#   python manage.py consume_commands --metrics-port 9102        (inbound commands)
+#   python manage.py consume_notifications --metrics-port 9103   (the notification consumer)
+# deploy/k8s/ runs each as a Deployment (docs/operations.md).
 #
 # Environment (read by config/settings.py; nothing secret is baked into the image):
 #   DATABASE_URL          postgres://user:pass@host:5432/db. Required here: the SQLite
@@ -53,15 +57,20 @@ ENV PIP_NO_CACHE_DIR=1 \
 # A compiler and the OpenLDAP/SASL headers, here only: python-ldap (the LDAP extra,
 # requirements-ldap.txt) has no wheel. Every runtime pin ships one (requirements.txt).
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends gcc libc6-dev libldap2-dev libsasl2-dev \
+    && apt-get install -y --no-install-recommends build-essential libldap2-dev libsasl2-dev \
     && rm -rf /var/lib/apt/lists/*
 
 RUN python -m venv /opt/venv
 COPY requirements.txt requirements-ldap.txt /tmp/
-RUN /opt/venv/bin/pip install --no-cache-dir -r /tmp/requirements.txt -r /tmp/requirements-ldap.txt
+# The runtime pins from wheels only (manylinux x86_64, CPython 3.11): tests/deploy/test_image.py
+# downloads this very set, so a pin without a wheel for the image fails there, daemon or not.
+RUN /opt/venv/bin/pip install --no-cache-dir --only-binary :all: -r /tmp/requirements.txt
+# python-ldap built from its source distribution against the headers above (the test builds it the
+# same way and checks that every header it includes comes from the packages this stage installs).
+RUN /opt/venv/bin/pip install --no-cache-dir --no-binary python-ldap -r /tmp/requirements-ldap.txt
 
 # --- final: the runtime, without pip caches, compilers or headers ---
-FROM python:3.11-slim-bookworm
+FROM python:3.11-slim-bookworm AS runtime
 
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
