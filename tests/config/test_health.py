@@ -1,4 +1,5 @@
-"""/health/ready checks what the configuration in force uses, and nothing else.
+"""/health/ready checks what the configuration in force uses, and nothing else; /health adds the
+service's name, version and every dependency's state; /health/live asks nothing.
 
 Every dependency that must not be checked points at a closed port (127.0.0.1:1): if
 readiness asked it, the answer would be 503. The ones that must be checked are the real
@@ -13,9 +14,12 @@ import re
 import shlex
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 ROOT = Path(__file__).resolve().parents[2]
 DEAD_REDIS = "redis://127.0.0.1:1/0"
@@ -127,3 +131,52 @@ def test_under_make_run_readiness_needs_nothing_but_the_database(tmp_path):
     ok, checks = json.loads(result.stdout.strip().splitlines()[-1])
     assert set(checks) == {"database"}, checks
     assert ok, checks
+
+
+def test_health_names_the_service_its_version_and_every_dependency(client, nothing_else, settings):
+    """`make run`'s shape: the database checked, the rest reported unused."""
+    response = client.get("/health")
+    assert response.status_code == 200, response.content
+    body = response.json()
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert (body["service"], body["version"], body["status"]) == ("workstream", version, "ok")
+    assert set(body["checks"]) == {"database"}
+    deps = body["dependencies"]
+    assert deps["database"]["status"] == "ok" and deps["database"]["ms"] >= 0
+    assert {name: deps[name] for name in ("redis", "rabbitmq", "broker")} == dict.fromkeys(
+        ("redis", "rabbitmq", "broker"), {"status": "unused"}
+    )
+
+
+def test_health_reports_a_shared_url_once_and_a_failure_with_a_503(client, nothing_else, settings):
+    live = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+    settings.CACHES = redis_cache(live)
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    settings.CELERY_BROKER_URL = live
+    body = client.get("/health").json()
+    assert body["dependencies"]["redis"]["status"] == "ok"
+    assert body["dependencies"]["broker"] == {"status": "ok", "same_as": "redis"}
+
+    settings.CACHES = redis_cache(DEAD_REDIS)
+    settings.CELERY_BROKER_URL = DEAD_REDIS
+    response = client.get("/health")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["status"] == "unavailable" and body["service"] == "workstream"
+    assert body["dependencies"]["redis"] == {"status": "error", "error": "ConnectionError"}
+    assert body["dependencies"]["broker"] == {"status": "error", "same_as": "redis"}
+    assert body["checks"] == {"database": body["dependencies"]["database"], "redis": body["dependencies"]["redis"]}
+
+
+def test_live_asks_no_dependency_and_ready_only_what_is_used(client, nothing_else, settings):
+    """The probes stay cheap: liveness runs no SQL and reaches no server, even with every
+    dependency but the database dead; readiness asks the database with one SELECT 1."""
+    settings.CACHES = redis_cache(DEAD_REDIS)
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get("/health/live")
+    assert response.status_code == 200 and response.json() == {"status": "ok"}
+    assert len(queries) == 0, [q["sql"] for q in queries]
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get("/health/ready").status_code == 503  # the dead Redis
+    assert [q["sql"] for q in queries] == ["SELECT 1"]
