@@ -111,5 +111,6 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
 
 # Exec form: gunicorn is PID 1 and gets SIGTERM directly for a graceful stop.
 # /dev/shm for the worker heartbeat files: a container's overlay filesystem can stall them.
+# No control socket: it would go to $HOME/.gunicorn, and the app user has no home to write to.
 CMD ["gunicorn", "config.wsgi:application", "--bind", "0.0.0.0:8000", "--worker-tmp-dir", "/dev/shm", \
-     "--access-logfile", "-", "--config", "config/gunicorn.conf.py"]
+     "--no-control-socket", "--access-logfile", "-", "--config", "config/gunicorn.conf.py"]

