@@ -67,6 +67,12 @@ test-prereqs: | $(BIN)/python
 	      2>/dev/null || missing="$$missing python3-dev"; \
 	  fi; \
 	fi; \
+	node_major=$$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0); \
+	if ! has npm || [ "$$node_major" -lt 20 ]; then \
+	  echo "make test needs Node.js 20 or later with npm (the TypeScript SDK's tests, sdk-js/):"; \
+	  echo "  https://nodejs.org/en/download (Debian 12's own nodejs package is 18)"; \
+	  exit 1; \
+	fi; \
 	if [ -n "$$missing" ]; then \
 	  echo "make test needs these system packages, missing here:$$missing"; \
 	  echo "install them (Debian/Ubuntu):  sudo apt-get update && sudo apt-get install -y $(TEST_PACKAGES)"; \
