@@ -102,27 +102,32 @@ def _flatten(detail, prefix: str = "") -> list[dict[str, str]]:
     return out
 
 
-def _domain_to_problem(exc: domain.WorkstreamError, request) -> Response:
+def domain_problem_fields(exc: domain.WorkstreamError) -> tuple[str, str, dict]:
+    """(kind, detail, extra members) of the problem a domain error answers with."""
     if isinstance(exc, domain.ValidationFailed):
-        return problem_response("validation-error", exc.detail, request=request, errors=exc.errors)
+        return "validation-error", exc.detail, {"errors": exc.errors}
     if isinstance(exc, domain.InvalidTransition):
-        return problem_response(
-            exc.kind,
-            exc.detail,
-            request=request,
-            state=exc.state,
-            action=exc.action,
-            allowed_actions=exc.allowed_actions,
-        )
+        return exc.kind, exc.detail, {"state": exc.state, "action": exc.action, "allowed_actions": exc.allowed_actions}
     if isinstance(exc, domain.StaleVersion):
         # Only an If-Match precondition sets an expected version, so this is always a 412;
         # a race lost without one surfaces as already-claimed / invalid-transition (409).
-        return problem_response("stale-version", exc.detail, request=request, current_version=exc.current)
+        return "stale-version", exc.detail, {"current_version": exc.current}
     if isinstance(exc, domain.ConstraintViolated):
-        return problem_response("constraint-violated", exc.detail, request=request, constraint=exc.constraint)
+        return "constraint-violated", exc.detail, {"constraint": exc.constraint}
     if isinstance(exc, domain.FeatureDisabled):
-        return problem_response(exc.kind, exc.detail, request=request, toggle=exc.toggle)
-    return problem_response(exc.kind, exc.detail, request=request)
+        return exc.kind, exc.detail, {"toggle": exc.toggle}
+    return exc.kind, exc.detail, {}
+
+
+def domain_problem_body(exc: domain.WorkstreamError, *, instance: str = "") -> dict:
+    """The problem body of a domain error (bulk actions list one per refused item)."""
+    kind, detail, extra = domain_problem_fields(exc)
+    return problem_body(kind, detail, instance=instance, **extra)
+
+
+def _domain_to_problem(exc: domain.WorkstreamError, request) -> Response:
+    kind, detail, extra = domain_problem_fields(exc)
+    return problem_response(kind, detail, request=request, **extra)
 
 
 _DRF_KINDS = {
