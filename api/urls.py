@@ -16,6 +16,10 @@ urlpatterns = [
     path("auth/token/refresh", TokenRefreshView.as_view(), name="auth-token-refresh"),
     path("workitems", w.WorkItemListCreateView.as_view(), name="workitem-list"),
     path("workitems/bulk", w.WorkItemBulkCreateView.as_view(), name="workitem-bulk"),
+    *(
+        path(f"workitems/bulk/{action}", w.bulk_action_view(action).as_view(), name=f"workitem-bulk-{action}")
+        for action in w.BULK_BODIES
+    ),
     path("workitems/claim-next", w.ClaimNextView.as_view(), name="workitem-claim-next"),
     path("workitems/<int:item_id>", w.WorkItemDetailView.as_view(), name="workitem-detail"),
     path("workitems/<int:item_id>/history", w.WorkItemHistoryView.as_view(), name="workitem-history"),

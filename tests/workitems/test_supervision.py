@@ -8,7 +8,6 @@ from datetime import timedelta
 
 import pytest
 from django.utils import timezone
-from rest_framework.test import APIClient
 
 from audit.models import AuditRecord
 from audit.services import audit_verify
@@ -153,16 +152,6 @@ def test_reassign_refusals_change_nothing(make_item, alice, bob, sam, svc):
     done = services.work_item_cancel(item_id=item.pk, actor=svc)
     with pytest.raises(InvalidTransition):
         services.work_item_reassign(item_id=done.pk, actor=sam, user="alice")
-
-
-@pytest.fixture
-def api_as():
-    def make(user):
-        client = APIClient(raise_request_exception=False)
-        client.force_authenticate(user)
-        return client
-
-    return make
 
 
 def test_patch_over_rest_with_if_match(make_item, sam, alice, api_as):

@@ -100,6 +100,52 @@ class BulkCreateOut(serializers.Serializer):
     items = WorkItemOut(many=True)
 
 
+class BulkItemRef(serializers.Serializer):
+    id = serializers.IntegerField(min_value=1, help_text="the work item")
+    version = serializers.IntegerField(min_value=1, required=False, help_text="the version you saw (412 if stale)")
+
+
+class BulkActionIn(serializers.Serializer):
+    """The body every bulk action takes; each adds its own arguments (see the subclasses)."""
+
+    items = serializers.ListField(
+        child=BulkItemRef(), min_length=1, max_length=wsconfig.get().performance.bulkCreateMax
+    )
+    atomic = serializers.BooleanField(
+        required=False, default=False, help_text="true: all or nothing (the first refusal is the answer)"
+    )
+
+
+class BulkClaimIn(BulkActionIn):
+    pass
+
+
+class BulkReassignIn(BulkActionIn):
+    user = serializers.CharField(help_text="username: an active person in each item's pool")
+    override = serializers.BooleanField(required=False, help_text="supervisors and admins: outside the pool")
+
+
+class BulkCancelIn(BulkActionIn):
+    reason = serializers.CharField(required=False, allow_blank=True, max_length=2000)
+
+
+class BulkMoveIn(BulkActionIn):
+    queue = serializers.CharField(help_text="the name of the active queue to move the items to")
+
+
+class BulkResultOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    status = serializers.IntegerField(help_text="200, or the status the item's problem has")
+    item = WorkItemOut(required=False, help_text="the item after the action (on success)")
+    problem = serializers.DictField(required=False, help_text="the problem details that refused it")
+
+
+class BulkActionOut(serializers.Serializer):
+    results = BulkResultOut(many=True, help_text="one per item asked, in the order asked")
+    succeeded = serializers.IntegerField()
+    failed = serializers.IntegerField()
+
+
 class ResultIn(serializers.Serializer):
     result = serializers.DictField(required=False, default=dict)
 

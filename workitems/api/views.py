@@ -19,12 +19,13 @@ from rest_framework import status
 from rest_framework.response import Response
 
 from api.pagination import Cursor
-from api.problems import ProblemException
+from api.problems import CONTENT_TYPE, ProblemException, domain_problem_body
 from api.schema import IDEMPOTENCY_KEY, PROBLEM_RESPONSES, page_size_parameter
 from api.views import WorkstreamAPIView, etag, parse_if_match
 from audit.models import AuditRecord
 from workitems import schemas, services
 from workitems.api import serializers as s
+from workitems.errors import ValidationFailed
 from workitems.filters import WorkItemFilter
 from workitems.models import ACTIONS, ROUTED_ACTIONS
 from workitems.schemas import UPDATABLE
@@ -206,6 +207,66 @@ class WorkItemActionView(WorkstreamAPIView):
         command = services.COMMANDS[ROUTED_ACTIONS[action]]
         item = command(item_id=item_id, actor=request.user, expected_version=expected, **args)
         return item_response(item, request.user)
+
+
+# The bulk actions (services.bulk): one route and body each, so the document says what each takes.
+BULK_BODIES = {
+    "claim": (s.BulkClaimIn, None),
+    "reassign": (s.BulkReassignIn, s.UserIn),
+    "cancel": (s.BulkCancelIn, s.ReasonIn),
+    "move": (s.BulkMoveIn, s.QueueArgIn),
+}
+
+
+def bulk_action_view(action: str):
+    doc_body, args_body = BULK_BODIES[action]
+
+    class BulkActionView(WorkstreamAPIView):
+        @extend_schema(
+            operation_id=f"workitems_bulk_{action}",
+            summary=f"{action.capitalize()} many items: per item, or all or nothing",
+            description="Each item goes through the action's own command. Default: each item its own "
+            "transaction, 200 with each one's outcome in the order asked (the item after, or the problem "
+            "that refused it). `atomic: true`: one transaction; the first refusal is the answer (its "
+            "status, `index` and `id` name the item) and nothing changed.",
+            request=doc_body,
+            parameters=[IDEMPOTENCY_KEY],
+            responses={200: s.BulkActionOut, **PROBLEM_RESPONSES(400, 401, 403, 404, 409, 412, 413, 422, 429)},
+        )
+        def post(self, request):
+            body = _body(request, allowed=doc_body().fields)
+            items, atomic = body.pop("items", None), body.pop("atomic", False)
+            if not isinstance(atomic, bool):
+                raise ValidationFailed([{"field": "atomic", "message": "must be true or false"}])
+            args = {}
+            if args_body is not None:
+                ser = args_body(data=body)
+                ser.is_valid(raise_exception=True)
+                args = dict(ser.validated_data)
+            try:
+                outcomes = services.work_items_bulk(
+                    action=action, actor=request.user, items=items, args=args, atomic=atomic
+                )
+            except services.BulkRefused as refused:
+                problem = domain_problem_body(refused.outcome.error, instance=request.path)
+                problem.update(detail=refused.detail, index=refused.outcome.index, id=refused.outcome.item_id)
+                return Response(problem, status=problem["status"], content_type=CONTENT_TYPE)
+            results = [
+                {"id": o.item_id, "status": 200, "item": s.item_representation(o.item, request.user)}
+                if o.error is None
+                else {"id": o.item_id, **_refusal(o.error, request.path)}
+                for o in outcomes
+            ]
+            failed = sum(1 for o in outcomes if o.error is not None)
+            return Response({"results": results, "succeeded": len(outcomes) - failed, "failed": failed})
+
+    BulkActionView.__name__ = BulkActionView.__qualname__ = f"Bulk{action.capitalize()}View"
+    return BulkActionView
+
+
+def _refusal(error, instance: str) -> dict:
+    problem = domain_problem_body(error, instance=instance)
+    return {"status": problem["status"], "problem": problem}
 
 
 class ClaimNextView(WorkstreamAPIView):

@@ -12,6 +12,7 @@ transition, audit record and outbox event in one transaction):
     absence      hand-over and return for absences, reservation expiry
     definitions  queue and lifecycle-definition commands
     supervision  update (priority, due and follow-up dates), reassign (assign or delegate)
+    bulk         claim, reassign, cancel or move many items (per item, or all or nothing)
 
 Callers write `from workitems import services` and call `services.<command>`.
 """
@@ -42,6 +43,7 @@ from workitems.services.assignment import (
     work_item_reject,
     work_item_release,
 )
+from workitems.services.bulk import BULK_ACTIONS, BulkRefused, work_items_bulk
 from workitems.services.create import work_item_create, work_item_create_many
 from workitems.services.definitions import (
     calendar_create,
@@ -77,6 +79,8 @@ COMMANDS: dict[str, Callable[..., WorkItem]] = {
 }
 
 __all__ = [
+    "BULK_ACTIONS",
+    "BulkRefused",
     "COMMANDS",
     "EVENT_NAMES",
     "MAX_REASON",
@@ -117,6 +121,7 @@ __all__ = [
     "work_item_start",
     "work_item_suspend",
     "work_item_update",
+    "work_items_bulk",
     "work_items_expire_reservations",
     "work_items_hand_over",
     "work_items_return_to",
