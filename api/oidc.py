@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
 import jwt
@@ -34,8 +35,39 @@ log = logging.getLogger(__name__)
 SOURCE = "oidc"
 USERNAME_MAX = 150  # django.contrib.auth's username column
 
-_clients: dict[tuple, jwt.PyJWKClient] = {}
+_clients: dict[tuple, KeySetClient] = {}
 _clients_lock = threading.Lock()
+
+
+class KeySetClient(jwt.PyJWKClient):
+    """PyJWKClient (the key set cached for its lifespan, refetched on an unknown kid at most once
+    per cooldown) that rides out an unreachable provider: a failed fetch serves the last good key
+    set again (keys the provider has since withdrawn keep working until it answers), and after a
+    failure the provider is not asked again for `retry_after` seconds, so an outage neither stalls
+    every request on the fetch timeout nor multiplies the load on the provider."""
+
+    def __init__(self, uri: str, *, retry_after: float, **kwargs: Any) -> None:
+        super().__init__(uri, **kwargs)
+        self.retry_after = retry_after
+        self._last_good: Any = None
+        self._failed_at: float | None = None
+
+    def fetch_data(self) -> Any:
+        if self._failed_at is not None and time.monotonic() - self._failed_at < self.retry_after:
+            if self._last_good is not None:
+                return self._last_good
+            raise jwt.PyJWKClientConnectionError(f"not retried for {self.retry_after:g} s after a failed fetch")
+        try:
+            data = super().fetch_data()
+        except jwt.PyJWKClientConnectionError as exc:
+            self._failed_at = time.monotonic()
+            if self._last_good is None:
+                raise
+            log.warning("OIDC: could not fetch the JWKS from %s (%s); using the last one fetched", self.uri, exc)
+            return self._last_good
+        self._failed_at = None
+        self._last_good = data
+        return data
 
 
 def settings_in_force() -> dict[str, Any] | None:
@@ -44,14 +76,15 @@ def settings_in_force() -> dict[str, Any] | None:
     return cfg if cfg["enabled"] else None
 
 
-def jwks_client(cfg: dict[str, Any]) -> jwt.PyJWKClient:
+def jwks_client(cfg: dict[str, Any]) -> KeySetClient:
     """One key-set client per configuration (its cache lives as long as the process)."""
     key = (cfg["jwksUrl"], cfg["jwksCacheSeconds"], cfg["jwksMinRefetchSeconds"], cfg["jwksTimeoutSeconds"])
     with _clients_lock:
         client = _clients.get(key)
         if client is None:
-            client = jwt.PyJWKClient(
+            client = KeySetClient(
                 cfg["jwksUrl"],
+                retry_after=cfg["jwksMinRefetchSeconds"],
                 cache_jwk_set=True,
                 lifespan=cfg["jwksCacheSeconds"],
                 cooldown_duration=cfg["jwksMinRefetchSeconds"],

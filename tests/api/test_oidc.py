@@ -257,12 +257,35 @@ def test_unknown_kids_fetch_the_set_at_most_once_per_interval(db, oidc, jwks):
     assert jwks.fetches == 1, "an unknown kid within jwksMinRefetchSeconds must not fetch the set again"
 
 
-def test_an_unreachable_key_set_is_a_401_naming_it(db, oidc, jwks):
+def test_an_unreachable_key_set_is_a_401_naming_it_and_is_not_hammered(db, oidc, jwks):
     key = Key()
     jwks.publish(key)
     jwks.down = True
-    body = assert_problem(call(key.token(preferred_username=name())), 401, "unauthorized")
-    assert "could not be fetched" in body["detail"]
+    oidc(jwksMinRefetchSeconds=30)
+    for _ in range(3):
+        body = assert_problem(call(key.token(preferred_username=name())), 401, "unauthorized")
+        assert "could not be fetched" in body["detail"]
+    assert jwks.fetches == 1, "after a failed fetch the provider is not asked again within jwksMinRefetchSeconds"
+
+
+def test_an_outage_after_a_fetch_keeps_the_last_key_set(db, oidc, jwks):
+    key, rotated = Key(), Key("EC")
+    jwks.publish(key)
+    oidc(jwksCacheSeconds=0.5, jwksMinRefetchSeconds=0.5)
+    username = name()
+    assert call(key.token(preferred_username=username)).status_code == 200
+    jwks.down = True
+    time.sleep(0.6)  # the cache has expired: the fetch fails, the last key set serves
+    assert call(key.token(preferred_username=username)).status_code == 200
+    assert jwks.fetches == 2
+    assert call(key.token(preferred_username=username)).status_code == 200
+    assert_problem(call(rotated.token(preferred_username=username)), 401, "unauthorized")  # not asked again yet
+    assert jwks.fetches == 2
+    jwks.down = False
+    jwks.publish(key, rotated)
+    time.sleep(0.6)
+    assert call(rotated.token(preferred_username=username)).status_code == 200
+    assert jwks.fetches == 3
 
 
 # --- claims → user and roles ----------------------------------------------------------------------
