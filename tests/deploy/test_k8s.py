@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -243,3 +244,30 @@ def test_prod_pins_the_image_and_dev_is_small():
     assert image.endswith(":" + version)
     assert by_kind(prod, "HorizontalPodAutoscaler")["workstream-web"]["spec"]["minReplicas"] >= 3
     assert all(h["spec"]["minReplicas"] == 1 for h in by_kind(dev, "HorizontalPodAutoscaler").values())
+
+
+def expand(value: str, env: dict[str, str]) -> str:
+    """The kubelet's $(VAR) expansion of an env value (an unknown reference stays as written)."""
+    return re.sub(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)", lambda m: env.get(m[1], m[0]), value)
+
+
+@pytest.mark.django_db
+def test_the_web_pods_hosts_let_the_probes_and_prometheus_in(client, settings):
+    """The kubelet and Prometheus reach a web pod by its IP: with the environment the pod gets
+    (the ConfigMap's variables, then its env in order, expanded as the kubelet does), Django
+    answers them and the public host, and refuses another host."""
+    docs = render(K8S / "overlays" / "prod")
+    env_map = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith("workstream-env-"))
+    env = dict(env_map["data"])
+    pod_ip = "10.42.3.17"
+    (web,) = by_kind(docs, "Deployment")["workstream-web"]["spec"]["template"]["spec"]["containers"]
+    for var in web["env"]:
+        if var.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "status.podIP":
+            env[var["name"]] = pod_ip
+        elif "value" in var:
+            env[var["name"]] = expand(var["value"], env)
+    settings.ALLOWED_HOSTS = [h.strip() for h in env["ALLOWED_HOSTS"].split(",") if h.strip()]
+    assert env["CSRF_TRUSTED_ORIGINS"] == f"https://{env['WORKSTREAM_HOST']}"
+    for host in (f"{pod_ip}:8000", env["WORKSTREAM_HOST"], "localhost"):
+        assert client.get("/health/live", HTTP_HOST=host).status_code == 200, host
+    assert client.get("/health/live", HTTP_HOST="evil.example").status_code == 400
