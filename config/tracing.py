@@ -142,6 +142,11 @@ def enabled() -> bool:
     return _provider is not None
 
 
+def current_provider():
+    """The SDK TracerProvider in force, or None (tracing off)."""
+    return _provider
+
+
 def tracer() -> trace.Tracer:
     """The project's tracer: the provider in force, else the API's (no-op unless one is set)."""
     return (_provider or trace.get_tracer_provider()).get_tracer(TRACER_NAME)
