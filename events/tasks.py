@@ -55,6 +55,10 @@ def relay_outbox() -> int:
 
     publisher = _shared_publisher()
     try:
+        if not publisher.connected:
+            # Connecting declares the exchange: beat's first run, seconds after the start, does it
+            # before any event, as relay_outbox does when it starts.
+            publisher.connect()
         try:
             total = relay.relay_drain(publisher, deadline=deadline, on_batch=on_batch)
         except BrokerUnavailable:

@@ -16,6 +16,7 @@ from django.conf import settings
 from kombu import Connection
 
 from config import wsconfig
+from events import tasks
 from events.consumers import CommandConsumer, NotificationConsumer
 from events.models import ProcessedEvent
 from events.runner import RelayProcess
@@ -67,6 +68,19 @@ def test_the_relay_declares_the_exchange_at_start_before_any_event(events_config
         msg = ch.basic_get(bound, no_ack=True)
     assert msg is not None
     assert json.loads(msg.body)["payload"]["work_item"]["id"] == item.pk
+
+
+def test_the_celery_relay_task_declares_the_exchange_with_nothing_to_publish(events_config, names, broker_cleanup):
+    events_config({"relay": {"nudge": "celery"}})
+    assert not _exists("exchange", names["exchange"])
+    tasks._publisher = None  # this process's shared publisher, as a fresh worker has it
+    try:
+        assert tasks.relay_outbox() == 0  # beat's run on an empty outbox
+    finally:
+        if tasks._publisher is not None:
+            tasks._publisher.close()
+        tasks._publisher = None
+    assert _exists("exchange", names["exchange"])
 
 
 def test_the_consumers_declare_their_queues_and_dead_letter_queues_at_start(events_config, names, broker_cleanup):
