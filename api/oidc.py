@@ -58,7 +58,12 @@ class KeySetClient(jwt.PyJWKClient):
                 return self._last_good
             raise jwt.PyJWKClientConnectionError(f"not retried for {self.retry_after:g} s after a failed fetch")
         try:
-            data = super().fetch_data()
+            try:
+                data = super().fetch_data()
+            except (ValueError, jwt.PyJWKClientError) as exc:  # not JSON, or not a JSON object
+                if isinstance(exc, jwt.PyJWKClientConnectionError):
+                    raise
+                raise jwt.PyJWKClientConnectionError(f"the answer is not a JWK set: {exc}") from exc
         except jwt.PyJWKClientConnectionError as exc:
             self._failed_at = time.monotonic()
             if self._last_good is None:

@@ -37,6 +37,7 @@ class Jwks:
         self.keys: list[dict] = []
         self.fetches = 0
         self.down = False
+        self.garbage = False
         jwks = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -48,7 +49,7 @@ class Jwks:
                 if jwks.down:
                     self.send_error(503)
                     return
-                body = json.dumps({"keys": jwks.keys}).encode()
+                body = b"<html>sign in</html>" if jwks.garbage else json.dumps({"keys": jwks.keys}).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
@@ -266,6 +267,14 @@ def test_an_unreachable_key_set_is_a_401_naming_it_and_is_not_hammered(db, oidc,
         body = assert_problem(call(key.token(preferred_username=name())), 401, "unauthorized")
         assert "could not be fetched" in body["detail"]
     assert jwks.fetches == 1, "after a failed fetch the provider is not asked again within jwksMinRefetchSeconds"
+
+
+def test_a_key_set_that_is_not_json_is_a_401_not_a_500(db, oidc, jwks):
+    key = Key()
+    jwks.publish(key)
+    jwks.garbage = True
+    body = assert_problem(call(key.token(preferred_username=name())), 401, "unauthorized")
+    assert "could not be fetched" in body["detail"]
 
 
 def test_an_outage_after_a_fetch_keeps_the_last_key_set(db, oidc, jwks):
