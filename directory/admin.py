@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from config.context import acting
 from directory import services
-from directory.models import Department, Profile, Role, RoleAssignment
+from directory.models import Department, PlatformRoleGrant, Profile, Role, RoleAssignment
 from workitems.errors import WorkstreamError
 
 User = get_user_model()
@@ -574,4 +574,57 @@ class WorkstreamUserAdmin(UserAdmin):
             "Deactivated",
             list(queryset.filter(is_active=True)),
             lambda u: services.user_deactivate(actor=request.user, user=u, reason="deactivated in the admin"),
+        )
+
+
+@admin.register(PlatformRoleGrant)
+class PlatformRoleGrantAdmin(admin.ModelAdmin):
+    """Temporary platform roles: made and revoked through the services (the membership follows)."""
+
+    list_display = ("user", "role", "valid_from", "valid_to", "in_force", "granted_by", "reason")
+    list_filter = ("role", "ended")
+    search_fields = ("user__username", "reason")
+    list_select_related = ("user", "granted_by")
+    autocomplete_fields = ("user",)
+    fields = ("user", "role", "valid_from", "valid_to", "reason", "granted_by", "started", "added", "ended")
+    readonly_fields = ("granted_by", "started", "added", "ended")
+    actions = ("revoke_grants",)
+
+    @admin.display(boolean=True, description="in force")
+    def in_force(self, obj):
+        now = timezone.now()
+        return obj.started and not obj.ended and obj.valid_from <= now < obj.valid_to
+
+    def has_change_permission(self, request, obj=None):
+        # a grant is changed only by revoking it: its page is read-only (no Save)
+        return obj is None and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            return
+        try:
+            with acting(channel="admin"):
+                saved = services.platform_role_grant(
+                    actor=request.user,
+                    user=obj.user,
+                    role=obj.role,
+                    valid_from=obj.valid_from,
+                    valid_to=obj.valid_to,
+                    reason=obj.reason,
+                )
+        except WorkstreamError as exc:
+            messages.error(request, exc.detail)
+            return
+        obj.pk = saved.pk
+
+    @admin.action(description="Revoke selected grants now (they are kept as ended)")
+    def revoke_grants(self, request, queryset):
+        _run(
+            request,
+            "Revoked",
+            list(queryset),
+            lambda g: services.platform_role_revoke(actor=request.user, grant=g, reason="revoked in the admin"),
         )

@@ -21,8 +21,8 @@ from api.views import WorkstreamAPIView
 from config import wsconfig
 from config.timefmt import isoformat_z as _iso
 from directory import selectors, services
-from directory.models import Department
-from directory.roles import ROLES
+from directory.models import Department, PlatformRoleGrant
+from directory.roles import ADMIN, ROLES, roles_of
 from workitems import schemas
 from workitems.errors import ValidationFailed
 
@@ -421,3 +421,117 @@ class RoleListView(_Paged):
                 "holders": r.holders,
             },
         )
+
+
+# --- temporary platform roles -------------------------------------------------------------------
+
+
+class RoleGrantIn(serializers.Serializer):
+    role = serializers.ChoiceField(choices=list(ROLES), help_text="the platform role granted")
+    valid_to = TimeIn(help_text="when it ends: after now, at most a year after valid_from (else 409)")
+    valid_from = TimeIn(required=False, help_text="when it begins; default now")
+    reason = serializers.CharField(required=False, allow_blank=True, max_length=2000)
+
+
+class RoleGrantRevokeIn(serializers.Serializer):
+    reason = serializers.CharField(required=False, allow_blank=True, max_length=2000)
+
+
+class RoleGrantOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    user = serializers.CharField()
+    role = serializers.CharField()
+    valid_from = serializers.DateTimeField()
+    valid_to = serializers.DateTimeField()
+    in_force = serializers.BooleanField(help_text="the user holds the role through this grant now")
+    granted_by = serializers.CharField(allow_null=True)
+    reason = serializers.CharField()
+
+
+def grant_representation(grant, now=None) -> dict:
+    now = now or timezone.now()
+    return {
+        "id": grant.pk,
+        "user": grant.user.username,
+        "role": grant.role,
+        "valid_from": _iso(grant.valid_from),
+        "valid_to": _iso(grant.valid_to),
+        "in_force": grant.started and not grant.ended and grant.valid_from <= now < grant.valid_to,
+        "granted_by": grant.granted_by.username if grant.granted_by_id else None,
+        "reason": grant.reason,
+    }
+
+
+def _admin_only(request) -> None:
+    if ADMIN not in roles_of(request.user):
+        raise ProblemException("not-allowed", "only admins manage temporary platform roles")
+
+
+class UserRoleGrantsView(WorkstreamAPIView):
+    @extend_schema(
+        operation_id="users_role_grants_list",
+        summary="A user's temporary platform roles, newest first (admins)",
+        responses={200: RoleGrantOut(many=True), **PROBLEM_RESPONSES(401, 403, 404, 429)},
+    )
+    def get(self, request, username: str):
+        _admin_only(request)
+        user = selectors.user_get_for(actor=request.user, username=username)
+        grants = PlatformRoleGrant.objects.filter(user=user).select_related("user", "granted_by")[:1000]
+        now = timezone.now()
+        return Response([grant_representation(g, now) for g in grants])
+
+    @extend_schema(
+        operation_id="users_role_grants_create",
+        summary="Grant a platform role until a time (admins): supervisor for a week",
+        description="While the grant is in force the user is a member of the role's group, so every "
+        "check of roles sees it; when it ends (beat, within a minute) the membership goes again unless "
+        "the user held it before. A directory sync keeps a granted membership while the grant lasts.",
+        request=RoleGrantIn,
+        responses={201: RoleGrantOut, **PROBLEM_RESPONSES(400, 401, 403, 404, 409, 413, 429)},
+    )
+    def post(self, request, username: str):
+        _admin_only(request)
+        user = selectors.user_get_for(actor=request.user, username=username)
+        ser = RoleGrantIn(data=_object_body(request, RoleGrantIn))
+        ser.is_valid(raise_exception=True)
+        data = ser.validated_data
+        grant = services.platform_role_grant(
+            actor=request.user,
+            user=user,
+            role=data["role"],
+            valid_to=data["valid_to"],
+            valid_from=data.get("valid_from"),
+            reason=data.get("reason", ""),
+        )
+        return Response(grant_representation(grant), status=201)
+
+
+class RoleGrantRevokeView(WorkstreamAPIView):
+    @extend_schema(
+        operation_id="role_grants_revoke",
+        summary="End a temporary platform role now (admins); kept for the record",
+        request=RoleGrantRevokeIn,
+        responses={200: RoleGrantOut, **PROBLEM_RESPONSES(400, 401, 403, 404, 413, 429)},
+    )
+    def post(self, request, grant_id: int):
+        _admin_only(request)
+        grant = PlatformRoleGrant.objects.select_related("user", "granted_by").filter(pk=grant_id).first()
+        if grant is None:
+            raise ProblemException("not-found", f"role grant {grant_id} not found")
+        ser = RoleGrantRevokeIn(data=_object_body(request, RoleGrantRevokeIn))
+        ser.is_valid(raise_exception=True)
+        grant = services.platform_role_revoke(
+            actor=request.user, grant=grant, reason=ser.validated_data.get("reason", "")
+        )
+        return Response(grant_representation(grant))
+
+
+def _object_body(request, serializer_class) -> dict:
+    """The JSON object body; a member the serializer does not know is refused (400 naming it)."""
+    data = request.data
+    if not isinstance(data, dict):
+        raise ValidationFailed([{"field": "body", "message": "the request body must be a JSON object"}])
+    unknown = sorted(set(data) - set(serializer_class().fields))
+    if unknown:
+        raise ValidationFailed([{"field": name, "message": "unknown field"} for name in unknown])
+    return data

@@ -8,6 +8,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from directory.roles import ROLES
 from workitems.schemas import validate_time_range
 
 
@@ -118,6 +119,50 @@ class RoleAssignment(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} as {self.role}"
+
+
+class PlatformRoleGrantQuerySet(models.QuerySet):
+    def in_force(self, at=None):
+        at = at or timezone.now()
+        return self.filter(valid_from__lte=at, valid_to__gt=at)
+
+
+class PlatformRoleGrant(models.Model):
+    """A time-bound grant of a platform role (admin, supervisor, worker, service): "supervisor
+    for a week". While it is in force the user is a member of the role's group (the configured
+    `roles:` group), so every check of roles sees it; when it ends the membership goes again,
+    unless the user held it before the grant (`added` is False then) or another grant of the
+    same role is still in force (directory.services.platform_role_grants_apply)."""
+
+    ROLE_CHOICES = [(r, r) for r in ROLES]
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="platform_role_grants")
+    role = models.CharField(max_length=20, choices=ROLE_CHOICES)
+    valid_from = models.DateTimeField(default=timezone.now, validators=[validate_time_range])
+    valid_to = models.DateTimeField(validators=[validate_time_range])
+    granted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    reason = models.TextField(blank=True)
+    added = models.BooleanField(default=False, help_text="the grant made the group membership (ends with it)")
+    started = models.BooleanField(default=False)
+    ended = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = PlatformRoleGrantQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-valid_from", "-id"]
+        indexes = [
+            models.Index(fields=["user", "valid_to"], name="rolegrant_user_to_idx"),
+            models.Index(fields=["valid_from"], name="rolegrant_pending_idx", condition=Q(ended=False)),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(valid_to__gt=models.F("valid_from")), name="rolegrant_valid_range")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} as {self.role} until {self.valid_to:%Y-%m-%d %H:%M}"
 
 
 SKILL_LEVEL_VALIDATORS = [MinValueValidator(1), MaxValueValidator(10)]

@@ -13,22 +13,22 @@ sync and management commands (actor None = the system).
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from audit.services import audit_record
 from config.timefmt import isoformat_z
-from directory.models import Department, Profile, Role, RoleAssignment
-from directory.roles import forget_cached_roles
+from directory.models import Department, PlatformRoleGrant, Profile, Role, RoleAssignment
+from directory.roles import ADMIN, ROLES, forget_cached_roles, role_group_name, roles_of
 from directory.selectors import out_of_office_q
 from workitems import schemas
-from workitems.errors import NotAllowed, ValidationFailed
+from workitems.errors import Conflict, NotAllowed, ValidationFailed
 from workitems.policy import delegate_refusal, is_supervisor
 from workitems.services import absence, moves
 
@@ -292,6 +292,8 @@ def user_set_groups(*, actor, user, groups, source: str = "") -> tuple[list[str]
     locked = _lock_user(user)
     target = {g.pk: g for g in groups}
     current = dict(locked.groups.values_list("pk", "name"))
+    # a temporary platform role's group stays while its grant is in force (it ends with it)
+    target.update({pk: Group(pk=pk, name=current[pk]) for pk in granted_group_ids(locked) if pk in current})
     added = sorted(target[pk].name for pk in set(target) - set(current))
     removed = sorted(current[pk] for pk in set(current) - set(target))
     if not added and not removed:
@@ -690,3 +692,141 @@ def role_assignment_delete(*, actor, assignment: RoleAssignment) -> None:
         data=_assignment_snapshot(locked),
     )
     locked.delete()
+
+
+# --- temporary platform roles ---------------------------------------------------------------
+
+MAX_GRANT = timedelta(days=366)
+
+
+def _grant_snapshot(g: PlatformRoleGrant) -> dict:
+    return _jsonable(
+        {
+            "role": g.role,
+            "valid_from": g.valid_from,
+            "valid_to": g.valid_to,
+            "granted_by": g.granted_by,
+            "reason": g.reason,
+        }
+    )
+
+
+@transaction.atomic
+def platform_role_grant(
+    *, actor, user, role: str, valid_to: datetime, valid_from: datetime | None = None, reason: str = ""
+) -> PlatformRoleGrant:
+    """Grant `user` the platform role `role` from `valid_from` (default now) until `valid_to`
+    (at most a year later): admins only. In force at once when it starts now; audited on the
+    user's stream. The membership follows in platform_role_grants_apply (run here for this user,
+    then by beat every minute)."""
+    if actor is not None and ADMIN not in roles_of(actor):
+        raise NotAllowed("only admins may grant platform roles")
+    start = valid_from or timezone.now()
+    if role not in ROLES:
+        raise ValidationFailed([{"field": "role", "message": f"one of {', '.join(ROLES)}"}])
+    if not isinstance(valid_to, datetime):
+        raise ValidationFailed([{"field": "valid_to", "message": "when the grant ends (a date-time)"}])
+    # well-formed times that do not make a grant: a conflict with the clock, not bad input (409)
+    if valid_to <= max(start, timezone.now()):
+        raise Conflict("valid_to: a grant ends after it begins and after now")
+    if valid_to - start > MAX_GRANT:
+        raise Conflict(f"valid_to: a grant lasts at most {MAX_GRANT.days} days")
+    locked = _lock_user(user)
+    grant = PlatformRoleGrant.objects.create(
+        user=locked, role=role, valid_from=start, valid_to=valid_to, granted_by=actor, reason=reason or ""
+    )
+    _audit_user(locked, "user.role_granted", actor, {"grant": grant.pk, **_grant_snapshot(grant)})
+    _apply_grants_of(locked, timezone.now())
+    _caller_copy_is_current(user, locked)
+    grant.refresh_from_db()
+    return grant
+
+
+@transaction.atomic
+def platform_role_revoke(*, actor, grant: PlatformRoleGrant, reason: str = "") -> PlatformRoleGrant:
+    """End a grant now (kept, `valid_to` set to now, for the record); admins only."""
+    if actor is not None and ADMIN not in roles_of(actor):
+        raise NotAllowed("only admins may revoke platform roles")
+    locked_user = _lock_user(grant.user)
+    locked = PlatformRoleGrant.objects.select_for_update().get(pk=grant.pk)
+    now = timezone.now()
+    if locked.ended or locked.valid_to <= now:
+        return locked
+    locked.valid_to = max(now, locked.valid_from + timedelta(microseconds=1))
+    locked.save(update_fields=["valid_to"])
+    _audit_user(locked_user, "user.role_revoked", actor, {"grant": locked.pk, "role": locked.role, "reason": reason})
+    _apply_grants_of(locked_user, locked.valid_to)
+    _caller_copy_is_current(grant.user, locked_user)
+    locked.refresh_from_db()
+    return locked
+
+
+def _apply_grants_of(user, now: datetime) -> int:
+    """End the user's grants that are over and start those that are due (the user row locked).
+    The membership a grant made passes to a grant of the same role still in force (its heir),
+    so it ends with the last of them; one the user held before any grant is never removed."""
+    through = User.groups.through
+    grants = list(
+        PlatformRoleGrant.objects.select_for_update()
+        .filter(user=user, ended=False, valid_from__lte=now)
+        .order_by("valid_from", "id")
+    )
+    live = [g for g in grants if g.valid_to > now]
+    inherited = set()
+    changed = 0
+    for grant in (g for g in grants if g.valid_to <= now):
+        group, _ = Group.objects.get_or_create(name=role_group_name(grant.role))
+        heir = next((h for h in live if h.role == grant.role), None)
+        removed = grant.added and heir is None
+        if grant.added and heir is not None and not heir.added:
+            heir.added = True
+            inherited.add(heir.pk)
+        if removed:
+            through.objects.filter(user_id=user.pk, group_id=group.pk).delete()
+        grant.ended = True
+        grant.save(update_fields=["ended"])
+        data = {"grant": grant.pk, "role": grant.role, "group": group.name, "membership_removed": removed}
+        _audit_user(user, "user.role_grant_ended", None, data)
+        changed += 1
+    for grant in live:
+        if grant.started:
+            if grant.pk in inherited:
+                grant.save(update_fields=["added"])
+            continue
+        group, _ = Group.objects.get_or_create(name=role_group_name(grant.role))
+        member = through.objects.filter(user_id=user.pk, group_id=group.pk).exists()
+        if not member:
+            through.objects.create(user_id=user.pk, group_id=group.pk)
+        grant.started, grant.added = True, grant.added or not member
+        grant.save(update_fields=["started", "added"])
+        _audit_user(user, "user.role_grant_started", None, {"grant": grant.pk, "role": grant.role, "group": group.name})
+        changed += 1
+    forget_cached_roles(user)
+    return changed
+
+
+def platform_role_grants_apply(*, at: datetime | None = None) -> int:
+    """Start the grants that are due and end those that are over, each user in its own
+    transaction (beat, every minute; a grant also applies when it is made or revoked). Returns
+    how many grants started or ended."""
+    now = at or timezone.now()
+    due = PlatformRoleGrant.objects.filter(ended=False, valid_from__lte=now).filter(
+        Q(started=False) | Q(valid_to__lte=now)
+    )
+    changed = 0
+    for user_id in sorted(set(due.values_list("user_id", flat=True))):
+        with transaction.atomic():
+            changed += _apply_grants_of(_lock_user(User(pk=user_id)), now)
+    return changed
+
+
+def granted_group_ids(user, at: datetime | None = None) -> set[int]:
+    """The groups `user` is a member of because a grant in force made it so (a directory sync
+    keeps them: user_set_groups)."""
+    names = [
+        role_group_name(r)
+        for r in PlatformRoleGrant.objects.in_force(at)
+        .filter(user=user, started=True, added=True)
+        .values_list("role", flat=True)
+    ]
+    return set(Group.objects.filter(name__in=names).values_list("pk", flat=True)) if names else set()

@@ -22,3 +22,10 @@ def availability_sweep() -> int:
     """Hand over the held items of users whose scheduled absence has just begun."""
     with acting(channel="system"):
         return retry_transient(services.availability_sweep, where="task")
+
+
+@shared_task(name="directory.role_grants_apply")
+def role_grants_apply() -> int:
+    """Start the temporary platform roles that are due and end those that are over."""
+    with acting(channel="system"):
+        return retry_transient(services.platform_role_grants_apply, where="task")

@@ -5,8 +5,9 @@ overdue item must still be escalated and a lapsed reservation moved on with no m
 daemon thread that runs, as the system, the SLA scan every `sla.scanSeconds`, the
 reservation expiry every 10 s, the notifier (read the outbox, send what is due) every
 `notifications.pollSeconds`, so people are told too, the capacity check every
-`capacity.checkSeconds`, the daily summary's check every `notifications.summary.checkSeconds`
-and the statistics' roll-up every 5 s (stats.tasks.ROLLUP_SECONDS).
+`capacity.checkSeconds`, the daily summary's check every `notifications.summary.checkSeconds`,
+the statistics' roll-up every 5 s (stats.tasks.ROLLUP_SECONDS) and the start and end of
+temporary platform roles every minute.
 A deployment runs Celery beat instead and leaves this off.
 """
 
@@ -21,6 +22,7 @@ from django.db import close_old_connections
 
 from config import wsconfig
 from config.context import acting
+from directory import services as directory_services
 from notifications import summary
 from notifications import tasks as notification_tasks
 from stats import rollup as stats_rollup
@@ -29,6 +31,7 @@ from workitems import services
 
 log = logging.getLogger(__name__)
 RESERVATION_SECONDS = 10.0
+ROLE_GRANT_SECONDS = 60.0
 _started = threading.Event()
 
 
@@ -48,6 +51,7 @@ def run_due_jobs(last: dict[str, float], now: float) -> list[str]:
         "capacity_check": float(cfg.capacity.checkSeconds),
         "daily_summary": float(cfg.notifications.summary.checkSeconds),
         "stats_rollup": ROLLUP_SECONDS,
+        "role_grants": ROLE_GRANT_SECONDS,
     }
     ran = []
     for name, period in periods.items():
@@ -66,6 +70,8 @@ def run_due_jobs(last: dict[str, float], now: float) -> list[str]:
                     services.queues_capacity_check()
                 elif name == "daily_summary":
                     summary.summarise()
+                elif name == "role_grants":
+                    directory_services.platform_role_grants_apply()
                 else:
                     notification_tasks.run()
             ran.append(name)

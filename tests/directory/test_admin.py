@@ -178,3 +178,42 @@ def test_revoke_action(web, alice, queue):
     assert a.valid_to is not None
     assert [r.action for r in records(f"roleassignment:{a.pk}")] == ["roleassignment.granted", "roleassignment.revoked"]
     assert web.get("/admin/directory/roleassignment/?valid=past").status_code == 200
+
+
+def test_a_temporary_platform_role_is_granted_and_revoked_in_the_admin(web, root):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from directory.models import PlatformRoleGrant
+    from directory.roles import roles_of
+
+    alice = factories.user("alice", roles=["worker"])
+    until = timezone.now() + timedelta(days=7)
+    ok(
+        web.post(
+            "/admin/directory/platformrolegrant/add/",
+            {
+                "user": alice.pk,
+                "role": "supervisor",
+                "valid_from_0": timezone.now().strftime("%Y-%m-%d"),
+                "valid_from_1": timezone.now().strftime("%H:%M:%S"),
+                "valid_to_0": until.strftime("%Y-%m-%d"),
+                "valid_to_1": until.strftime("%H:%M:%S"),
+                "reason": "cover",
+            },
+        )
+    )
+    grant = PlatformRoleGrant.objects.get(user=alice)
+    assert grant.granted_by == root and grant.started
+    assert "supervisor" in roles_of(get_user_model().objects.get(pk=alice.pk))
+    assert [r.channel for r in records(f"user:{alice.pk}") if r.action == "user.role_granted"] == ["admin"]
+    page = web.get(f"/admin/directory/platformrolegrant/{grant.pk}/change/").content.decode()
+    assert 'name="_save"' not in page  # a grant is changed only by revoking it
+    web.post(
+        "/admin/directory/platformrolegrant/",
+        {"action": "revoke_grants", "_selected_action": [grant.pk]},
+    )
+    grant.refresh_from_db()
+    assert grant.ended
+    assert "supervisor" not in roles_of(get_user_model().objects.get(pk=alice.pk))
