@@ -337,6 +337,8 @@ if _LDAP:
         }
 # Scheduled absences hand their held items over when they begin.
 CELERY_BEAT_SCHEDULE["directory-availability"] = {"task": "directory.availability_sweep", "schedule": 60.0}
+# Temporary platform roles start and end (directory.services.platform_role_grants_apply).
+CELERY_BEAT_SCHEDULE["directory-role-grants"] = {"task": "directory.role_grants_apply", "schedule": 60.0}
 
 # Brute-force protection on password logins (the token endpoint and the admin).
 AXES_FAILURE_LIMIT = envint("AXES_FAILURE_LIMIT", "10")
