@@ -408,6 +408,27 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/role-grants/{grant_id}/revoke": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * End a temporary platform role now (admins); kept for the record
+         * @description APIView plus Idempotency-Key handling on POST (one transaction with the change) and
+         *     transient database conflicts retried around the outermost transaction.
+         */
+        post: operations["role_grants_revoke"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/roles": {
         parameters: {
             query?: never;
@@ -620,6 +641,31 @@ export interface paths {
         patch: operations["users_availability"];
         trace?: never;
     };
+    "/api/v1/users/{username}/role-grants": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A user's temporary platform roles, newest first (admins)
+         * @description APIView plus Idempotency-Key handling on POST (one transaction with the change) and
+         *     transient database conflicts retried around the outermost transaction.
+         */
+        get: operations["users_role_grants_list"];
+        put?: never;
+        /**
+         * Grant a platform role until a time (admins): supervisor for a week
+         * @description While the grant is in force the user is a member of the role's group, so every check of roles sees it; when it ends (beat, within a minute) the membership goes again unless the user held it before. A directory sync keeps a granted membership while the grant lasts.
+         */
+        post: operations["users_role_grants_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/workitems": {
         parameters: {
             query?: never;
@@ -707,6 +753,86 @@ export interface paths {
          *     transient database conflicts retried around the outermost transaction.
          */
         post: operations["workitems_bulk_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/workitems/bulk/cancel": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Cancel many items: per item, or all or nothing
+         * @description Each item goes through the action's own command. Default: each item its own transaction, 200 with each one's outcome in the order asked (the item after, or the problem that refused it). `atomic: true`: one transaction; the first refusal is the answer (its status, `index` and `id` name the item) and nothing changed.
+         */
+        post: operations["workitems_bulk_cancel"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/workitems/bulk/claim": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Claim many items: per item, or all or nothing
+         * @description Each item goes through the action's own command. Default: each item its own transaction, 200 with each one's outcome in the order asked (the item after, or the problem that refused it). `atomic: true`: one transaction; the first refusal is the answer (its status, `index` and `id` name the item) and nothing changed.
+         */
+        post: operations["workitems_bulk_claim"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/workitems/bulk/move": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Move many items: per item, or all or nothing
+         * @description Each item goes through the action's own command. Default: each item its own transaction, 200 with each one's outcome in the order asked (the item after, or the problem that refused it). `atomic: true`: one transaction; the first refusal is the answer (its status, `index` and `id` name the item) and nothing changed.
+         */
+        post: operations["workitems_bulk_move"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/workitems/bulk/reassign": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Reassign many items: per item, or all or nothing
+         * @description Each item goes through the action's own command. Default: each item its own transaction, 200 with each one's outcome in the order asked (the item after, or the problem that refused it). `atomic: true`: one transaction; the first refusal is the answer (its status, `index` and `id` name the item) and nothing changed.
+         */
+        post: operations["workitems_bulk_reassign"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1108,11 +1234,77 @@ export interface components {
             out_of_office_until: string | null;
             delegate: string | null;
         };
+        BulkActionOut: {
+            /** @description one per item asked, in the order asked */
+            results: components["schemas"]["BulkResultOut"][];
+            succeeded: number;
+            failed: number;
+        };
+        /** @description The body every bulk action takes; each adds its own arguments (see the subclasses). */
+        BulkCancelInRequest: {
+            items: components["schemas"]["BulkItemRefRequest"][];
+            /**
+             * @description true: all or nothing (the first refusal is the answer)
+             * @default false
+             */
+            atomic: boolean;
+            reason?: string;
+        };
+        /** @description The body every bulk action takes; each adds its own arguments (see the subclasses). */
+        BulkClaimInRequest: {
+            items: components["schemas"]["BulkItemRefRequest"][];
+            /**
+             * @description true: all or nothing (the first refusal is the answer)
+             * @default false
+             */
+            atomic: boolean;
+        };
         BulkCreateInRequest: {
             items: components["schemas"]["WorkItemCreateInRequest"][];
         };
         BulkCreateOut: {
             items: components["schemas"]["WorkItemOut"][];
+        };
+        BulkItemRefRequest: {
+            /** @description the work item */
+            id: number;
+            /** @description the version you saw (412 if stale) */
+            version?: number;
+        };
+        /** @description The body every bulk action takes; each adds its own arguments (see the subclasses). */
+        BulkMoveInRequest: {
+            items: components["schemas"]["BulkItemRefRequest"][];
+            /**
+             * @description true: all or nothing (the first refusal is the answer)
+             * @default false
+             */
+            atomic: boolean;
+            /** @description the name of the active queue to move the items to */
+            queue: string;
+        };
+        /** @description The body every bulk action takes; each adds its own arguments (see the subclasses). */
+        BulkReassignInRequest: {
+            items: components["schemas"]["BulkItemRefRequest"][];
+            /**
+             * @description true: all or nothing (the first refusal is the answer)
+             * @default false
+             */
+            atomic: boolean;
+            /** @description username: an active person in each item's pool */
+            user: string;
+            /** @description supervisors and admins: outside the pool */
+            override?: boolean;
+        };
+        BulkResultOut: {
+            id: number;
+            /** @description 200, or the status the item's problem has */
+            status: number;
+            /** @description the item after the action (on success) */
+            item?: components["schemas"]["WorkItemOut"];
+            /** @description the problem details that refused it */
+            problem?: {
+                [key: string]: unknown;
+            };
         };
         CalendarIn: {
             name: string;
@@ -1527,6 +1719,44 @@ export interface components {
             valid_from: string;
             /** Format: date-time */
             valid_to: string | null;
+        };
+        RoleGrantInRequest: {
+            /**
+             * @description the platform role granted
+             *
+             *     * `admin` - admin
+             *     * `supervisor` - supervisor
+             *     * `worker` - worker
+             *     * `service` - service
+             */
+            role: components["schemas"]["PlatformRolesEnum"];
+            /**
+             * Format: date-time
+             * @description when it ends: after now, at most a year after valid_from (else 409)
+             */
+            valid_to: string;
+            /**
+             * Format: date-time
+             * @description when it begins; default now
+             */
+            valid_from?: string;
+            reason?: string;
+        };
+        RoleGrantOut: {
+            id: number;
+            user: string;
+            role: string;
+            /** Format: date-time */
+            valid_from: string;
+            /** Format: date-time */
+            valid_to: string;
+            /** @description the user holds the role through this grant now */
+            in_force: boolean;
+            granted_by: string | null;
+            reason: string;
+        };
+        RoleGrantRevokeInRequest: {
+            reason?: string;
         };
         RoleOut: {
             code: string;
@@ -3090,6 +3320,85 @@ export interface operations {
             };
         };
     };
+    role_grants_revoke: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                grant_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["RoleGrantRevokeInRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RoleGrantOut"];
+                };
+            };
+            /** @description Invalid input / Malformed request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Authentication required */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Not allowed / Switched off in the configuration */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Payload too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+        };
+    };
     roles_list: {
         parameters: {
             query?: {
@@ -3795,6 +4104,151 @@ export interface operations {
             };
         };
     };
+    users_role_grants_list: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                username: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RoleGrantOut"][];
+                };
+            };
+            /** @description Authentication required */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Not allowed / Switched off in the configuration */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+        };
+    };
+    users_role_grants_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                username: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RoleGrantInRequest"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RoleGrantOut"];
+                };
+            };
+            /** @description Invalid input / Malformed request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Authentication required */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Not allowed / Switched off in the configuration */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Invalid transition / Already claimed / Conflict / Constraint violated / Request with this Idempotency-Key is in progress */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Payload too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+        };
+    };
     workitems_list: {
         parameters: {
             query?: {
@@ -4201,6 +4655,434 @@ export interface operations {
             };
             /** @description Invalid transition / Already claimed / Conflict / Constraint violated / Request with this Idempotency-Key is in progress */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Payload too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Idempotency-Key reused with a different request */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+        };
+    };
+    workitems_bulk_cancel: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description replays the first answer for the same key and body for 24 h */
+                "Idempotency-Key"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["BulkCancelInRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BulkActionOut"];
+                };
+            };
+            /** @description Invalid input / Malformed request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Authentication required */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Not allowed / Switched off in the configuration */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Invalid transition / Already claimed / Conflict / Constraint violated / Request with this Idempotency-Key is in progress */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Precondition failed: stale version */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Payload too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Idempotency-Key reused with a different request */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+        };
+    };
+    workitems_bulk_claim: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description replays the first answer for the same key and body for 24 h */
+                "Idempotency-Key"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["BulkClaimInRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BulkActionOut"];
+                };
+            };
+            /** @description Invalid input / Malformed request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Authentication required */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Not allowed / Switched off in the configuration */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Invalid transition / Already claimed / Conflict / Constraint violated / Request with this Idempotency-Key is in progress */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Precondition failed: stale version */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Payload too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Idempotency-Key reused with a different request */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+        };
+    };
+    workitems_bulk_move: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description replays the first answer for the same key and body for 24 h */
+                "Idempotency-Key"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["BulkMoveInRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BulkActionOut"];
+                };
+            };
+            /** @description Invalid input / Malformed request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Authentication required */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Not allowed / Switched off in the configuration */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Invalid transition / Already claimed / Conflict / Constraint violated / Request with this Idempotency-Key is in progress */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Precondition failed: stale version */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Payload too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Idempotency-Key reused with a different request */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+        };
+    };
+    workitems_bulk_reassign: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description replays the first answer for the same key and body for 24 h */
+                "Idempotency-Key"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["BulkReassignInRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BulkActionOut"];
+                };
+            };
+            /** @description Invalid input / Malformed request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Authentication required */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Not allowed / Switched off in the configuration */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Invalid transition / Already claimed / Conflict / Constraint violated / Request with this Idempotency-Key is in progress */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Precondition failed: stale version */
+            412: {
                 headers: {
                     [name: string]: unknown;
                 };
