@@ -94,6 +94,7 @@ INSTALLED_APPS = [
     "csp",
     "console",
     "stats",
+    "grpcapi",  # the gRPC API (manage.py grpc_serve)
 ]
 
 MIDDLEWARE = [
