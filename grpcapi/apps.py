@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class GrpcApiConfig(AppConfig):
+    name = "grpcapi"
+    verbose_name = "gRPC API"
