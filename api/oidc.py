@@ -77,8 +77,8 @@ class KeySetClient(jwt.PyJWKClient):
 
 def settings_in_force() -> dict[str, Any] | None:
     """The `oidc:` section when it is enabled, else None."""
-    cfg = wsconfig.get().oidc.as_dict()
-    return cfg if cfg["enabled"] else None
+    section = wsconfig.get().oidc
+    return section.as_dict() if section.enabled else None  # off: no copy on every request
 
 
 def jwks_client(cfg: dict[str, Any]) -> KeySetClient:
