@@ -22,7 +22,7 @@ from events.models import ProcessedEvent
 from events.runner import RelayProcess
 from tests.events.conftest import wait_until as _wait
 
-pytestmark = pytest.mark.django_db(transaction=True)
+DB = pytest.mark.django_db(transaction=True)  # the relay and consumers use their own connections: committed rows
 
 
 def _exists(kind: str, name: str) -> bool:
@@ -50,6 +50,7 @@ def broker_cleanup(names):
         conn.channel().exchange_delete(names["exchange"])
 
 
+@DB
 def test_the_relay_declares_the_exchange_at_start_before_any_event(events_config, names, broker_cleanup, make_item):
     events_config({"relay": {"nudge": "none"}})
     assert not _exists("exchange", names["exchange"])
@@ -70,6 +71,7 @@ def test_the_relay_declares_the_exchange_at_start_before_any_event(events_config
     assert json.loads(msg.body)["payload"]["work_item"]["id"] == item.pk
 
 
+@DB
 def test_the_celery_relay_task_declares_the_exchange_with_nothing_to_publish(events_config, names, broker_cleanup):
     events_config({"relay": {"nudge": "celery"}})
     assert not _exists("exchange", names["exchange"])
@@ -83,6 +85,7 @@ def test_the_celery_relay_task_declares_the_exchange_with_nothing_to_publish(eve
     assert _exists("exchange", names["exchange"])
 
 
+@DB
 def test_the_consumers_declare_their_queues_and_dead_letter_queues_at_start(events_config, names, broker_cleanup):
     events_config()
     broker_cleanup.extend([names["commands"], names["dlq"], names["notifications"], names["notifications_dlq"]])
@@ -103,6 +106,7 @@ def test_the_consumers_declare_their_queues_and_dead_letter_queues_at_start(even
             t.join(timeout=10)
 
 
+@DB
 def test_what_the_notification_consumer_cannot_read_goes_to_its_dead_letter_queue(events_config, names, broker_cleanup):
     events_config()
     broker_cleanup.extend([names["notifications"], names["notifications_dlq"]])

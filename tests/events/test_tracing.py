@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
 import threading
 import time
 import uuid
@@ -30,9 +31,10 @@ from events import bus, webhooks
 from events.consumers import CommandConsumer
 from events.models import OutboxEvent, Subscription
 from events.runner import RelayProcess
+from tests.events.conftest import manage_py, subprocess_env
 from tests.events.receiver import Receiver
 
-pytestmark = pytest.mark.django_db(transaction=True)
+DB = pytest.mark.django_db(transaction=True)  # the relay and consumers use their own connections: committed rows
 
 PARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
@@ -60,6 +62,7 @@ def _traceparent(span) -> str:
     return f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{int(ctx.trace_flags):02x}"
 
 
+@DB
 def test_one_api_create_is_one_trace_through_the_request_its_sql_and_the_relay_publish(
     spans, events_config, tap, svc, queue
 ):
@@ -104,6 +107,7 @@ def test_one_api_create_is_one_trace_through_the_request_its_sql_and_the_relay_p
     assert row.traceparent == _traceparent(server)
 
 
+@DB
 def test_a_webhook_carries_the_events_trace_in_its_traceparent(spans, events_config, make_item, svc):
     events_config({"relay": {"nudge": "none"}})
     rec = Receiver()
@@ -152,6 +156,7 @@ def _consume_one(consumer: CommandConsumer) -> None:
     assert consumer.handled == 1
 
 
+@DB
 @pytest.mark.parametrize("traced", [True, False], ids=["tracing-on", "tracing-off"])
 def test_an_inbound_command_continues_the_trace_of_its_traceparent(
     request, traced, events_config, names, cleanup_queues, svc, queue
@@ -223,3 +228,27 @@ def test_an_otlp_protocol_this_build_cannot_speak_is_refused_by_name():
         tracing.exporters({"OTEL_TRACES_EXPORTER": "jaeger"})
     (otlp,) = tracing.exporters({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"})
     assert type(otlp).__name__ == "OTLPSpanExporter"
+
+
+PROBE = """
+from django.test import Client
+from config import tracing
+print("enabled", tracing.enabled())
+print("status", Client().get("/health/live").status_code)
+"""
+
+
+@pytest.mark.parametrize("traced", [True, False], ids=["OTEL_TRACES_EXPORTER=console", "no OTEL variables"])
+def test_a_process_traces_when_the_otel_variables_say_so(traced, events_config):
+    """The real start-up path: the events app's ready() reads OTEL_* (here the console exporter)."""
+    _, path = events_config()
+    env = {k: v for k, v in subprocess_env(path).items() if not k.startswith("OTEL_")}
+    if traced:
+        env.update({"OTEL_TRACES_EXPORTER": "console", "OTEL_SERVICE_NAME": "ws-probe"})
+    done = subprocess.run([*manage_py(), "shell", "-c", PROBE], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"enabled {traced}" in done.stdout
+    assert "status 200" in done.stdout
+    exported = '"name": "GET health/live"' in done.stdout
+    assert exported is traced
+    assert ('"service.name": "ws-probe"' in done.stdout) is traced
