@@ -40,12 +40,12 @@ from events.outbox import outbox_enqueue
 from events.wakeup import redis_client
 from workitems import schemas, services
 from workitems.errors import NotAllowed, ValidationFailed, WorkstreamError
-from workitems.models import ACTIONS, CREATE
+from workitems.models import ACTIONS, CALLER_ACTIONS, CREATE
 from workitems.snapshots import work_item_snapshot
 
 log = logging.getLogger(__name__)
 
-COMMANDS = (CREATE, *(name for name, action in ACTIONS.items() if action.route))
+COMMANDS = (CREATE, *CALLER_ACTIONS)
 FAST_PATH_TTL = 24 * 3600
 MAX_COMMAND_ID = 64
 APPLIED, REJECTED, DUPLICATE = "applied", "rejected", "duplicate"
@@ -139,6 +139,8 @@ def _run(cmd: dict):
     args = schemas.action_arguments(ACTIONS[name].args, cmd)
     if "user" in ACTIONS[name].args and "override" in cmd:
         args["override"] = cmd["override"]  # a supervisor's, as over REST; the command checks it
+    if name == "update" and "reason" in cmd:
+        args["reason"] = cmd["reason"]  # for the audit trail, as PATCH takes it; the command checks it
     return services.COMMANDS[name](
         item_id=cmd["item_id"], actor=user, expected_version=cmd.get("expected_version"), **args
     )

@@ -82,6 +82,8 @@ CREATE_EVENT = "created"
 EVENT_NAMES: dict[str, str] = {CREATE: CREATE_EVENT, **{name: a.event for name, a in ACTIONS.items()}}
 # REST route segment → action name.
 ROUTED_ACTIONS: dict[str, str] = {a.route: name for name, a in ACTIONS.items() if a.route}
+# What a caller fires on an item (REST, the bus): the routed actions, and `update` (PATCH).
+CALLER_ACTIONS: tuple[str, ...] = (*ROUTED_ACTIONS.values(), "update")
 
 
 class Lifecycle(models.Model):

@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from audit.models import AuditRecord
 from audit.services import audit_verify
+from events import inbound
 from events.models import OutboxEvent
 from tests import factories
 from tests.factories import observed
@@ -170,3 +171,31 @@ def test_patch_over_rest_with_if_match(make_item, sam, alice, api_as):
     worker = api_as(alice).patch(url, {"priority": 10}, format="json")
     assert worker.status_code == 403
     assert WorkItem.objects.get(pk=item.pk).priority == 80
+
+
+def test_update_over_the_bus(make_item, sam, alice):
+    item = make_item()
+    assert "update" in inbound.COMMANDS
+    done = inbound.apply(
+        {
+            "command_id": "upd-1",
+            "command": "update",
+            "actor": "sam",
+            "item_id": item.pk,
+            "changes": {"priority": 88},
+            "reason": "escalated by the engine",
+        }
+    )
+    assert done == inbound.APPLIED
+    assert WorkItem.objects.get(pk=item.pk).priority == 88
+    assert last_record(item).data["reason"] == "escalated by the engine"
+    for n, cmd in enumerate(
+        [
+            {"actor": "sam", "changes": {"priority": 500}},  # bad value
+            {"actor": "sam", "changes": "high"},  # not an object
+            {"actor": "alice", "changes": {"priority": 1}},  # a worker may not
+        ]
+    ):
+        outcome = inbound.apply({"command_id": f"upd-bad-{n}", "command": "update", "item_id": item.pk, **cmd})
+        assert outcome == inbound.REJECTED
+    assert WorkItem.objects.get(pk=item.pk).priority == 88
