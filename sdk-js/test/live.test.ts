@@ -9,6 +9,8 @@
  *   WORKSTREAM_DROPPING_URL   a proxy in front of the server that drops the answer of the
  *                             first POST /api/v1/workitems (the server did the work)
  *   WORKSTREAM_RUN            a prefix for this run's workflow ids (the Python side checks the rows)
+ *   WORKSTREAM_OIDC_TOKEN     an access token of the test's OIDC provider for the worker (the
+ *                             server is configured to accept it), and WORKSTREAM_OIDC_EXPIRED an expired one
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
@@ -129,4 +131,18 @@ test("cursor pagination as an async iterator", async () => {
   for await (const item of engine.listWorkItems({ workflow_id: flow, page_size: 2 })) ids.push(item.id);
   assert.deepEqual([...ids].sort(), made.map((m) => m.id).sort());
   assert.equal(new Set(ids).size, 5);
+});
+
+test("an access token of the configured OIDC provider, and an expired one", async () => {
+  const viaOidc = new WorkstreamClient({ baseUrl: url, token: env("WORKSTREAM_OIDC_TOKEN") });
+  const item = await engine.createWorkItem({ workflow_id: `${run}-oidc`, task_name: "review", queue });
+  const claimed = await viaOidc.claim(item.id, { ifMatch: item.version });
+  assert.equal(claimed.assignee, worker);
+  await viaOidc.release(claimed.id, { ifMatch: claimed.version });
+
+  const expired = new WorkstreamClient({ baseUrl: url, token: env("WORKSTREAM_OIDC_EXPIRED") });
+  const refused = await expired.features().catch((e: unknown) => e);
+  assert.ok(refused instanceof UnauthorizedError, String(refused));
+  assert.match(refused.detail ?? "", /expired/);
+  await engine.cancel(item.id, "test over");
 });

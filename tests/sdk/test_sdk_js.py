@@ -15,11 +15,13 @@ import re
 import shutil
 import subprocess
 import tempfile
+import time
 import uuid
 from pathlib import Path
 
 import pytest
 
+from tests.oidc_provider import AUDIENCE, ISSUER, Jwks, Key
 from workitems.models import WorkItem
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -101,10 +103,26 @@ def run_node_tests(files: list[Path], env: dict[str, str]) -> tuple[subprocess.C
     return result, counts
 
 
-def test_the_client_against_the_live_server(built, live_server, svc, alice, queue, api_key_for, dropping_proxy):
+@pytest.fixture
+def oidc_provider(ws_config):
+    """A test identity provider on loopback whose tokens the server accepts (oidc: on)."""
+    provider = Jwks()
+    key = Key("EC")
+    provider.publish(key)
+    ws_config({"oidc": {"enabled": True, "issuer": ISSUER, "audience": AUDIENCE, "jwksUrl": provider.url}})
+    yield key
+    provider.close()
+
+
+def test_the_client_against_the_live_server(
+    built, live_server, svc, alice, queue, api_key_for, dropping_proxy, oidc_provider
+):
     proxy = dropping_proxy(method="POST", path="/api/v1/workitems", drop=1)
     run = f"js-{uuid.uuid4().hex[:8]}"
+    worker_token = {"preferred_username": alice.username, "roles": ["worker"]}
     env = {
+        "WORKSTREAM_OIDC_TOKEN": oidc_provider.token(**worker_token),
+        "WORKSTREAM_OIDC_EXPIRED": oidc_provider.token(**worker_token, exp=int(time.time()) - 120),
         "WORKSTREAM_URL": live_server.url,
         "WORKSTREAM_API_KEY": api_key_for(svc),
         "WORKSTREAM_WORKER": alice.username,
@@ -116,7 +134,7 @@ def test_the_client_against_the_live_server(built, live_server, svc, alice, queu
     output = result.stdout[-6000:] + result.stderr[-2000:]
     assert result.returncode == 0, output
     assert counts.get("fail") == 0 and counts.get("cancelled") == 0 and counts.get("skipped") == 0, output
-    assert counts.get("pass", 0) >= 14, output  # 5 live + 9 unit
+    assert counts.get("pass", 0) >= 15, output  # 6 live + 9 unit
     # What the server holds after them: the lost answer's retry and the repeated key made one item each.
     assert WorkItem.objects.filter(workflow_id=f"{run}-lost").count() == 1
     assert WorkItem.objects.filter(workflow_id=f"{run}-idem").count() == 1
