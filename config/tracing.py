@@ -7,7 +7,8 @@ On when `OTEL_TRACES_EXPORTER` names an exporter (`otlp`, `console`) or an OTLP 
 `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_TRACES_SAMPLER[_ARG]`, `OTEL_EXPORTER_OTLP_HEADERS`,
 `OTEL_BSP_*`. `setup()` runs once per process (the events app's `ready()`, before the web
 process loads its middleware) and instruments Django (a server span per request), psycopg (a
-span per SQL statement), Celery (task publish and run) and redis-py.
+span per SQL statement, its text without the parameters' values), Celery (task publish and run)
+and redis-py; the health probes and metric scrapes are not traced (`DEFAULT_EXCLUDED_URLS`).
 
 The trace crosses the bus: an outbox row keeps the W3C `traceparent` of the change that wrote it,
 the relay publishes each event in a span that is a child of that context and sends the span's
@@ -34,6 +35,9 @@ log = logging.getLogger(__name__)
 
 TRACER_NAME = "workstream"
 DEFAULT_SERVICE_NAME = "workstream"
+# Requests not traced unless OTEL_PYTHON_DJANGO_EXCLUDED_URLS (or OTEL_PYTHON_EXCLUDED_URLS) says
+# otherwise: the probes and scrapes, every few seconds from every kubelet and Prometheus.
+DEFAULT_EXCLUDED_URLS = "/health(/live|/ready)?/?$,/metrics/?$"
 _PROPAGATOR = TraceContextTextMapPropagator()
 
 _provider = None  # the SDK TracerProvider in force (None: tracing is off)
@@ -125,7 +129,14 @@ def install(provider) -> None:
 
     uninstall()
     _provider = provider
-    for instrumentor in (DjangoInstrumentor(), PsycopgInstrumentor(), CeleryInstrumentor(), RedisInstrumentor()):
+    excluded = (
+        os.environ.get("OTEL_PYTHON_DJANGO_EXCLUDED_URLS")
+        or os.environ.get("OTEL_PYTHON_EXCLUDED_URLS")
+        or DEFAULT_EXCLUDED_URLS
+    )
+    DjangoInstrumentor().instrument(tracer_provider=provider, excluded_urls=excluded)
+    _instrumentors.append(DjangoInstrumentor())
+    for instrumentor in (PsycopgInstrumentor(), CeleryInstrumentor(), RedisInstrumentor()):
         instrumentor.instrument(tracer_provider=provider)
         _instrumentors.append(instrumentor)
 
