@@ -280,7 +280,12 @@ SCHEMA: dict[str, Any] = _obj(
                 {
                     "enabled": _BOOL,
                     "issuer": {"type": "string", "maxLength": 500},
-                    "audience": {"anyOf": [{"type": "string", "maxLength": 500}, {"type": "array", "items": _NAME}]},
+                    "audience": {
+                        "anyOf": [
+                            {"type": "string", "maxLength": 500},
+                            {"type": "array", "items": _NAME, "minItems": 1},
+                        ]
+                    },
                     "jwksUrl": {"type": "string", "maxLength": 2000, "format": "jwks-url"},
                     "algorithms": {"type": "array", "items": {"enum": list(OIDC_ALGORITHMS)}, "minItems": 1},
                     "usernameClaim": _NAME,
