@@ -314,6 +314,7 @@ def test_oidc_off_leaves_provider_tokens_to_simplejwt(db, ws_config, jwks):
             {"enabled": True, "issuer": "i", "audience": "a", "jwksUrl": "http://idp.example/certs"},
             "is not a 'jwks-url'",
         ),
+        ({"audience": []}, "oidc.audience"),
         ({"algorithms": ["HS256"]}, "oidc.algorithms.0"),
         ({"algorithms": ["none"]}, "oidc.algorithms.0"),
         ({"roleMapping": {"x": "owner"}}, "oidc.roleMapping.x"),
