@@ -13,6 +13,7 @@ import subprocess
 import threading
 import time
 import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import amqp
 import pytest
@@ -239,17 +240,63 @@ print("health", Client().get("/health/live").status_code)
 """
 
 
-@pytest.mark.parametrize("traced", [True, False], ids=["OTEL_TRACES_EXPORTER=console", "no OTEL variables"])
+class Collector:
+    """An OTLP/HTTP trace receiver on loopback: what a collector's port 4318 gets, decoded."""
+
+    def __init__(self):
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+        self.requests: list = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - http.server's naming
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                if self.path == "/v1/traces" and self.headers["Content-Type"] == "application/x-protobuf":
+                    outer.requests.append(ExportTraceServiceRequest.FromString(body))
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def spans(self) -> list[tuple[str, str]]:
+        """(service.name, span name) of every span received."""
+        out = []
+        for req in self.requests:
+            for rs in req.resource_spans:
+                service = next(a.value.string_value for a in rs.resource.attributes if a.key == "service.name")
+                out += [(service, span.name) for ss in rs.scope_spans for span in ss.spans]
+        return out
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize("traced", [True, False], ids=["OTEL_EXPORTER_OTLP_ENDPOINT", "no OTEL variables"])
 def test_a_process_traces_when_the_otel_variables_say_so(traced, events_config):
-    """The real start-up path: the events app's ready() reads OTEL_* (here the console exporter)."""
+    """The real start-up path: the events app's ready() reads OTEL_*; the OTLP exporter sends the
+    spans (http/protobuf) to a receiver on loopback when the process exits."""
     _, path = events_config()
     env = {k: v for k, v in subprocess_env(path).items() if not k.startswith("OTEL_")}
-    if traced:
-        env.update({"OTEL_TRACES_EXPORTER": "console", "OTEL_SERVICE_NAME": "ws-probe"})
-    done = subprocess.run([*manage_py(), "shell", "-c", PROBE], env=env, capture_output=True, text=True, timeout=60)
+    collector = Collector()
+    try:
+        if traced:
+            env.update({"OTEL_EXPORTER_OTLP_ENDPOINT": collector.endpoint, "OTEL_SERVICE_NAME": "ws-probe"})
+        done = subprocess.run([*manage_py(), "shell", "-c", PROBE], env=env, capture_output=True, text=True, timeout=60)
+    finally:
+        collector.close()
     assert done.returncode == 0, done.stderr[-2000:]
     assert f"enabled {traced}" in done.stdout
     assert "features 401" in done.stdout and "health 200" in done.stdout
-    assert ('"name": "GET api/v1/features"' in done.stdout) is traced
-    assert "health/live" not in done.stdout  # the probes are not traced
-    assert ('"service.name": "ws-probe"' in done.stdout) is traced
+    received = collector.spans()
+    assert (("ws-probe", "GET api/v1/features") in received) is traced
+    assert not [name for _, name in received if "health" in name]  # the probes are not traced
+    assert all(service == "ws-probe" for service, _ in received)
