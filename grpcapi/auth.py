@@ -23,11 +23,13 @@ def _authenticators():
 
 
 def drf_request(metadata: dict[str, str], *, path: str) -> Request:
-    """A DRF request carrying the call's credentials (and the request the idempotency layer and
-    the throttles read): `authorization`, else `x-api-key` as `Api-Key <key>`."""
+    """A DRF request carrying the call's metadata as headers (what the idempotency layer and the
+    throttles read) and its credentials: `authorization`, else `x-api-key` as `Api-Key <key>`."""
     http = HttpRequest()
     http.method = "POST"
     http.path = http.path_info = path
+    for name, value in metadata.items():  # as an HTTP request's headers (idempotency-key, x-request-id…)
+        http.META["HTTP_" + name.upper().replace("-", "_")] = value
     header = metadata.get("authorization")
     if header is None and metadata.get("x-api-key") is not None:
         header = f"{ApiKeyAuthentication.keyword} {metadata['x-api-key']}"

@@ -156,8 +156,7 @@ class WorkItemsServicer(pb_grpc.WorkItemsServicer):
             return item_message(services.work_item_create(actor=call.user, data=data), call.user)
         # The REST idempotency layer, as is: the key per client, a fingerprint of this method and
         # the request's bytes, the answer stored in the change's transaction and replayed.
-        http = call.drf_request._request
-        http.META["HTTP_" + idempotency.HEADER.upper().replace("-", "_")] = key
+        http = call.drf_request._request  # the key is among its headers (grpcapi.auth.drf_request)
         http._body = request.SerializeToString(deterministic=True)
         try:
             with transaction.atomic():
