@@ -77,7 +77,17 @@ def window_start(window: timedelta, now: datetime | None = None) -> datetime:
 
 
 def _in(ids: Collection[int]) -> str:
-    return "(" + ", ".join(["%s"] * len(ids)) + ")"
+    """`= ANY(%s)` on PostgreSQL (one array parameter, whatever the number of queues: the
+    statement's text and its parameters stay few, so psycopg's cache of parsed statements,
+    which skips those with more than 50 parameters, serves it), else `IN (%s, …)`."""
+    if connection.vendor == "postgresql":
+        return "= ANY(%s)"
+    return "IN (" + ", ".join(["%s"] * len(ids)) + ")"
+
+
+def _ids(ids: Collection[int]) -> list[Any]:
+    """The parameters of one `_in(ids)`."""
+    return [list(ids)] if connection.vendor == "postgresql" else list(ids)
 
 
 def _rows(sql: str, params: list[Any]) -> list[tuple]:
@@ -92,11 +102,11 @@ def _held_by_user(ids: list[int]) -> list[tuple]:
     users = get_user_model()._meta.db_table
     return _rows(
         f"SELECT x.queue_id, x.user_id, u.username, SUM(x.n) FROM ("
-        f"SELECT queue_id, user_id, n FROM stats_usercounter WHERE queue_id IN {_in(ids)} "
+        f"SELECT queue_id, user_id, n FROM stats_usercounter WHERE queue_id {_in(ids)} "
         "UNION ALL SELECT queue_id, assignee_id, n FROM stats_delta "
-        f"WHERE n <> 0 AND assignee_id IS NOT NULL AND queue_id IN {_in(ids)}"
+        f"WHERE n <> 0 AND assignee_id IS NOT NULL AND queue_id {_in(ids)}"
         f") x JOIN {users} u ON u.id = x.user_id GROUP BY x.queue_id, x.user_id, u.username HAVING SUM(x.n) > 0",
-        [*ids, *ids],
+        [*_ids(ids), *_ids(ids)],
     )
 
 
@@ -194,23 +204,23 @@ def _queue_sql(ids: list[int], start: datetime, now: datetime) -> tuple[str, lis
     # The pending deltas are read once (one scan of a table the roll-up keeps short).
     sql = (
         f"WITH d AS MATERIALIZED (SELECT queue_id, assignee_id, state, sla_state, n, at, {cols} FROM stats_delta "
-        f"WHERE queue_id IN {_in(ids)}) "
+        f"WHERE queue_id {_in(ids)}) "
         f"SELECT 'q' AS kind, q.id AS queue_id, q.name AS a, '' AS b, q.max_open AS v0, "
         f"{seconds_between(vendor, '%s', oldest)} AS v1, {pad(width - 2)} "
-        f"FROM {Queue._meta.db_table} q WHERE q.id IN {_in(ids)} "
+        f"FROM {Queue._meta.db_table} q WHERE q.id {_in(ids)} "
         f"UNION ALL SELECT 'o', queue_id, state, sla_state, SUM(n), {pad(width - 1)} FROM ("
-        f"SELECT queue_id, state, sla_state, n FROM stats_queuecounter WHERE queue_id IN {_in(ids)} "
+        f"SELECT queue_id, state, sla_state, n FROM stats_queuecounter WHERE queue_id {_in(ids)} "
         "UNION ALL SELECT queue_id, state, sla_state, n FROM d WHERE n <> 0"
         ") c GROUP BY queue_id, state, sla_state "
         f"UNION ALL SELECT 'u', x.queue_id, u.username, '', SUM(x.n), {pad(width - 1)} FROM ("
-        f"SELECT queue_id, user_id, n FROM stats_usercounter WHERE queue_id IN {_in(ids)} "
+        f"SELECT queue_id, user_id, n FROM stats_usercounter WHERE queue_id {_in(ids)} "
         "UNION ALL SELECT queue_id, assignee_id, n FROM d WHERE n <> 0 AND assignee_id IS NOT NULL"
         f") x JOIN {users} u ON u.id = x.user_id GROUP BY x.queue_id, u.username HAVING SUM(x.n) > 0 "
         f"UNION ALL SELECT 'w', queue_id, '', '', {', '.join(f'SUM({f})' for f in HOUR_FIELDS)} FROM ("
-        f"SELECT queue_id, {cols} FROM stats_queuehour WHERE queue_id IN {_in(ids)} AND hour >= %s "
+        f"SELECT queue_id, {cols} FROM stats_queuehour WHERE queue_id {_in(ids)} AND hour >= %s "
         f"UNION ALL SELECT queue_id, {cols} FROM d WHERE at IS NOT NULL AND at >= %s) h GROUP BY queue_id"
     )
-    return sql, [*ids, db_time(now), *ids * 4, db_time(start), db_time(start)]
+    return sql, [*_ids(ids), db_time(now), *_ids(ids) * 4, db_time(start), db_time(start)]
 
 
 def user_figures(queue_ids: Collection[int], window: timedelta = DEFAULT_WINDOW) -> list[dict[str, Any]]:
@@ -229,11 +239,11 @@ def user_figures(queue_ids: Collection[int], window: timedelta = DEFAULT_WINDOW)
         held[uid] += int(n)
     done = _rows(
         "SELECT user_id, SUM(completed), SUM(handle_n), SUM(handle_s) FROM ("
-        f"SELECT user_id, completed, handle_n, handle_s FROM stats_userhour WHERE queue_id IN {_in(ids)} "
+        f"SELECT user_id, completed, handle_n, handle_s FROM stats_userhour WHERE queue_id {_in(ids)} "
         "AND hour >= %s UNION ALL SELECT assignee_id, completed, handle_n, handle_s FROM stats_delta "
-        f"WHERE completed > 0 AND assignee_id IS NOT NULL AND at >= %s AND queue_id IN {_in(ids)}"
+        f"WHERE completed > 0 AND assignee_id IS NOT NULL AND at >= %s AND queue_id {_in(ids)}"
         ") x GROUP BY user_id",
-        [*ids, db_time(start), db_time(start), *ids],
+        [*_ids(ids), db_time(start), db_time(start), *_ids(ids)],
     )
     completed = {uid: (int(c), int(hn), hs) for uid, c, hn, hs in done}
     User = get_user_model()
@@ -282,10 +292,10 @@ def timeseries(
     ids = sorted(set(queue_ids))
     if ids and buckets:
         rows = _rows(
-            f"SELECT hour, {metric} FROM stats_queuehour WHERE queue_id IN {_in(ids)} AND hour >= %s "
+            f"SELECT hour, {metric} FROM stats_queuehour WHERE queue_id {_in(ids)} AND hour >= %s "
             f"AND {metric} > 0 UNION ALL SELECT at, {metric} FROM stats_delta WHERE {metric} > 0 "
-            f"AND at >= %s AND queue_id IN {_in(ids)}",
-            [*ids, db_time(first), db_time(first), *ids],
+            f"AND at >= %s AND queue_id {_in(ids)}",
+            [*_ids(ids), db_time(first), db_time(first), *_ids(ids)],
         )
         for at, n in rows:
             i = (as_utc(at) - first) // interval
@@ -303,9 +313,9 @@ def age_distribution(queue_ids: Collection[int]) -> list[dict[str, Any]]:
     if ids:
         now = timezone.now()
         rows = _rows(
-            f"SELECT hour, n FROM stats_openage WHERE queue_id IN {_in(ids)} "
-            f"UNION ALL SELECT item_created_at, n FROM stats_delta WHERE n <> 0 AND queue_id IN {_in(ids)}",
-            [*ids, *ids],
+            f"SELECT hour, n FROM stats_openage WHERE queue_id {_in(ids)} "
+            f"UNION ALL SELECT item_created_at, n FROM stats_delta WHERE n <> 0 AND queue_id {_in(ids)}",
+            [*_ids(ids), *_ids(ids)],
         )
         for created_hour, n in rows:
             age = (now - hour_start(created_hour)).total_seconds()
