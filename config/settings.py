@@ -173,6 +173,13 @@ for _database in DATABASES.values():
         # OLTP connections: PostgreSQL's JIT compiles a plan whose cost estimate passes
         # jit_above_cost, which costs a request 1-2 s and never pays back on a page of 20 rows.
         _database.setdefault("OPTIONS", {})["options"] = "-c jit=off"
+        # Prepared statements for the hot path's compiled queries (config.sqlcache): PostgreSQL
+        # parses and plans each once per connection. Only what sqlcache runs through its
+        # server-side-binding cursor is prepared (Django's own cursors bind on the client, and
+        # prepare nothing). DB_PREPARED_STATEMENTS=false behind a pooler in transaction mode
+        # that does not keep prepared statements across server connections (PgBouncer < 1.21).
+        if envbool("DB_PREPARED_STATEMENTS", "true"):
+            _database["OPTIONS"]["prepare_threshold"] = 2**31 - 1  # never by count: sqlcache asks
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env("REDIS_URL", "redis://127.0.0.1:6379/0")
