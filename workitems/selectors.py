@@ -24,6 +24,7 @@ from django.db.models.functions import Cast, Concat, JSONObject
 from django.utils import timezone
 
 from audit.models import AuditHead
+from config import sqlcache
 from distribution.constraints import Locked, has_profile, lock_user
 from distribution.strategies import Candidate
 from workitems import policy
@@ -83,18 +84,9 @@ def _as_bool(q: Q) -> ExpressionWrapper:
     return ExpressionWrapper(q, output_field=BooleanField())
 
 
-def work_item_get_for(*, actor, item_id: int, for_update: bool = False, claimer=None) -> WorkItem:
-    """One item `actor` may see, optionally row-locked; NotFound otherwise.
-
-    One statement: the row (with its queue, lifecycle and users), its candidate and excluded
-    lists as names (`item.list_names`), whether `actor` sees it, and, when locked, the head
-    of its audit chain (`item.audit_head`: (seq, hash) or None), which the lock orders, so
-    the change's audit record needs no read of its own. With
-    `claimer`, whether that user may claim it (`item.claimable`, policy.claimable_filter)."""
+def _get_for_queryset(actor, item_id, *, for_update: bool, claimer, visibility: Q | None) -> QuerySet[WorkItem]:
+    """work_item_get_for's statement (see there)."""
     qs = WorkItem.objects.select_related("queue__lifecycle", "assignee", "created_by", "reserved_for")
-    if actor is not None and not actor.is_authenticated:
-        raise NotFound(f"work item {item_id} not found")
-    visibility = visibility_filter(actor)
     extra = _list_columns()
     if visibility is not None:
         extra["_visible"] = _as_bool(visibility)
@@ -104,11 +96,72 @@ def work_item_get_for(*, actor, item_id: int, for_update: bool = False, claimer=
         extra["_head_seq"], extra["_head_hash"] = _head("seq"), _head("hash")
     if claimer is not None:
         extra["claimable"] = _as_bool(policy.claimable_filter(claimer))
+    return qs.annotate(**extra).filter(pk=item_id)
+
+
+def stand_in_user(stand: sqlcache.Stand, n_groups: int):
+    """A user of stand-in id and `n_groups` stand-in groups, no role that sees everything, for
+    building a template of a query the policy's filters shape (config.sqlcache)."""
+    user = get_user_model()(pk=stand.value("uid"), is_active=True)
+    user._workstream_groups = [(gid, "") for gid in stand.values("g", n_groups)]
+    user._workstream_roles = frozenset()
+    return user
+
+
+def user_values(user) -> dict:
+    """The values of stand_in_user's slots for `user`."""
+    return {"uid": user.pk, **{f"g{i}": gid for i, gid in enumerate(policy.group_ids_of(user))}}
+
+
+def _get_for_template(actor, *, for_update: bool, claimer, sees_all: bool) -> sqlcache.Template | None:
+    """work_item_get_for's statement compiled once per shape (config.sqlcache): whether the
+    actor's visibility applies, locked or not, with the claimer's candidacy or not, and the
+    number of the actor's groups."""
+    if claimer is not None and claimer is not actor:
+        return None
+    n = len(policy.group_ids_of(actor)) if actor is not None and not (sees_all and claimer is None) else 0
+    key = ("work_item_get_for", sees_all, for_update, claimer is not None, n)
+
+    def build(stand: sqlcache.Stand):
+        user = stand_in_user(stand, n) if not (sees_all and claimer is None) else None
+        return _get_for_queryset(
+            user,
+            stand.value("item"),
+            for_update=for_update,
+            claimer=user if claimer is not None else None,
+            visibility=None if sees_all else policy.visible_filter(user),
+        )
+
+    return sqlcache.template(key, build)
+
+
+def work_item_get_for(*, actor, item_id: int, for_update: bool = False, claimer=None) -> WorkItem:
+    """One item `actor` may see, optionally row-locked; NotFound otherwise.
+
+    One statement: the row (with its queue, lifecycle and users), its candidate and excluded
+    lists as names (`item.list_names`), whether `actor` sees it, and, when locked, the head
+    of its audit chain (`item.audit_head`: (seq, hash) or None), which the lock orders, so
+    the change's audit record needs no read of its own. With
+    `claimer`, whether that user may claim it (`item.claimable`, policy.claimable_filter).
+    On PostgreSQL its SQL is compiled once per shape (_get_for_template)."""
+    if actor is not None and not actor.is_authenticated:
+        raise NotFound(f"work item {item_id} not found")
+    sees_all = policy.sees_everything(actor)
+    template = _get_for_template(actor, for_update=for_update, claimer=claimer, sees_all=sees_all)
     try:
-        item = qs.annotate(**extra).get(pk=item_id)
+        if template is not None:
+            pk = WorkItem._meta.pk.get_prep_value(item_id)
+            found = template.fetch({"item": pk, **(user_values(actor) if actor is not None else {})})
+            if not found:
+                raise WorkItem.DoesNotExist
+            item = found[0]
+        else:
+            visibility = None if sees_all else visibility_filter(actor)
+            qs = _get_for_queryset(actor, item_id, for_update=for_update, claimer=claimer, visibility=visibility)
+            item = qs.get()
     except (WorkItem.DoesNotExist, ValueError, TypeError):
         raise NotFound(f"work item {item_id} not found") from None
-    if visibility is not None and not item._visible:
+    if not sees_all and not item._visible:
         raise NotFound(f"work item {item_id} not found")
     if for_update:
         keep_head(item)
@@ -189,19 +242,48 @@ def _walk_params(actor, queue_ids, only_queue, k, skip) -> dict:
     }
 
 
-def claim_next_lock(*, actor, queue_ids: list[int], only_queue: int | None, k: int, skip: list[int]) -> WorkItem | None:
-    """claim-next's walk and lock in ONE statement: of the best `k` candidates the walk finds
-    (claim_next_candidate_ids), the best OFFERED row nobody else holds, locked FOR UPDATE SKIP
-    LOCKED, with its audit head (`item.audit_head`). None when all of them are taken or being taken."""
+def _claim_next_queryset(walk) -> QuerySet[WorkItem]:
     qs = WorkItem.objects.select_related("queue__lifecycle", "assignee", "created_by", "reserved_for")
     qs = qs.select_for_update(skip_locked=True, of=("self",)).annotate(
         _head_seq=_head("seq"), _head_hash=_head("hash"), **_list_columns()
     )
+    return qs.filter(pk__in=walk, state=State.OFFERED).order_by(*CLAIM_ORDER)[:1]
+
+
+def _claim_next_walk(params: dict) -> RawSQL:
+    return RawSQL(*_positional(_CLAIM_NEXT_SQL, params))  # noqa: S611 - a constant query, bound parameters
+
+
+def _claim_next_stand_ins(stand: sqlcache.Stand) -> dict:
+    return {
+        "uid": stand.value("uid"),
+        "gids": stand.array("gids"),
+        "qids": stand.array("qids"),
+        "only_queue": stand.value("only_queue"),
+        "k": stand.value("k"),
+        "now": timezone.now(),
+        "skip": stand.array("skip"),
+    }
+
+
+def claim_next_lock(*, actor, queue_ids: list[int], only_queue: int | None, k: int, skip: list[int]) -> WorkItem | None:
+    """claim-next's walk and lock in ONE statement: of the best `k` candidates the walk finds
+    (claim_next_candidate_ids), the best OFFERED row nobody else holds, locked FOR UPDATE SKIP
+    LOCKED, with its audit head (`item.audit_head`). None when all of them are taken or being
+    taken. On PostgreSQL its SQL is compiled once (config.sqlcache)."""
     if connection.vendor == "postgresql":
-        walk = RawSQL(*_positional(_CLAIM_NEXT_SQL, _walk_params(actor, queue_ids, only_queue, k, skip)))  # noqa: S611 - a constant query, bound parameters
+        params = _walk_params(actor, queue_ids, only_queue, k, skip)
+        template = sqlcache.template(
+            ("claim_next_lock",), lambda stand: _claim_next_queryset(_claim_next_walk(_claim_next_stand_ins(stand)))
+        )
+        if template is not None:
+            found = template.fetch(params)
+            item = found[0] if found else None
+        else:
+            item = _claim_next_queryset(_claim_next_walk(params)).first()
     else:
         walk = claim_next_candidate_ids(actor=actor, queue_ids=queue_ids, only_queue=only_queue, k=k, skip=skip)
-    item = qs.filter(pk__in=walk, state=State.OFFERED).order_by(*CLAIM_ORDER).first()
+        item = _claim_next_queryset(walk).first()
     if item is not None:
         keep_head(item)
         keep_lists(item)
@@ -233,10 +315,8 @@ class Claimer:
         return Locked(self.user, candidate, excluded=False)  # the walk leaves out items that exclude it
 
 
-def claimer_lock(actor, *, only_queue: int | None = None) -> Claimer:
-    """Lock `actor`'s user row (what it holds cannot change under the claim), then read, in one
-    statement on PostgreSQL, its profile, the queues of what it holds, and its active member
-    queues (its groups, valid roles) with their lifecycle's roles and per-user capacity."""
+def _member_and_held(actor, only_queue: int | None) -> tuple[QuerySet[Queue], QuerySet[WorkItem]]:
+    """The claimer's active member queues (its groups, valid roles) and what it holds or has reserved."""
     member = Queue.objects.filter(active=True).filter(
         Q(candidate_groups__in=policy.group_ids_of(actor)) | Q(pk__in=policy.role_queue_ids(actor))
     )
@@ -245,21 +325,49 @@ def claimer_lock(actor, *, only_queue: int | None = None) -> Claimer:
     held = WorkItem.objects.filter(
         Q(assignee_id=actor.pk, state__in=HELD_STATES) | Q(reserved_for_id=actor.pk, state=State.OFFERED)
     )
-    lock_user(actor.pk)  # its own statement: the read's snapshot comes after the lock (constraints.lock_candidate)
-    users = get_user_model().objects.select_related("workstream_profile")
-    if connection.vendor == "postgresql":
-        user = users.annotate(
+    return member, held
+
+
+def _claimer_queryset(actor, only_queue: int | None):
+    """The claimer's user row with its profile, its member queues (`_queues`) and the queue of
+    each item it holds (`_held`), in one statement (PostgreSQL)."""
+    member, held = _member_and_held(actor, only_queue)
+    return (
+        get_user_model()
+        .objects.select_related("workstream_profile")
+        .annotate(
             _queues=ArraySubquery(
                 member.distinct().values(
                     j=JSONObject(id=F("id"), roles=F("lifecycle__action_roles"), cap=F("capacity_per_user"))
                 )
             ),
             _held=ArraySubquery(held.values("queue_id")),
-        ).get(pk=actor.pk)
+        )
+        .filter(pk=actor.pk)
+    )
+
+
+def claimer_lock(actor, *, only_queue: int | None = None) -> Claimer:
+    """Lock `actor`'s user row (what it holds cannot change under the claim), then read, in one
+    statement on PostgreSQL, its profile, the queues of what it holds, and its active member
+    queues (its groups, valid roles) with their lifecycle's roles and per-user capacity."""
+    lock_user(actor.pk)  # its own statement: the read's snapshot comes after the lock (constraints.lock_candidate)
+    if connection.vendor == "postgresql":
+        n = len(policy.group_ids_of(actor))
+
+        def build(stand: sqlcache.Stand):
+            return _claimer_queryset(stand_in_user(stand, n), None if only_queue is None else stand.value("only"))
+
+        template = sqlcache.template(("claimer_lock", n, only_queue is not None), build)
+        if template is not None:
+            (user,) = template.fetch({**user_values(actor), "only": only_queue})
+        else:
+            user = _claimer_queryset(actor, only_queue).get()
         queues = [(q["id"], q["roles"], q["cap"]) for q in user._queues]
         held_ids = list(user._held)
     else:  # the embedded SQLite default: three statements
-        user = users.get(pk=actor.pk)
+        member, held = _member_and_held(actor, only_queue)
+        user = get_user_model().objects.select_related("workstream_profile").get(pk=actor.pk)
         queues = list(member.distinct().values_list("id", "lifecycle__action_roles", "capacity_per_user"))
         held_ids = list(held.values_list("queue_id", flat=True))
     profile = getattr(user, "workstream_profile", None) if has_profile(user) else None

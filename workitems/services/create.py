@@ -8,7 +8,8 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
-from django.db import transaction
+from django.db import DEFAULT_DB_ALIAS, connection, transaction
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from config import statements, wsconfig
@@ -44,7 +45,10 @@ class _CreateLookups:
         return self.url_refusals[url]
 
 
-def _lookups_for(bodies: list[dict]) -> _CreateLookups:
+def _lookups_for(bodies: list[dict], *, reserve_id: bool = False) -> _CreateLookups:
+    """The queues, users and groups the bodies name. With `reserve_id` (one body, PostgreSQL), the
+    queue's row comes with a fresh work-item id (`_next_item_id`, the table's own sequence), so
+    the item's INSERT can go with the rest of the create as one statement (_insert_item)."""
     queue_names, usernames, group_names = set(), set(), set()
     for body in bodies:
         queue_names.add(body["queue"])
@@ -52,7 +56,11 @@ def _lookups_for(bodies: list[dict]) -> _CreateLookups:
         if body.get("assignee"):
             usernames.add(body["assignee"])
         group_names.update(body.get("candidate_groups", []))
-    queues = {q.name: q for q in Queue.objects.select_related("lifecycle", "calendar").filter(name__in=queue_names)}
+    found = Queue.objects.select_related("lifecycle", "calendar").filter(name__in=queue_names)
+    if reserve_id and connection.vendor == "postgresql":
+        next_id = RawSQL("nextval(pg_get_serial_sequence(%s, 'id'))", [WorkItem._meta.db_table])  # noqa: S611 - constant SQL
+        found = found.annotate(_next_item_id=next_id)
+    queues = {q.name: q for q in found}
     users = {u.username: u for u in User.objects.filter(username__in=usernames)}
     groups = {g.name: g for g in Group.objects.filter(name__in=group_names)}
     return _CreateLookups(queues, users, groups)
@@ -135,13 +143,15 @@ def _build_item(body: dict, lookups: _CreateLookups, actor, prefix: str) -> tupl
     return item, {**related, "assignee": assignee}
 
 
-def _insert_item(item: WorkItem, related: dict, actor) -> WorkItem:
+def _insert_item(item: WorkItem, related: dict, actor, *, item_id: int | None = None) -> WorkItem:
     """Route, insert, link and record one new item: a single change at version 1.
 
     The distribution decision is taken before the insert and applied as the
     item's first transition (offer, assign or reserve), so a create costs one
     item row, one audit record and one event (plus `workitem.unassigned.v1`
-    when a push strategy found nobody)."""
+    when a push strategy found nobody). With `item_id` (reserved from the table's sequence,
+    _lookups_for) the item's INSERT is the first part of the create's one statement; else
+    it is sent first on its own, for its id."""
     route = route_item(item=item, requested_assignee=related["assignee"], related=related)
     if route.action == "assign":
         item.assign(user=route.user)
@@ -150,11 +160,15 @@ def _insert_item(item: WorkItem, related: dict, actor) -> WorkItem:
     else:
         item.offer()
     item.event_seq = 1
-    item.save(force_insert=True)
+    batch = statements.Batch()
+    if item_id is not None:
+        item.pk = item_id  # after routing: distribution reads an item without an id as one being created
+        batch.insert(WorkItem, [item])
+    else:
+        item.save(force_insert=True)
     item.audit_head = None  # a new stream
     # Everything else of the create is one statement: the candidate lists, the assignee's
     # last assignment, the audit record and its chain head, the event(s).
-    batch = statements.Batch()
     for name in ("candidate_users", "candidate_groups", "excluded_users"):
         if related[name]:
             batch.insert(*_links(item, name, related[name]))
@@ -171,6 +185,9 @@ def _insert_item(item: WorkItem, related: dict, actor) -> WorkItem:
     if route.unassigned:
         emit_unassigned(item, route, batch=batch)
     batch.run()
+    if item_id is not None:  # as Model.save() leaves a saved instance
+        item._state.adding, item._state.db = False, DEFAULT_DB_ALIAS
+        item._update_initial_state()
     for name in ("candidate_users", "candidate_groups", "excluded_users"):
         item._prefetched_objects_cache = getattr(item, "_prefetched_objects_cache", {})
         item._prefetched_objects_cache[name] = _as_prefetched(item, name, related[name])
@@ -206,8 +223,9 @@ def work_item_create(*, actor, data: dict) -> WorkItem:
     errors = schemas.create_shape_errors(data)
     if errors:
         raise ValidationFailed(errors)
-    item, related = _build_item(data, _lookups_for([data]), actor, "")
-    item = _insert_item(item, related, actor)
+    lookups = _lookups_for([data], reserve_id=True)
+    item, related = _build_item(data, lookups, actor, "")
+    item = _insert_item(item, related, actor, item_id=getattr(item.queue, "_next_item_id", None))
     WORKITEM_CREATE_LATENCY_MS.observe((time.perf_counter() - t0) * 1000)
     return item
 

@@ -1,0 +1,175 @@
+"""Compiled SQL kept per shape: the ORM builds and compiles a hot query once, with stand-in
+values; later calls send the same SQL with the real values, and build the model instances the
+way the ORM's own iterable does (select_related rows, annotations, field converters).
+
+A third to a half of a command's Python went into building and compiling the same few
+queries (the lock with its visibility, candidacy, audit head and lists) on every call. The SQL
+still comes from the ORM and the policy's own filters, so a model or policy change needs no
+edit here; only the values differ from call to call.
+
+How a value finds its place: the query is built with stand-ins (`Stand.value(name)`: negative
+integers no real id can be, or a list holding one), and each compiled parameter
+equal to a stand-in becomes that name's slot. Every datetime parameter is the clock (`now`):
+a template is only for queries whose times are all "now" (role validity, follow-up). A shape
+whose stand-ins did not come through as parameters unchanged (one of them missing, or turned
+into something else) is not kept, and the caller uses the ORM.
+
+PostgreSQL only (the embedded SQLite default keeps the ORM path). Kept per connection object,
+so per thread, like the connection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable
+from datetime import datetime
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+from django.db import DEFAULT_DB_ALIAS, connection
+from django.db.models import QuerySet
+from django.db.models.query import get_related_populators
+from django.utils import timezone
+
+try:
+    from django.db.backends.postgresql.base import ServerBindingCursor
+except (ImportError, ImproperlyConfigured):  # no psycopg 3 (the embedded SQLite default needs none)
+    ServerBindingCursor = object
+
+# Negative (no id sequence gives one) and inside a 32-bit integer column's range: Django drops a
+# lookup whose value is out of its field's range (EmptyResultSet), which would change the SQL.
+_BASE = -2_061_000_000
+_MARK = str(-_BASE)[:5]  # a stand-in's digits, to catch one that was turned into text
+
+
+class Stand:
+    """The stand-ins of one template build: `value(name)` an integer, `values(name, n)` n of
+    them (name0 … name{n-1}), `array(name)` a list holding one (an array parameter)."""
+
+    def __init__(self) -> None:
+        self.by_value: dict[Any, str] = {}
+
+    def value(self, name: str) -> int:
+        v = _BASE - len(self.by_value)
+        self.by_value[v] = name
+        return v
+
+    def values(self, name: str, n: int) -> list[int]:
+        return [self.value(f"{name}{i}") for i in range(n)]
+
+    def array(self, name: str) -> list[int]:
+        v = self.value(name)
+        self.by_value[v] = f"[{name}]"
+        return [v]
+
+
+class Template:
+    """One compiled SELECT and where its values go."""
+
+    def __init__(self, queryset: QuerySet, stand: Stand) -> None:
+        compiler = queryset.query.get_compiler(using=DEFAULT_DB_ALIAS)
+        sql, params = compiler.as_sql()
+        self.compiler, self.sql, self.params = compiler, sql, list(params)
+        self.slots: list[tuple[int, str]] = []
+        found = set()
+        for i, p in enumerate(self.params):
+            name = _slot(p, stand)
+            if name is not None:
+                self.slots.append((i, name))
+                found.add(name)
+            elif _MARK in repr(p):
+                raise Unfit(f"a stand-in came through changed: {p!r}")
+        missing = {n.strip("[]") for n in stand.by_value.values()} - {n.strip("[]") for n in found}
+        if missing:
+            raise Unfit(f"stand-ins not among the parameters: {sorted(missing)}")
+        select, klass_info = compiler.select, compiler.klass_info
+        start, end = klass_info["select_fields"][0], klass_info["select_fields"][-1] + 1
+        self.model = klass_info["model"]
+        self.model_slice = slice(start, end)
+        self.init_list = [f[0].target.attname for f in select[start:end]]
+        self.annotation_col_map = compiler.annotation_col_map
+        self.col_count = compiler.col_count if compiler.has_extra_select else None
+
+    def bind(self, values: dict[str, Any]) -> list:
+        params = list(self.params)
+        now = values.get("now") or timezone.now()
+        for i, p in enumerate(params):
+            if isinstance(p, datetime):
+                params[i] = now
+        for i, name in self.slots:
+            params[i] = values[name]
+        return params
+
+    def fetch(self, values: dict[str, Any]) -> list:
+        """The model instances of the rows for `values` (each slot's name → its value)."""
+        with prepared_cursor() as cur:
+            cur.execute(self.sql, self.bind(values))
+            rows = cur.fetchall()
+        if self.col_count is not None:
+            rows = [r[: self.col_count] for r in rows]
+        compiler = self.compiler
+        populators = get_related_populators(compiler.klass_info, compiler.select, DEFAULT_DB_ALIAS)
+        objs = []
+        for row in compiler.results_iter(results=[rows]):
+            obj = self.model.from_db(DEFAULT_DB_ALIAS, self.init_list, row[self.model_slice])
+            for populator in populators:
+                populator.populate(row, obj)
+            for attr, pos in self.annotation_col_map.items():
+                setattr(obj, attr, row[pos])
+            objs.append(obj)
+        return objs
+
+
+class _Prepared(ServerBindingCursor):
+    """psycopg 3's server-side binding, each statement prepared (once per connection)."""
+
+    def execute(self, query, params=None, **kwargs):
+        return super().execute(query, params, prepare=True)
+
+
+def prepared_cursor():
+    """A cursor whose statements PostgreSQL parses and plans once per connection (psycopg 3
+    server-side binding, a named prepared statement per SQL text), when the connection has
+    prepared statements on (settings: DB_PREPARED_STATEMENTS, OPTIONS prepare_threshold; off
+    behind a pooler in transaction mode that does not keep them, e.g. PgBouncer before 1.21).
+    Otherwise, or off psycopg 3, the connection's ordinary cursor. Wrapped like any Django
+    cursor (execute wrappers, query logging, error translation)."""
+    connection.ensure_connection()
+    raw = connection.connection
+    if ServerBindingCursor is object or getattr(raw, "prepare_threshold", None) is None:
+        return connection.cursor()
+    cursor = _Prepared(raw)
+    return connection.make_debug_cursor(cursor) if connection.queries_logged else connection.make_cursor(cursor)
+
+
+class Unfit(Exception):
+    """The query's values do not come through as plain parameters: use the ORM for it."""
+
+
+def _slot(p: Any, stand: Stand) -> str | None:
+    if isinstance(p, list) and len(p) == 1 and isinstance(p[0], int) and not isinstance(p[0], bool):
+        name = stand.by_value.get(p[0])
+        return name.strip("[]") if name and name.startswith("[") else None
+    if isinstance(p, int) and not isinstance(p, bool):
+        name = stand.by_value.get(p)
+        return name if name and not name.startswith("[") else None
+    return None
+
+
+_UNFIT = object()
+
+
+def template(key: Hashable, build: Callable[[Stand], QuerySet]) -> Template | None:
+    """The template of the shape `key`, built by `build(stand)` the first time on this
+    connection; None off PostgreSQL or when the shape is unfit (then use the ORM)."""
+    if connection.vendor != "postgresql":
+        return None
+    cache = connection.__dict__.setdefault("_workstream_templates", {})
+    found = cache.get(key)
+    if found is None:
+        stand = Stand()
+        try:
+            found = Template(build(stand), stand)
+        except Unfit:
+            found = _UNFIT
+        cache[key] = found
+    return None if found is _UNFIT else found

@@ -1,0 +1,121 @@
+"""config.sqlcache: a hot query compiled once per shape answers exactly what the ORM answers,
+refuses a shape whose values do not come through as parameters, and is prepared once per
+connection by PostgreSQL (issue 13)."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.db import connection, transaction
+
+from config import sqlcache
+from tests import factories
+from workitems import policy, selectors
+from workitems.models import WorkItem
+
+pytestmark = pytest.mark.django_db
+
+
+def fresh(user):
+    return get_user_model().objects.get(pk=user.pk)
+
+
+def orm_row(actor, item_id, *, for_update, claimer):
+    """work_item_get_for's statement through the ORM (what the template replaces)."""
+    visibility = None if policy.sees_everything(actor) else policy.visible_filter(actor)
+    qs = selectors._get_for_queryset(actor, item_id, for_update=for_update, claimer=claimer, visibility=visibility)
+    return qs.first()
+
+
+def row_of(item) -> dict:
+    skip = {"_state", "_prefetched_objects_cache", "_django_fsm_state_cache"}
+    values = {k: v for k, v in item.__dict__.items() if k not in skip and not k.startswith("_fsm")}
+    values["related"] = {
+        name: getattr(item, name).pk if getattr(item, name) is not None else None
+        for name in ("queue", "assignee", "created_by", "reserved_for")
+    }
+    # what select_related filled in, on the item and on its queue (the lifecycle)
+    values["joined"] = (sorted(item._state.fields_cache), sorted(item.queue._state.fields_cache))
+    return values
+
+
+@pytest.fixture
+def world(db):
+    team, other = factories.group("sq-team"), factories.group("sq-other")
+    svc = factories.user("sq-svc", roles=["service"])
+    member = factories.user("sq-member", roles=["worker"], groups=[team])
+    outsider = factories.user("sq-outsider", roles=["worker"], groups=[other])
+    named = factories.user("sq-named", roles=["worker"])
+    queue = factories.queue("sq-queue", groups=[team])
+    plain = factories.item(actor=svc, queue=queue)
+    naming = factories.item(actor=svc, queue=queue, candidate_users=["sq-named"], excluded_users=["sq-member"])
+    return {"svc": svc, "member": member, "outsider": outsider, "named": named, "items": [plain, naming]}
+
+
+@pytest.mark.parametrize("who", ["svc", "member", "outsider", "named"])
+@pytest.mark.parametrize("for_update", [False, True])
+@pytest.mark.parametrize("claiming", [False, True])
+def test_the_lock_template_reads_what_the_orm_reads(world, who, for_update, claiming):
+    actor = fresh(world[who])
+    claimer = actor if claiming else None
+    template = selectors._get_for_template(
+        actor, for_update=for_update, claimer=claimer, sees_all=policy.sees_everything(actor)
+    )
+    assert template is not None, "the shape is fit: its values are plain parameters"
+    with transaction.atomic():
+        for item in world["items"]:
+            (cached,) = template.fetch({"item": item.pk, **selectors.user_values(actor)})
+            assert row_of(cached) == row_of(orm_row(actor, item.pk, for_update=for_update, claimer=claimer))
+    if who == "outsider":
+        assert not cached._visible
+    if claiming and who in ("member", "named"):
+        # the member may claim the plain item; the second names only sq-named and excludes sq-member
+        assert cached.claimable is (who == "named")
+
+
+def test_the_template_follows_the_actors_values_not_the_first_callers(world):
+    """One shape, two callers: each gets its own visibility (the first caller's ids are not baked in)."""
+    item = world["items"][0]
+    member, outsider = fresh(world["member"]), fresh(world["outsider"])
+    assert selectors.work_item_get_for(actor=member, item_id=item.pk).pk == item.pk
+    with pytest.raises(Exception) as caught:
+        selectors.work_item_get_for(actor=outsider, item_id=item.pk)
+    assert type(caught.value).__name__ == "NotFound"
+
+
+def test_a_stand_in_turned_into_text_is_refused(world):
+    """A value that does not reach the SQL as the same parameter makes the shape unfit: the
+    caller keeps the ORM path."""
+
+    def build(stand):
+        return WorkItem.objects.filter(title=str(stand.value("title")))
+
+    assert sqlcache.template(("test-unfit-text",), build) is None
+
+
+def test_a_stand_in_that_never_reaches_the_sql_is_refused(world):
+    def build(stand):
+        stand.value("unused")
+        return WorkItem.objects.filter(pk=stand.value("item"))
+
+    assert sqlcache.template(("test-unfit-missing",), build) is None
+
+
+def test_the_statement_is_prepared_once_per_connection(world):
+    """With prepared statements on (the default), PostgreSQL holds the template's statement."""
+    actor = fresh(world["member"])
+    item = world["items"][0]
+    selectors.work_item_get_for(actor=actor, item_id=item.pk)
+    assert connection.connection.prepare_threshold is not None, "on by default (DB_PREPARED_STATEMENTS)"
+    template = selectors._get_for_template(actor, for_update=False, claimer=None, sees_all=False)
+    head = template.sql[:120]  # the select list's start: no parameter in it
+    assert "%s" not in head
+
+    def prepared():
+        with connection.cursor() as cur:
+            cur.execute("SELECT statement FROM pg_prepared_statements")
+            return [row[0] for row in cur.fetchall() if row[0].startswith(head)]
+
+    assert len(prepared()) == 1
+    selectors.work_item_get_for(actor=actor, item_id=world["items"][1].pk)
+    assert len(prepared()) == 1, "the second call runs the same prepared statement"
