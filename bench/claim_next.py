@@ -82,7 +82,7 @@ def drop_database(url: str, name: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def setup_django(bench_url: str) -> None:
+def setup_django(bench_url: str, *, migrate: bool = True) -> None:
     os.environ["DATABASE_URL"] = bench_url
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     os.environ.setdefault("LOG_LEVEL", "WARNING")
@@ -91,6 +91,8 @@ def setup_django(bench_url: str) -> None:
     import django
 
     django.setup()
+    if not migrate:  # a process joining a run whose database is migrated (bench/hot_path.py --parts procs)
+        return
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0, interactive=False)
