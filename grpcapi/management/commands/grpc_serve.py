@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from pathlib import Path
@@ -11,17 +12,35 @@ from django.core.management.base import BaseCommand, CommandError
 from grpcapi.server import Tls, build
 
 
+def env(name: str, default: str) -> str:
+    return os.environ.get(name) or default
+
+
+def path_env(name: str) -> Path | None:
+    value = os.environ.get(name)
+    return Path(value) if value else None
+
+
 class Command(BaseCommand):
     help = "Serve the gRPC API (workstream.v1.WorkItems, grpc.health.v1, reflection) until SIGTERM/SIGINT."
 
     def add_arguments(self, parser):
-        parser.add_argument("--host", default="[::]", help="address to bind (default [::], every interface)")
-        parser.add_argument("--port", type=int, default=50051, help="port (default 50051; 0: a free one)")
-        parser.add_argument("--max-workers", type=int, default=8, help="worker threads (concurrent calls; default 8)")
-        parser.add_argument("--certfile", type=Path, help="TLS: the server's certificate chain (PEM)")
-        parser.add_argument("--keyfile", type=Path, help="TLS: the server's private key (PEM)")
+        # Each option's default comes from the environment (GRPC_PORT, GRPC_CERTFILE, …), as a
+        # deployment configures it; an option given wins.
+        parser.add_argument("--host", default=env("GRPC_HOST", "[::]"), help="address to bind (default [::])")
         parser.add_argument(
-            "--client-ca", type=Path, help="mTLS: CA certificates (PEM); clients must present a certificate they signed"
+            "--port", type=int, default=int(env("GRPC_PORT", "50051")), help="port (default 50051; 0: a free one)"
+        )
+        parser.add_argument(
+            "--max-workers", type=int, default=int(env("GRPC_MAX_WORKERS", "8")), help="worker threads (default 8)"
+        )
+        parser.add_argument("--certfile", type=Path, default=path_env("GRPC_CERTFILE"), help="TLS: certificate (PEM)")
+        parser.add_argument("--keyfile", type=Path, default=path_env("GRPC_KEYFILE"), help="TLS: private key (PEM)")
+        parser.add_argument(
+            "--client-ca",
+            type=Path,
+            default=path_env("GRPC_CLIENT_CA"),
+            help="mTLS: CA certificates (PEM); clients must present a certificate one of them signed",
         )
         parser.add_argument("--grace", type=float, default=10.0, help="seconds calls in flight get on shutdown")
 
