@@ -85,18 +85,24 @@ def problem_of(exc: Exception, *, instance: str) -> Refused | None:
     return None
 
 
-def abort(context: grpc.ServicerContext, exc: Exception, *, instance: str):
-    """End the call with the status code and trailers of `exc`'s problem (raises)."""
+def refusal(exc: Exception, *, instance: str) -> Refused:
+    """The problem `exc` answers with; an exception that is no refusal is a bug: logged, and
+    answered as `server-error` (INTERNAL) without its details."""
     refused = problem_of(exc, instance=instance)
     if refused is None:
         log.exception("gRPC %s failed", instance)
-        refused = Refused(
-            problem_body(
-                "server-error", "the server failed; the request id identifies it in the logs", instance=instance
-            )
-        )
+        detail = "the server failed; the request id identifies it in the logs"
+        refused = Refused(problem_body("server-error", detail, instance=instance))
+    return refused
+
+
+def kind_of(refused: Refused) -> str:
+    return refused.body["type"].rsplit("/", 1)[-1]
+
+
+def abort(context: grpc.ServicerContext, refused: Refused):
+    """End the call with the refusal's status code and trailers (raises)."""
     body = refused.body
-    kind = body["type"].rsplit("/", 1)[-1]
     context.set_trailing_metadata(
         (
             ("problem-type", body["type"]),
@@ -104,4 +110,4 @@ def abort(context: grpc.ServicerContext, exc: Exception, *, instance: str):
             *((k, v) for k, v in refused.trailers if v),
         )
     )
-    context.abort(CODES.get(kind, C.UNKNOWN), body["detail"])
+    context.abort(CODES.get(kind_of(refused), C.UNKNOWN), body["detail"])

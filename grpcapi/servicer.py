@@ -7,13 +7,14 @@ Each call runs as an API request does: Django's database connections checked bef
 (close_old_connections: the server's worker threads are long-lived, as gunicorn's are), a
 request id (`x-request-id` metadata, else a new one, sent back in the initial metadata) in the
 audit and outbox rows, its own read-your-writes scope (config.db_router), and the whole unit
-run again on a transient database conflict (config.retry).
+run again on a transient database conflict (config.retry), and one access record (grpcapi.access).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import functools
 import json
 import time
@@ -22,6 +23,7 @@ from collections.abc import Callable, Iterator
 import grpc
 from django.db import close_old_connections, transaction
 from django.http import JsonResponse
+from django.utils import timezone
 from google.protobuf import json_format
 from rest_framework import exceptions as drf
 from rest_framework.settings import api_settings
@@ -32,7 +34,7 @@ from audit.models import AuditRecord
 from config import context as request_context
 from config import retry, wsconfig
 from config.db_router import request_scope
-from grpcapi import auth, errors
+from grpcapi import access, auth, errors
 from grpcapi.gen import workitems_pb2 as pb
 from grpcapi.gen import workitems_pb2_grpc as pb_grpc
 from grpcapi.messages import event_message, item_message, request_body, struct_dict
@@ -75,32 +77,71 @@ def _begin(context: grpc.ServicerContext, method: str) -> tuple[str, dict[str, s
     return f"/{SERVICE}/{method}", metadata, rid
 
 
-def _caller(context, metadata, path) -> Call:
-    req = auth.drf_request(metadata, path=path)
-    user = auth.authenticate(req)
-    _throttle(req)
-    return Call(user, req, metadata, context)
+class Served:
+    """One call's bookkeeping: who calls, how it ended (for the access log)."""
+
+    def __init__(self, context: grpc.ServicerContext, method: str, request):
+        self.at, self.started = timezone.now(), time.perf_counter()
+        self.path, self.metadata, self.request_id = _begin(context, method)
+        self.context, self.request = context, request
+        self.drf_request = None
+        self.status, self.problem = 200, ""
+
+    def caller(self) -> Call:
+        """The authenticated, throttled caller (or the refusal, raised)."""
+        self.drf_request = auth.drf_request(self.metadata, path=self.path)
+        user = auth.authenticate(self.drf_request)
+        _throttle(self.drf_request)
+        return Call(user, self.drf_request, self.metadata, self.context)
+
+    def refuse(self, exc: Exception):
+        """End the call with the status code of `exc`'s problem (raises)."""
+        refused = errors.refusal(exc, instance=self.path)
+        self.status, self.problem = refused.body["status"], errors.kind_of(refused)
+        errors.abort(self.context, refused)
+
+    def log(self) -> None:
+        access.record(
+            at=self.at,
+            request_id=self.request_id,
+            route=self.path,
+            request=self.request,
+            drf_request=self.drf_request,
+            status=self.status,
+            problem=self.problem,
+            duration_ms=int((time.perf_counter() - self.started) * 1000),
+            peer=self.context.peer(),
+        )
+
+
+@contextlib.contextmanager
+def served(context: grpc.ServicerContext, method: str, request, *, writes: bool) -> Iterator[Served]:
+    """Run a call as an API request runs: connections checked before and after, the request
+    id and read-your-writes scope, one access record at the end."""
+    close_old_connections()
+    try:
+        call = Served(context, method, request)
+        with request_context.acting(channel="api", request_id=call.request_id), request_scope(wrote=writes):
+            try:
+                yield call
+            finally:
+                call.log()
+    finally:
+        close_old_connections()
 
 
 def rpc(*, writes: bool) -> Callable:
     """A unary method `fn(self, request, call) -> response` run as an API request."""
 
     def wrap(fn):
-        method = fn.__name__
-
         @functools.wraps(fn)
         def handler(self, request, context):
-            close_old_connections()
-            try:
-                path, metadata, rid = _begin(context, method)
-                with request_context.acting(channel="api", request_id=rid), request_scope(wrote=writes):
-                    try:
-                        call = _caller(context, metadata, path)
-                        return retry.retry_transient(lambda: fn(self, request, call), where="grpc")
-                    except Exception as exc:  # every refusal (and bug) is a status code
-                        errors.abort(context, exc, instance=path)
-            finally:
-                close_old_connections()
+            with served(context, fn.__name__, request, writes=writes) as s:
+                try:
+                    call = s.caller()
+                    return retry.retry_transient(lambda: fn(self, request, call), where="grpc")
+                except Exception as exc:  # every refusal (and bug) is a status code
+                    s.refuse(exc)
 
         return handler
 
@@ -236,18 +277,12 @@ class WorkItemsServicer(pb_grpc.WorkItemsServicer):
         """The item's audit records after `after_seq`, then each new one, polled every
         `poll_interval` seconds, until the client cancels or its deadline passes. The item must
         be visible to the caller when the stream opens (else NOT_FOUND)."""
-        close_old_connections()
-        try:
-            path, metadata, rid = _begin(context, "WatchItem")
-            with request_context.acting(channel="api", request_id=rid), request_scope(wrote=False):
-                try:
-                    call = _caller(context, metadata, path)
-                    item = work_item_get_for(actor=call.user, item_id=_item_id(request.id))
-                except Exception as exc:
-                    errors.abort(context, exc, instance=path)
-                yield from self._events(item.pk, request.after_seq, context)
-        finally:
-            close_old_connections()
+        with served(context, "WatchItem", request, writes=False) as s:
+            try:
+                item = work_item_get_for(actor=s.caller().user, item_id=_item_id(request.id))
+            except Exception as exc:
+                s.refuse(exc)
+            yield from self._events(item.pk, request.after_seq, context)
 
     poll_interval = 0.5
 

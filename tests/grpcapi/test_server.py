@@ -11,7 +11,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from audit.models import AuditRecord
+from audit.models import AccessRecord, AuditRecord
 from grpcapi.gen import workitems_pb2 as pb
 from tests.grpcapi.conftest import jwt_for
 from workitems.models import WorkItem
@@ -226,3 +226,24 @@ def test_health_and_reflection(channel):
     assert {"workstream.v1.WorkItems", "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"} <= names
     files = answers[1].file_descriptor_response.file_descriptor_proto
     assert files and any(b"workstream/v1/workitems.proto" in f for f in files)
+
+
+def test_every_call_has_an_access_record(stub, svc, queue, api_key_md):
+    md = api_key_md(svc)
+    item = stub.Create(create_request(queue), metadata=md)
+    with pytest.raises(grpc.RpcError):
+        stub.Get(pb.GetWorkItemRequest(id=item.id + 1000), metadata=md)
+    with pytest.raises(grpc.RpcError):
+        stub.Get(pb.GetWorkItemRequest(id=item.id))
+    rows = list(
+        AccessRecord.objects.filter(method="GRPC")
+        .order_by("id")
+        .values("route", "resource", "actor_username", "auth", "credential", "status", "problem", "request_id")
+    )
+    assert [(r["route"], r["status"], r["problem"], r["actor_username"], r["auth"]) for r in rows] == [
+        ("/workstream.v1.WorkItems/Create", 200, "", "svc", "api-key"),
+        ("/workstream.v1.WorkItems/Get", 404, "not-found", "svc", "api-key"),
+        ("/workstream.v1.WorkItems/Get", 401, "unauthorized", "", ""),
+    ]
+    assert rows[1]["resource"] == {"id": item.id + 1000} and rows[0]["credential"].startswith("api-key:")
+    assert all(r["request_id"] for r in rows)
