@@ -17,6 +17,7 @@ from config import wsconfig
 from distribution import constraints, strategies
 from distribution.models import RoundRobinCursor
 from distribution.strategies import Candidate
+from workitems.models import State, WorkItem
 
 DISTRIBUTION_RESOLUTION_TIME_MS = Histogram(
     "distribution_resolution_time_ms",
@@ -79,6 +80,21 @@ def route_item(*, item, requested_assignee=None, related: dict | None = None, ex
     return Route(action=action, user=user, strategy=name, on_behalf_of=choice.on_behalf_of)
 
 
+def familiar_user_id(item) -> int | None:
+    """Who completed the latest other completed item of the item's run (workflow_id and
+    run_id; wi_workflow_run_idx), or None (no run, or nothing of it completed yet)."""
+    if not item.run_id:
+        return None
+    return (
+        WorkItem.objects.filter(workflow_id=item.workflow_id, run_id=item.run_id, state=State.COMPLETED)
+        .exclude(pk=item.pk)
+        .exclude(assignee__isnull=True)
+        .order_by("-completed_at", "-id")
+        .values_list("assignee_id", flat=True)
+        .first()
+    )
+
+
 def _choose_and_lock(strategy, pool: list[Candidate], item) -> tuple[Candidate, object] | None:
     """Choose, then lock the chosen user and re-check capacity: a concurrent assignment
     may have filled them since the loads were read. Passed-over users drop out.
@@ -88,8 +104,9 @@ def _choose_and_lock(strategy, pool: list[Candidate], item) -> tuple[Candidate, 
     Lock order everywhere: item row, then round-robin cursor, then user row."""
     pool = list(pool)
     cursor = RoundRobinCursor.lock_for(item.queue_id) if strategy.uses_cursor and pool else None
+    extra = {"familiar_user_id": familiar_user_id(item)} if strategy.uses_familiar and pool else {}
     while pool:
-        choice = strategy.choose(pool, item, last_user_id=cursor.last_user_id if cursor else None)
+        choice = strategy.choose(pool, item, last_user_id=cursor.last_user_id if cursor else None, **extra)
         if choice is None:
             return None
         locked = constraints.lock_candidate(choice.user_id, item)  # one statement: lock and re-read

@@ -52,6 +52,7 @@ class Strategy:
     pushes = True  # False for `offer`: the item is left for its candidates to claim
     queue_default = True  # False for `direct`: only an item's own create names it
     uses_cursor = False  # True for round robin: `choose` gets the queue's last served user
+    uses_familiar = False  # True for retain familiar: `choose` gets who did the run's previous item
 
     def choose(self, candidates: list[Candidate], item, last_user_id: int | None = None) -> Candidate | None:
         raise NotImplementedError
@@ -172,6 +173,20 @@ class RoundRobin(Strategy):
 
     def choose(self, candidates, item, last_user_id=None):
         return next_after(candidates, last_user_id)
+
+
+@register
+class RetainFamiliar(Strategy):
+    """Retain familiar (workflow resource pattern 7): the user who completed the run's previous
+    item (same workflow_id and run_id), when they are among the eligible candidates; else the
+    least loaded. The engine looks the familiar user up (`familiar_user_id`)."""
+
+    name = "retain_familiar"
+    uses_familiar = True
+
+    def choose(self, candidates, item, last_user_id=None, familiar_user_id=None):
+        familiar = next((c for c in candidates if c.user_id == familiar_user_id), None)
+        return familiar or LeastLoaded().choose(candidates, item)
 
 
 def get(name: str) -> Strategy:
