@@ -83,6 +83,7 @@ DEFAULTS: dict[str, Any] = {
     },
     "idempotency": {"retentionHours": 24},
     "accessLog": {"enabled": True, "retentionDays": 30, "recordIp": False},
+    "archive": {"enabled": False, "retentionDays": 90, "batchSize": 1000},
     "sla": {"scanSeconds": 30, "batchSize": 500, "defaultPolicy": None},
     "capacity": {"checkSeconds": 60},
     "notifications": {
@@ -245,6 +246,7 @@ SCHEMA: dict[str, Any] = _obj(
         ),
         "idempotency": _obj({"retentionHours": _pos(24 * 365)}),
         "accessLog": _obj({"enabled": _BOOL, "retentionDays": _pos(3650), "recordIp": _BOOL}),
+        "archive": _obj({"enabled": _BOOL, "retentionDays": _pos(36500), "batchSize": _pos(100_000)}),
         # defaultPolicy: null (the built-in) or levels as a queue's escalation_policy; its
         # levels are checked by the rule queues use (workitems.sla, registered with add_check).
         "sla": _obj(
