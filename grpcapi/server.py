@@ -11,6 +11,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from config import wsconfig
 from grpcapi.gen import workitems_pb2_grpc as pb_grpc
 from grpcapi.servicer import SERVICE, WorkItemsServicer
 
@@ -41,7 +42,10 @@ def build(
     runs on a thread of `executor` (else one of `max_workers` threads): shutting the executor
     down ends the threads, and with them their database connections."""
     executor = executor or futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc")
-    server = grpc.server(executor)
+    # A request larger than REST accepts (performance.maxBodyBytes) is refused by gRPC itself
+    # (RESOURCE_EXHAUSTED) before it is read.
+    limit = wsconfig.get().performance.maxBodyBytes
+    server = grpc.server(executor, options=[("grpc.max_receive_message_length", limit)])
     pb_grpc.add_WorkItemsServicer_to_server(WorkItemsServicer(), server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -12,6 +12,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from audit.models import AccessRecord, AuditRecord
+from config import wsconfig
 from grpcapi.gen import workitems_pb2 as pb
 from tests.grpcapi.conftest import jwt_for
 from workitems.models import WorkItem
@@ -247,3 +248,12 @@ def test_every_call_has_an_access_record(stub, svc, queue, api_key_md):
     ]
     assert rows[1]["resource"] == {"id": item.id + 1000} and rows[0]["credential"].startswith("api-key:")
     assert all(r["request_id"] for r in rows)
+
+
+def test_a_request_over_the_body_limit_is_refused(stub, svc, queue):
+    req = create_request(queue)
+    req.context_data.update({"blob": "x" * (wsconfig.get().performance.maxBodyBytes + 1)})
+    with pytest.raises(grpc.RpcError) as excinfo:
+        stub.Create(req, metadata=jwt_for(svc))
+    assert excinfo.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert not WorkItem.objects.exists()
