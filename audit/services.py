@@ -16,6 +16,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from archive.models import ArchivedAuditRecord
 from audit.models import AccessRecord, AuditCheckpoint, AuditHead, AuditRecord
 from config import context, statements, wsconfig
 from config.timefmt import isoformat_z
@@ -24,6 +25,7 @@ log = logging.getLogger(__name__)
 
 
 _READ = object()
+ERASED_ACTION = "workitem.erased"  # the tombstone of archive.services.erase_subject
 
 
 def audit_record(
@@ -174,6 +176,8 @@ class ChainReport:
     heads_checked: int = 0
     checkpoint_id: int | None = None
     checkpoint_at: str | None = None
+    archived_records: int = 0  # of records_checked, those in the archive (archive_items)
+    redactions: int = 0  # records whose data a later workitem.erased record redacted (erase_subject)
 
     def as_dict(self) -> dict:
         return self.__dict__.copy()
@@ -200,6 +204,21 @@ class _Walk:
         self.wanted = wanted  # stream → seq in the checkpoint
         self.signed: dict[str, str] = {}  # stream → hash of its record at the checkpoint's seq
         self.records = self.streams = self.heads_checked = 0
+        self.archived = self.redactions = 0
+        self.redacted: dict[tuple[str, int], tuple[int, str]] = {}  # (stream, seq) → (erasure's seq, hash)
+
+    def redaction_of(self, rec) -> bool:
+        """`rec`'s content is what a later `workitem.erased` record of its stream (ERASED_ACTION,
+        archive.services.erase_subject) says its redaction hashes to; its stored hash stays the
+        original's, so the chain's links are unchanged."""
+        erasure = self.redacted.get((rec.stream, rec.seq))
+        return erasure is not None and erasure[0] > rec.seq and erasure[1] == rec.compute_hash()
+
+    def load_redactions(self, qs) -> None:
+        """The redactions the erasure records of `qs` (verified in the walk like any record) name."""
+        for stream, seq, data in qs.filter(action=ERASED_ACTION).order_by("seq").values_list("stream", "seq", "data"):
+            for redacted_seq, digest in (data.get("redacted") or {}).items():
+                self.redacted[(stream, int(redacted_seq))] = (seq, digest)
 
     def report(self, *, rec_id=None, stream=None, seq=None, reason="", checkpoint=None) -> ChainReport:
         return ChainReport(
@@ -211,6 +230,8 @@ class _Walk:
             broken_seq=seq,
             reason=reason,
             heads_checked=self.heads_checked,
+            archived_records=self.archived,
+            redactions=self.redactions,
             checkpoint_id=checkpoint.pk if checkpoint else None,
             checkpoint_at=isoformat_z(checkpoint.created_at) if checkpoint else None,
         )
@@ -239,7 +260,10 @@ def _walk_chains(qs, walk: _Walk, chunk_size: int) -> dict | None:
         elif rec.prev_hash != prev_hash:
             reason = "prev_hash does not match the previous record's hash"
         elif rec.compute_hash() != rec.hash:
-            reason = "content does not match its hash (the record was altered)"
+            if walk.redaction_of(rec):
+                walk.redactions += 1
+            else:
+                reason = "content does not match its hash (the record was altered)"
         if reason:
             return {"rec_id": rec.id, "stream": rec.stream, "seq": rec.seq, "reason": reason}
         if walk.wanted.get(rec.stream) == rec.seq:
@@ -249,6 +273,18 @@ def _walk_chains(qs, walk: _Walk, chunk_size: int) -> dict | None:
     if current is not None and (problem := end_of(current)):
         return problem
     return None
+
+
+class _Rows:
+    """Archived records as AuditRecord instances (same columns: the same hash)."""
+
+    def __init__(self, qs):
+        self.qs = qs
+
+    def iterator(self, chunk_size: int):
+        names = [f.attname for f in AuditRecord._meta.concrete_fields]
+        for values in self.qs.values_list(*names).iterator(chunk_size=chunk_size):
+            yield AuditRecord(**dict(zip(names, values, strict=True)))
 
 
 def audit_verify(*, stream: str | None = None, chunk_size: int = 5000) -> ChainReport:
@@ -282,7 +318,18 @@ def audit_verify(*, stream: str | None = None, chunk_size: int = 5000) -> ChainR
     if stream:
         wanted = {stream: wanted[stream]} if stream in wanted else {}
     walk = _Walk({s: (n, h) for s, n, h in heads_qs.values_list("stream", "seq", "hash")}, wanted)
+    archived_qs = ArchivedAuditRecord.objects.order_by("stream", "seq")
+    if stream:
+        archived_qs = archived_qs.filter(stream=stream)
+    walk.load_redactions(qs)
+    walk.load_redactions(archived_qs)
+    # The live trail, then the archive: a stream is wholly in one of them (archive_items moves
+    # whole streams), and the records keep their columns, hashes and links when they move.
     problem = _walk_chains(qs, walk, chunk_size)
+    if not problem:
+        live = walk.records
+        problem = _walk_chains(_Rows(archived_qs), walk, chunk_size)
+        walk.archived = walk.records - live
     if problem:
         return walk.report(checkpoint=checkpoint, **problem)
     for orphan in sorted(walk.heads):

@@ -22,10 +22,11 @@ from api.pagination import Cursor
 from api.problems import CONTENT_TYPE, ProblemException, domain_problem_body
 from api.schema import IDEMPOTENCY_KEY, PROBLEM_RESPONSES, page_size_parameter
 from api.views import WorkstreamAPIView, etag, parse_if_match
+from archive.selectors import archived_history, archived_item_get_for
 from audit.models import AuditRecord
 from workitems import schemas, services
 from workitems.api import serializers as s
-from workitems.errors import ValidationFailed
+from workitems.errors import NotFound, ValidationFailed
 from workitems.filters import WorkItemFilter
 from workitems.models import ACTIONS, ROUTED_ACTIONS
 from workitems.schemas import UPDATABLE
@@ -54,8 +55,11 @@ def with_relations(qs):
     )
 
 
-def item_response(item, actor, *, status_code=200, headers=None) -> Response:
-    resp = Response(s.item_representation(item, actor), status=status_code, headers=headers)
+def item_response(item, actor, *, status_code=200, headers=None, archived=False) -> Response:
+    body = s.item_representation(item, actor)
+    if archived:
+        body.update(archived=True, allowed_actions=[])
+    resp = Response(body, status=status_code, headers=headers)
     resp["ETag"] = etag(item.version)
     return resp
 
@@ -143,10 +147,17 @@ class WorkItemDetailView(WorkstreamAPIView):
     @extend_schema(
         operation_id="workitems_retrieve",
         summary="One work item",
+        description="An item archived by `manage.py archive_items` is still found, for whoever could see it: "
+        "the same members plus `archived: true`, with no allowed actions (docs/api.md, Archived items).",
         responses={200: s.WorkItemOut, **PROBLEM_RESPONSES(401, 404, 429)},
     )
     def get(self, request, item_id: int):
-        item = work_item_get_for(actor=request.user, item_id=item_id)
+        try:
+            item = work_item_get_for(actor=request.user, item_id=item_id)
+        except NotFound:
+            # An archived item (archive_items): read-only, under the same visibility rule.
+            archived = archived_item_get_for(actor=request.user, item_id=item_id)
+            return item_response(archived, request.user, archived=True)
         return item_response(item, request.user)
 
     @extend_schema(
@@ -296,8 +307,12 @@ class WorkItemHistoryView(WorkstreamAPIView):
         responses={200: s.AuditRecordOut(many=True), **PROBLEM_RESPONSES(401, 404, 429)},
     )
     def get(self, request, item_id: int):
-        item = work_item_get_for(actor=request.user, item_id=item_id)
-        records = AuditRecord.objects.filter(work_item_id=item.pk).order_by("seq")
+        try:
+            item = work_item_get_for(actor=request.user, item_id=item_id)
+            records = AuditRecord.objects.filter(work_item_id=item.pk).order_by("seq")
+        except NotFound:
+            item = archived_item_get_for(actor=request.user, item_id=item_id)
+            records = archived_history(item.pk)
         return Response([s.audit_representation(r) for r in records])
 
 
