@@ -86,6 +86,7 @@ INSTALLED_APPS = [
     "axes",
     "api",
     "audit",
+    "archive",  # terminal items past the retention (manage.py archive_items)
     "events",
     "directory",
     "distribution",
@@ -269,6 +270,8 @@ CELERY_BEAT_SCHEDULE: dict = {
     "events-purge-published": {"task": "events.purge_published", "schedule": 24 * 3600.0},
     "audit-checkpoint": {"task": "audit.checkpoint", "schedule": 3600.0},
     "audit-purge-access-log": {"task": "audit.purge_access_log", "schedule": 3600.0},
+    # Moves terminal items past archive.retentionDays to the archive tables; a no-op unless archive.enabled.
+    "archive-items": {"task": "archive.archive_items", "schedule": 24 * 3600.0},
     # Reads new outbox rows into notifications and sends what is due (notifications/notifier.py).
     "notifications-run": {"task": "notifications.run", "schedule": float(WORKSTREAM.notifications.pollSeconds)},
     "stats-rollup": {"task": "stats.rollup", "schedule": 5.0},  # stats.tasks.ROLLUP_SECONDS: bounds pending deltas
