@@ -24,6 +24,7 @@ from rest_framework_simplejwt.tokens import AccessToken
 from api.models import ServiceApiKey
 from grpcapi.gen import workitems_pb2_grpc as pb_grpc
 from grpcapi.server import Tls, build
+from tests.api.test_oidc import jwks, oidc  # noqa: F401 - the loopback OIDC provider's fixtures
 from tests.workitems.conftest import api_as  # noqa: F401 - a fixture the tests here use too
 
 

@@ -15,6 +15,7 @@ from audit.models import AccessRecord, AuditRecord
 from config import wsconfig
 from grpcapi.gen import workitems_pb2 as pb
 from tests.grpcapi.conftest import jwt_for
+from tests.oidc_provider import Key
 from workitems.models import WorkItem
 
 PROBLEMS = "https://workstream.dev/problems/"
@@ -257,3 +258,18 @@ def test_a_request_over_the_body_limit_is_refused(stub, svc, queue):
         stub.Create(req, metadata=jwt_for(svc))
     assert excinfo.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert not WorkItem.objects.exists()
+
+
+def test_an_oidc_providers_token_authenticates(stub, queue, oidc, jwks):
+    """The REST authentication classes, OIDC among them (tests/oidc_provider.py on loopback)."""
+    key = Key("EC")
+    jwks.publish(key)
+    token = key.token(preferred_username="engine-oidc", roles=["service"])
+    item = stub.Create(create_request(queue), metadata=(("authorization", f"Bearer {token}"),))
+    assert item.state == "OFFERED" and "cancel" in item.allowed_actions
+    with pytest.raises(grpc.RpcError) as excinfo:
+        stub.Get(pb.GetWorkItemRequest(id=item.id), metadata=(("authorization", f"Bearer {key.token(aud='other')}"),))
+    code, kind, problem = refusal(excinfo)
+    assert (code, kind) == (grpc.StatusCode.UNAUTHENTICATED, PROBLEMS + "unauthorized") and "audience" in problem[
+        "detail"
+    ]
