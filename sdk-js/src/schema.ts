@@ -701,8 +701,7 @@ export interface paths {
         };
         /**
          * One work item
-         * @description APIView plus Idempotency-Key handling on POST (one transaction with the change) and
-         *     transient database conflicts retried around the outermost transaction.
+         * @description An item archived by `manage.py archive_items` is still found, for whoever could see it: the same members plus `archived: true`, with no allowed actions (docs/api.md, Archived items).
          */
         get: operations["workitems_retrieve"];
         put?: never;
@@ -1416,9 +1415,10 @@ export interface components {
          *     * `longest_idle` - longest idle
          *     * `skill_based` - skill based
          *     * `round_robin` - round robin
+         *     * `retain_familiar` - retain familiar
          * @enum {string}
          */
-        ItemStrategyEnum: "offer" | "direct" | "random" | "least_loaded" | "longest_idle" | "skill_based" | "round_robin";
+        ItemStrategyEnum: "offer" | "direct" | "random" | "least_loaded" | "longest_idle" | "skill_based" | "round_robin" | "retain_familiar";
         NotificationOut: {
             id: number;
             /** Format: uuid */
@@ -1690,9 +1690,10 @@ export interface components {
          *     * `longest_idle` - longest idle
          *     * `skill_based` - skill based
          *     * `round_robin` - round robin
+         *     * `retain_familiar` - retain familiar
          * @enum {string}
          */
-        QueueStrategyEnum: "offer" | "random" | "least_loaded" | "longest_idle" | "skill_based" | "round_robin";
+        QueueStrategyEnum: "offer" | "random" | "least_loaded" | "longest_idle" | "skill_based" | "round_robin" | "retain_familiar";
         ReasonInRequest: {
             /** @default  */
             reason: string;
