@@ -44,6 +44,13 @@ class Command(BaseCommand):
                 self.style.SUCCESS(
                     f"audit chain OK: {report.records_checked} records in {report.streams_checked} streams, "
                     f"each ending at its head; {checkpoint}"
+                    + (f"; {report.archived_records} of the records in the archive" if report.archived_records else "")
+                    + (
+                        f"; {report.redactions} records redacted by erase_subject, each named by a later "
+                        "workitem.erased record"
+                        if report.redactions
+                        else ""
+                    )
                 )
             )
         if not report.ok:
