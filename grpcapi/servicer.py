@@ -275,7 +275,8 @@ class WorkItemsServicer(pb_grpc.WorkItemsServicer):
 
     def WatchItem(self, request, context):  # noqa: N802
         """The item's audit records after `after_seq`, then each new one, polled every
-        `poll_interval` seconds, until the client cancels or its deadline passes. The item must
+        `poll_interval` seconds, until the client cancels, its deadline passes or the stream has
+        run `max_stream_seconds` (each open stream holds a worker thread). The item must
         be visible to the caller when the stream opens (else NOT_FOUND)."""
         with served(context, "WatchItem", request, writes=False) as s:
             try:
@@ -285,9 +286,11 @@ class WorkItemsServicer(pb_grpc.WorkItemsServicer):
             yield from self._events(item.pk, request.after_seq, context)
 
     poll_interval = 0.5
+    max_stream_seconds = 3600.0  # then the stream ends (OK); the client opens another from its last seq
 
     def _events(self, item_id: int, after: int, context) -> Iterator[pb.ItemEvent]:
-        while context.is_active():
+        ends = time.monotonic() + self.max_stream_seconds
+        while context.is_active() and time.monotonic() < ends:
             records = list(AuditRecord.objects.filter(work_item_id=item_id, seq__gt=after).order_by("seq")[:100])
             for record in records:
                 after = record.seq

@@ -5,6 +5,7 @@ watch stream of an item's events."""
 from __future__ import annotations
 
 import threading
+import time
 
 import grpc
 import pytest
@@ -13,6 +14,7 @@ from rest_framework_simplejwt.tokens import AccessToken
 from workstream_client.grpc import GrpcClient, as_dict, pb
 
 from grpcapi.server import Tls
+from grpcapi.servicer import WorkItemsServicer
 from workitems.models import WorkItem
 
 CREATE = {"workflow_id": "wf-sdk", "task_name": "review", "context_data": {"claim_id": 7, "ratio": 0.5}}
@@ -108,3 +110,14 @@ def test_watch_streams_past_and_new_events(server, svc, alice, queue):
         assert [e["seq"] for e in resumed] == [claim["seq"]]  # and the deadline ends it
         with pytest.raises(wc.NotFoundError):
             next(engine.watch(item.id + 1000, timeout=5))
+
+
+def test_a_watch_ends_after_the_longest_a_stream_runs(server, svc, queue, monkeypatch):
+    monkeypatch.setattr(WorkItemsServicer, "max_stream_seconds", 1.0)
+    with GrpcClient(server.target, token=str(AccessToken.for_user(svc))) as engine:
+        item = engine.create_work_item(queue=queue.name, **CREATE)
+        started = time.monotonic()
+        events = list(engine.watch(item.id, timeout=60))
+        took = time.monotonic() - started
+    assert [e["action"] for e in events][:1] == ["create"]
+    assert took < 30, "the stream ran to the client's deadline: the server did not end it"
