@@ -6,8 +6,8 @@ status codes (grpcapi.errors).
 Each call runs as an API request does: Django's database connections checked before and after
 (close_old_connections: the server's worker threads are long-lived, as gunicorn's are), a
 request id (`x-request-id` metadata, else a new one, sent back in the initial metadata) in the
-audit and outbox rows, its own read-your-writes scope (config.db_router), and the whole unit
-run again on a transient database conflict (config.retry), and one access record (grpcapi.access).
+audit and outbox rows, its own read-your-writes scope (config.db_router), the whole unit run
+again on a transient database conflict (config.retry), and one access record (grpcapi.access).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from rest_framework import exceptions as drf
 from rest_framework.settings import api_settings
 
 from api import idempotency
+from api.pagination import Cursor
 from api.problems import ProblemException
 from audit.models import AuditRecord
 from config import context as request_context
@@ -44,7 +45,7 @@ from workitems.models import State
 from workitems.selectors import work_item_get_for, work_item_list_for
 
 SERVICE = pb.DESCRIPTOR.services_by_name["WorkItems"].full_name  # workstream.v1.WorkItems
-DEFAULT_PAGE_SIZE = 50  # as REST's (api.pagination.Cursor)
+DEFAULT_PAGE_SIZE = Cursor.page_size  # as REST's
 MAX_ITEM_ID = 2**63 - 1
 
 
