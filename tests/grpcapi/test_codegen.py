@@ -3,8 +3,8 @@ makes of the current proto/workstream/v1/workitems.proto: regenerated here and c
 
 from __future__ import annotations
 
-import grpc
 import google.protobuf
+import grpc
 
 from grpcapi import codegen
 from tests.test_requirements import pins
