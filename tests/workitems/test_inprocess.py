@@ -42,7 +42,15 @@ def test_due_jobs_run_on_their_periods_and_escalate_an_overdue_item(svc, sam, te
         sla_next_at=item.created_at - timedelta(minutes=1),
     )
     last: dict[str, float] = {}
-    every = ["sla_scan", "expire_reservations", "notify", "capacity_check", "daily_summary", "stats_rollup", "role_grants"]
+    every = [
+        "sla_scan",
+        "expire_reservations",
+        "notify",
+        "capacity_check",
+        "daily_summary",
+        "stats_rollup",
+        "role_grants",
+    ]
     assert inprocess.run_due_jobs(last, now=100.0) == every
     item.refresh_from_db()
     assert item.sla_state == SlaState.BREACHED and item.sla_level == 2
