@@ -28,12 +28,15 @@ def archived_item_get_for(*, actor, item_id) -> WorkItem:
     membership as it is now (groups and valid role assignments) and the users and groups the
     item named. An item whose queue was deleted since is not found (its representation names
     the queue)."""
-    try:
-        archived = ArchivedWorkItem.objects.get(pk=int(item_id))
-    except (ArchivedWorkItem.DoesNotExist, ValueError, TypeError):
-        raise NotFound(f"work item {item_id} not found") from None
     if actor is None or not actor.is_authenticated:
         raise NotFound(f"work item {item_id} not found")
+    try:
+        pk = int(item_id)
+        if not 0 < pk < 2**63:
+            raise ValueError(pk)  # beyond bigint: no such item (and no DataError)
+        archived = ArchivedWorkItem.objects.get(pk=pk)
+    except (ArchivedWorkItem.DoesNotExist, ValueError, TypeError):
+        raise NotFound(f"work item {item_id} not found") from None
     sees_all = policy.sees_everything(actor)
     queue = Queue.objects.filter(pk=archived.queue_id)
     visible = sees_all or policy.may_see(

@@ -142,6 +142,8 @@ def test_archived_item_is_read_by_id_and_history_for_who_could_see_it(finished, 
     client.force_authenticate(sam)
     assert client.get(f"/api/v1/workitems/{item.pk}").json()["archived"] is True
     assert client.get("/api/v1/workitems/999999999").status_code == 404
+    assert client.get(f"/api/v1/workitems/{2**64}").status_code == 404  # beyond bigint
+    assert APIClient().get(f"/api/v1/workitems/{item.pk}").status_code in (401, 403)  # anonymous
     live = client.get(f"/api/v1/workitems/{finished['recent'].pk}").json()
     assert "archived" not in live
 
