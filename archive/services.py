@@ -28,7 +28,8 @@ from archive.models import ArchivedAuditRecord, ArchivedWorkItem
 from audit.models import AuditRecord
 from audit.services import ERASED_ACTION, audit_record
 from config import context
-from events.models import OutboxEvent
+from events.models import InboxCommand, OutboxEvent
+from notifications.models import Notification, NotificationDelivery
 from workitems.errors import NotFound, ValidationFailed
 from workitems.models import TERMINAL_STATES, WorkItem
 
@@ -211,6 +212,7 @@ class ErasureReport:
     archived_items: list[int] = field(default_factory=list)
     audit_records: int = 0
     outbox_events: int = 0
+    other_rows: int = 0  # notifications, notification deliveries, inbound commands
 
     def as_dict(self) -> dict:
         return self.__dict__.copy()
@@ -219,8 +221,8 @@ class ErasureReport:
 def erase_subject(*, context_key: str, value: str, actor=None) -> ErasureReport:
     """Erase `value` from every item whose context_data[`context_key`] is it (as text), live or
     archived: from its row (every text and JSON column: context data, title, result, reasons …),
-    its audit records' payloads
-    and its outbox rows; one transaction per item, each item's stream getting a
+    its audit records' payloads, its outbox rows, the notifications about it and the inbound
+    commands that named it; one transaction per item, each item's stream getting a
     `workitem.erased` record that names the redacted records and the hash of their redacted
     content (the value itself is written nowhere)."""
     _require_postgresql()
@@ -249,16 +251,10 @@ def _erase_live(item_id, key, value, actor, report) -> bool:
         item = WorkItem.objects.select_for_update().filter(pk=item_id).first()
         if item is None or str((item.context_data or {}).get(key)) != value:
             return False  # archived or changed since the search
-        changes = {}
-        for f in WorkItem._meta.concrete_fields:
-            if isinstance(f, TEXT_FIELDS) and (new := scrub(getattr(item, f.attname), value)) != getattr(
-                item, f.attname
-            ):
-                changes[f.attname] = new
-        WorkItem.objects.filter(pk=item_id).update(**changes)
+        _scrub_rows([item], value)
         redacted = _redact_records(AuditRecord.objects.filter(stream=f"workitem:{item_id}"), AUDIT, value)
         report.audit_records += len(redacted)
-        report.outbox_events += _scrub_outbox(item_id, value)
+        _scrub_copies(item_id, value, report)
         _tombstone(item_id, key, redacted, actor, work_item=item)
     return True
 
@@ -273,7 +269,7 @@ def _erase_archived(item_id, key, value, actor, report) -> bool:
             ArchivedAuditRecord.objects.filter(stream=f"workitem:{item_id}"), ARCHIVED_AUDIT, value
         )
         report.audit_records += len(redacted)
-        report.outbox_events += _scrub_outbox(item_id, value)
+        _scrub_copies(item_id, value, report)
         record = _tombstone(item_id, key, redacted, actor, work_item=None)
         with connection.cursor() as cur:  # the stream stays whole in the archive
             cur.execute(
@@ -311,14 +307,29 @@ def redacted_hash(rec, data) -> str:
     return copy.compute_hash()
 
 
-def _scrub_outbox(item_id: int, value: str) -> int:
+def _scrub_rows(rows, value: str) -> int:
+    """Scrub `value` from each row's text and JSON columns (an UPDATE of the changed ones); how many changed."""
     changed = 0
-    for event in OutboxEvent.objects.filter(aggregate_type="workitem", aggregate_id=str(item_id)):
-        payload = scrub(event.payload, value)
-        if payload != event.payload:
-            OutboxEvent.objects.filter(pk=event.pk).update(payload=payload)
+    for row in rows:
+        changes = {}
+        for f in type(row)._meta.concrete_fields:
+            old = getattr(row, f.attname)
+            if isinstance(f, TEXT_FIELDS) and (new := scrub(old, value)) != old:
+                changes[f.attname] = new
+        if changes:
+            type(row).objects.filter(pk=row.pk).update(**changes)
             changed += 1
     return changed
+
+
+def _scrub_copies(item_id: int, value: str, report: ErasureReport) -> None:
+    """The item's data where other tables copied it: its outbox events, the notifications about it
+    (in-app and their deliveries) and the inbound commands that named it."""
+    report.outbox_events += _scrub_rows(
+        OutboxEvent.objects.filter(aggregate_type="workitem", aggregate_id=str(item_id)), value
+    )
+    for model in (Notification, NotificationDelivery, InboxCommand):
+        report.other_rows += _scrub_rows(model.objects.filter(work_item_id=item_id), value)
 
 
 def _tombstone(item_id, key, redacted, actor, *, work_item) -> AuditRecord:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -16,6 +17,7 @@ from archive.tasks import archive_due
 from audit.models import AuditRecord
 from audit.services import audit_checkpoint, audit_verify
 from config import wsconfig
+from notifications.models import Notification
 from workitems import services
 from workitems.models import WorkItem
 
@@ -188,17 +190,21 @@ def test_a_tampered_archived_record_fails_verify(finished):
 SECRET = "C-1001"
 
 
+TABLES = (
+    "workitems_workitem",
+    "archive_archivedworkitem",
+    "audit_auditrecord",
+    "archive_archivedauditrecord",
+    "events_outboxevent",
+    "notifications_notification",
+)
+
+
 def traces(value: str) -> dict:
     """Rows in which `value` still occurs, per table, by raw SQL over the whole row."""
     found = {}
     with connection.cursor() as cur:
-        for table in (
-            "workitems_workitem",
-            "archive_archivedworkitem",
-            "audit_auditrecord",
-            "archive_archivedauditrecord",
-            "events_outboxevent",
-        ):
+        for table in TABLES:
             cur.execute(f"SELECT count(*) FROM {table} t WHERE t::text LIKE %s", [f"%{value}%"])
             found[table] = cur.fetchone()[0]
     return found
@@ -211,6 +217,9 @@ def test_erase_subject_leaves_no_trace_and_the_chain_records_it(make_item, finis
     services.work_item_cancel(item_id=other.pk, actor=svc, reason="C-2002 left")
     archive_items(older_than=timedelta(days=90))  # the first old item (with the secret) is archived
     audit_checkpoint()
+    note = Notification.objects.create(
+        recipient=svc, event_id=uuid.uuid4(), kind="assigned", title=f"call {SECRET}", work_item_id=live.pk
+    )
     assert traces(SECRET)["archive_archivedauditrecord"] > 0 and traces(SECRET)["audit_auditrecord"] > 0
     assert traces(SECRET)["events_outboxevent"] > 0
     call_command("erase_subject", "--context-key", "customer_id", "--value", SECRET, "--json")
@@ -219,6 +228,7 @@ def test_erase_subject_leaves_no_trace_and_the_chain_records_it(make_item, finis
     left = traces(SECRET)
     assert left == dict.fromkeys(left, 0), left
     assert WorkItem.objects.get(pk=live.pk).context_data == {"customer_id": "[erased]", "name": "Ada"}
+    assert Notification.objects.get(pk=note.pk).title == "call [erased]"
     assert WorkItem.objects.get(pk=other.pk).context_data == {"customer_id": "C-2002"}
     assert traces("C-2002")["audit_auditrecord"] > 0  # another subject's data stays
     tomb = AuditRecord.objects.get(stream=f"workitem:{live.pk}", action="workitem.erased")

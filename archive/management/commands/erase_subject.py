@@ -13,7 +13,8 @@ class Command(BaseCommand):
     help = (
         "Erase a data subject: every work item (live or archived) whose context_data[--context-key] is "
         "--value has the value replaced by [erased] wherever it occurs in its row (context data, title, "
-        "result, reasons ...), its audit records' payloads and its outbox rows. Each item's audit stream gets "
+        "result, reasons ...), its audit records' payloads, its outbox rows, the notifications about it and the "
+        "inbound commands that named it. Each item's audit stream gets "
         "a workitem.erased record naming the redacted records; audit_verify accepts exactly those "
         "(README, Operations: the value itself is not written anywhere)."
     )
@@ -35,6 +36,7 @@ class Command(BaseCommand):
         self.stdout.write(
             self.style.SUCCESS(
                 f"erased from {len(report.live_items)} live and {len(report.archived_items)} archived items: "
-                f"{report.audit_records} audit records redacted, {report.outbox_events} outbox rows"
+                f"{report.audit_records} audit records redacted, {report.outbox_events} outbox rows, "
+                f"{report.other_rows} notification and inbound-command rows"
             )
         )
