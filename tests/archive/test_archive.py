@@ -12,7 +12,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from archive.models import ArchivedAuditRecord, ArchivedWorkItem
-from archive.services import archive_items
+from archive.services import archive_items, erase_subject
 from archive.tasks import archive_due
 from audit.models import AuditRecord
 from audit.services import audit_checkpoint, audit_verify
@@ -76,6 +76,17 @@ def test_archive_moves_old_terminal_items_with_their_records_in_batches(finished
     assert report.archived_records == expected_records and report.redactions == 0
     # Archived rows keep their hashes: the newest checkpoint (signed before the move) still matches.
     assert report.checkpoint_id is not None
+
+
+def test_audit_verify_command_names_the_archived_and_redacted_records(finished, capsys):
+    archive_items(older_than=timedelta(days=90))
+    erase_subject(context_key="customer_id", value="C-1001")
+    call_command("audit_verify")
+    out = capsys.readouterr().out
+    report = audit_verify()
+    assert report.ok and report.redactions >= 1
+    assert f"{report.archived_records} of the records in the archive" in out
+    assert f"{report.redactions} records redacted by erase_subject" in out
 
 
 def test_dry_run_changes_nothing(finished, capsys):
