@@ -87,6 +87,9 @@ class Gunicorn:
                 *(sys.executable, "-m", "gunicorn", "config.wsgi:application"),
                 *("-c", "config/gunicorn.conf.py", "-w", "2", "--bind", f"127.0.0.1:{self.port}"),
                 *("--access-logfile", str(self.access_log), "--access-logformat", "%(p)s %(U)s %(s)s"),
+                # a loaded CI machine must not see a busy worker killed for a missed heartbeat
+                # (its open connections would be reset mid-test)
+                *("--timeout", "120"),
             ],
             cwd=ROOT,
             env=env,
