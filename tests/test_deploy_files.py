@@ -27,7 +27,7 @@ from config import wsconfig
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
-APP_SERVICES = ("migrate", "web", "worker", "beat", "relay", "commands")
+APP_SERVICES = ("migrate", "web", "worker", "beat", "relay", "commands", "grpc")
 
 
 def compose_binary() -> Path:

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
 OVERLAYS = ("dev", "prod")
 KUBERNETES_VERSIONS = ("1.30.0", "1.37.0")
-DEPLOYMENTS = {"web", "worker", "beat", "relay", "commands", "notifications"}
+DEPLOYMENTS = {"web", "worker", "beat", "relay", "commands", "notifications", "grpc"}
 SECRETS = {"workstream-secrets", "workstream-migrate"}
 LABELS = {f"app.kubernetes.io/{k}" for k in ("name", "instance", "version", "component", "part-of", "managed-by")}
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
@@ -103,6 +103,7 @@ def test_the_processes_are_those_docker_compose_runs(overlay):
     for name, service in (("relay", "relay"), ("commands", "commands")):
         assert commands[name][:3] == COMPOSE[service]["command"][:3], name
     assert commands["notifications"][:3] == ["python", "manage.py", "consume_notifications"]
+    assert commands["grpc"] == COMPOSE["grpc"]["command"]
     for name in ("relay", "commands", "notifications"):
         ports = deployments[f"workstream-{name}"]["spec"]["template"]["spec"]["containers"][0]["ports"]
         assert commands[name][3:] == ["--metrics-port", str(ports[0]["containerPort"])], name

@@ -102,8 +102,13 @@ def test_the_kubernetes_scrape_targets_are_the_headless_services_of_every_proces
     services = by_kind(docs, "Service")
     deployments = by_kind(docs, "Deployment")
     jobs = {j["job_name"]: j for j in load("prometheus-kubernetes.yml")["scrape_configs"]}
-    exporting = {n for n, d in deployments.items() if d["spec"]["template"]["spec"]["containers"][0].get("ports")}
-    assert set(jobs) == exporting  # web, relay and the two consumers; the worker and beat export nothing
+    exporting = {
+        n
+        for n, d in deployments.items()
+        if any(p["name"] != "grpc" for p in d["spec"]["template"]["spec"]["containers"][0].get("ports", []))
+    }
+    # web, relay and the two consumers; the worker, beat and the gRPC server export nothing
+    assert set(jobs) == exporting
     for name, job in jobs.items():
         ((sd,),) = [job["dns_sd_configs"]]
         (fqdn,) = sd["names"]
