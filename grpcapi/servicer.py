@@ -31,6 +31,7 @@ from rest_framework.settings import api_settings
 from api import idempotency
 from api.pagination import Cursor
 from api.problems import ProblemException
+from archive.selectors import archived_item_get_for
 from audit.models import AuditRecord
 from config import context as request_context
 from config import retry, wsconfig
@@ -41,6 +42,7 @@ from grpcapi.gen import workitems_pb2_grpc as pb_grpc
 from grpcapi.messages import event_message, item_message, request_body, struct_dict
 from workitems import services
 from workitems.api.serializers import item_representation
+from workitems.errors import NotFound
 from workitems.models import State
 from workitems.selectors import work_item_get_for, work_item_list_for
 
@@ -213,7 +215,16 @@ class WorkItemsServicer(pb_grpc.WorkItemsServicer):
 
     @rpc(writes=False)
     def Get(self, request, call):  # noqa: N802
-        return item_message(work_item_get_for(actor=call.user, item_id=_item_id(request.id)), call.user)
+        item_id = _item_id(request.id)
+        try:
+            return item_message(work_item_get_for(actor=call.user, item_id=item_id), call.user)
+        except NotFound:
+            # archived (archive_items): read-only, under the same visibility rule as REST's
+            # fallback; the trailer `archived: true` says so, and nothing may be done to it
+            message = item_message(archived_item_get_for(actor=call.user, item_id=item_id), call.user)
+            del message.allowed_actions[:]
+            call.context.set_trailing_metadata((("archived", "true"),))
+            return message
 
     @rpc(writes=False)
     def List(self, request, call):  # noqa: N802

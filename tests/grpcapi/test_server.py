@@ -273,3 +273,23 @@ def test_an_oidc_providers_token_authenticates(stub, queue, oidc, jwks):
     assert (code, kind) == (grpc.StatusCode.UNAUTHENTICATED, PROBLEMS + "unauthorized") and "audience" in problem[
         "detail"
     ]
+
+
+def test_an_archived_item_is_still_found_read_only(stub, svc, queue):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from archive.services import archive_items
+
+    created = stub.Create(create_request(queue), metadata=jwt_for(svc))
+    stub.Cancel(pb.ReasonRequest(id=created.id, reason="withdrawn"), metadata=jwt_for(svc))
+    WorkItem.objects.filter(pk=created.id).update(closed_at=timezone.now() - timedelta(days=120))
+    assert archive_items(older_than=timedelta(days=90)).items == 1
+    assert not WorkItem.objects.filter(pk=created.id).exists()
+    item, call = stub.Get.with_call(pb.GetWorkItemRequest(id=created.id), metadata=jwt_for(svc))
+    assert (item.id, item.state, list(item.allowed_actions)) == (created.id, "CANCELLED", [])
+    assert ("archived", "true") in tuple(call.trailing_metadata())
+    with pytest.raises(grpc.RpcError) as missing:
+        stub.Get(pb.GetWorkItemRequest(id=created.id + 1000), metadata=jwt_for(svc))
+    assert refusal(missing)[0] == grpc.StatusCode.NOT_FOUND
