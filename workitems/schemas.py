@@ -17,6 +17,7 @@ from distribution.strategies import strategy_names
 from workitems.errors import ValidationFailed
 
 MAX_REASON = 2000
+MAX_CANDIDATE_QUEUES = 20  # a create naming several queues (the least loaded takes the item)
 
 _NAMES = {"type": "array", "items": {"type": "string", "minLength": 1, "maxLength": 150}, "maxItems": 1000}
 _OPT_STR = {"type": ["string", "null"]}
@@ -30,7 +31,19 @@ CREATE_SCHEMA: dict[str, Any] = {
         "task_name": {"type": "string", "minLength": 1, "maxLength": 200},
         "title": {"type": "string", "maxLength": 500},
         "description": {"type": "string", "maxLength": 100_000},
-        "queue": {"type": "string", "minLength": 1, "maxLength": 100},
+        # a queue's name, or several: the item goes to the one with the fewest open items
+        "queue": {
+            "oneOf": [
+                {"type": "string", "minLength": 1, "maxLength": 100},
+                {
+                    "type": "array",
+                    "items": {"type": "string", "minLength": 1, "maxLength": 100},
+                    "minItems": 1,
+                    "maxItems": MAX_CANDIDATE_QUEUES,
+                    "uniqueItems": True,
+                },
+            ]
+        },
         "priority": {"type": "integer", "minimum": 0, "maximum": 100},
         "due_at": _OPT_STR,
         "follow_up_at": _OPT_STR,

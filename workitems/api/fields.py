@@ -30,3 +30,22 @@ class TimeZoneIn(serializers.CharField):
 @extend_schema_field({"type": "number", "minimum": 0, "exclusiveMinimum": True, "maximum": 1, "exclusiveMaximum": True})
 class ShareIn(serializers.FloatField):
     """A share strictly between 0 and 1 (a queue's `at_risk_ratio`)."""
+
+
+@extend_schema_field(
+    {
+        "oneOf": [
+            {"type": "string", "minLength": 1, "maxLength": 100},
+            {
+                "type": "array",
+                "items": {"type": "string", "minLength": 1, "maxLength": 100},
+                "minItems": 1,
+                "maxItems": 20,
+                "uniqueItems": True,
+            },
+        ],
+        "description": "a queue's name, or several: the item goes to the active one with the fewest open items",
+    }
+)
+class QueueChoiceIn(serializers.CharField):
+    """A create's `queue` (workitems/schemas.py CREATE_SCHEMA is what the server checks)."""

@@ -13,6 +13,7 @@ from rest_framework import serializers
 from config import wsconfig
 from config.timefmt import isoformat_z as _iso
 from distribution.strategies import strategy_choices
+from workitems.api.fields import QueueChoiceIn
 from workitems.models import SlaState, State, WorkItem
 from workitems.policy import allowed_actions_for, masked_context, sees_sensitive
 
@@ -27,7 +28,7 @@ class WorkItemCreateIn(serializers.Serializer):
     task_name = serializers.CharField(max_length=200)
     title = serializers.CharField(max_length=500, required=False)
     description = serializers.CharField(required=False)
-    queue = serializers.CharField(max_length=100, help_text="queue name")
+    queue = QueueChoiceIn()
     priority = serializers.IntegerField(min_value=0, max_value=100, required=False, default=50)
     due_at = serializers.DateTimeField(required=False, allow_null=True, help_text="else now + the queue's SLA")
     follow_up_at = serializers.DateTimeField(required=False, allow_null=True)

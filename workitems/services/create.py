@@ -16,6 +16,7 @@ from config import statements, wsconfig
 from config.observability import WORKITEM_CREATE_LATENCY_MS
 from distribution.engine import route_item
 from events import urlguard
+from stats.selectors import queue_figures
 from workitems import policy, schemas, sla
 from workitems.errors import ConstraintViolated, NotAllowed, NotFound, ValidationFailed
 from workitems.models import CREATE, Queue, WorkItem
@@ -51,7 +52,7 @@ def _lookups_for(bodies: list[dict], *, reserve_id: bool = False) -> _CreateLook
     the item's INSERT can go with the rest of the create as one statement (_insert_item)."""
     queue_names, usernames, group_names = set(), set(), set()
     for body in bodies:
-        queue_names.add(body["queue"])
+        queue_names.update(body["queue"] if isinstance(body["queue"], list) else [body["queue"]])
         usernames.update(body.get("candidate_users", []), body.get("excluded_users", []))
         if body.get("assignee"):
             usernames.add(body["assignee"])
@@ -69,7 +70,11 @@ def _lookups_for(bodies: list[dict], *, reserve_id: bool = False) -> _CreateLook
 def _build_item(body: dict, lookups: _CreateLookups, actor, prefix: str) -> tuple[WorkItem, dict]:
     """Validate the semantics of one create body and build the unsaved item."""
     errors: list[dict[str, str]] = []
-    queue = lookups.queues.get(body["queue"])
+    choice = None
+    if isinstance(body["queue"], list):
+        queue, choice = _least_loaded(body["queue"], lookups, prefix)
+    else:
+        queue = lookups.queues.get(body["queue"])
     if queue is None:
         raise NotFound(f"queue {body['queue']!r} not found" + (f" (at {prefix})" if prefix else ""))
     if not queue.active:
@@ -135,12 +140,32 @@ def _build_item(body: dict, lookups: _CreateLookups, actor, prefix: str) -> tupl
         updated_at=now,
     )
     sla.start_clock(item, now)
+    if choice is not None:
+        item.queue_choice = choice  # recorded with the create (_insert_item)
     if assignee is not None:
         refusal = policy.hold_refusal(assignee, item, related=related)
         if refusal is not None:
             constraint, detail = refusal
             raise ConstraintViolated(f"{schemas.dotted(prefix, ['assignee'])}: {detail}", constraint=constraint)
     return item, {**related, "assignee": assignee}
+
+
+def _least_loaded(names: list[str], lookups: _CreateLookups, prefix: str) -> tuple[Queue | None, dict]:
+    """Of the named queues, the active one with the fewest open items (the statistics'
+    maintained counters, stats.selectors.queue_figures: no count of the items); ties go to the
+    first named. NotFound names the unknown ones; none active is a 400."""
+    unknown = [n for n in names if n not in lookups.queues]
+    if unknown:
+        raise NotFound(f"queues not found: {', '.join(map(repr, unknown))}" + (f" (at {prefix})" if prefix else ""))
+    active = [lookups.queues[n] for n in names if lookups.queues[n].active]
+    if not active:
+        raise ValidationFailed(
+            [{"field": schemas.dotted(prefix, ["queue"]), "message": "none of these queues is active"}]
+        )
+    figures = queue_figures([q.pk for q in active])
+    opened = {q.name: figures[q.pk]["open"] for q in active}
+    chosen = min(active, key=lambda q: opened[q.name])  # min keeps the first of equals
+    return chosen, {"candidates": opened, "chosen": chosen.name}
 
 
 def _insert_item(item: WorkItem, related: dict, actor, *, item_id: int | None = None) -> WorkItem:
@@ -179,6 +204,8 @@ def _insert_item(item: WorkItem, related: dict, actor, *, item_id: int | None = 
         data["on_behalf_of"] = route.on_behalf_of
     if route.unassigned:
         data["unassigned_reason"] = route.reason
+    if getattr(item, "queue_choice", None):
+        data["queue_choice"] = item.queue_choice
     if route.user is not None:
         touch_last_assigned(route.user.pk, batch=batch)
     record_change(item=item, action="create", actor=actor, from_state="", data=data, batch=batch)
