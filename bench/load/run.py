@@ -110,7 +110,9 @@ def seed(path: Path, n_workers: int, *, login: bool) -> None:
         keys.append(ServiceApiKey.objects.create_key(name=svc.username, user=svc)[1])
     data = {
         "password": "bench",
-        "tokens": {} if login else {u.username: str(RefreshToken.for_user(u).access_token) for u in workers},
+        "tokens": {}
+        if login
+        else {u.username: str(RefreshToken.for_user(u).access_token) for u in [*workers, *supervisors]},
         "sessions": {} if login else {u.username: _session(u) for u in supervisors},
         "workers": [u.username for u in workers],
         "supervisors": [u.username for u in supervisors],
@@ -134,7 +136,7 @@ def write_config(path: Path) -> None:
 # --- the server ---------------------------------------------------------------------------------
 
 
-def start_server(model: str, port: int, env: dict) -> subprocess.Popen:
+def start_server(model: str, port: int, env: dict, log_path: Path) -> subprocess.Popen:
     cmd = [
         str(ROOT / ".venv/bin/gunicorn"),
         "config.wsgi:application",
@@ -147,7 +149,7 @@ def start_server(model: str, port: int, env: dict) -> subprocess.Popen:
         *MODELS[model],
     ]
     proc = subprocess.Popen(  # noqa: S603 - the venv's gunicorn, fixed arguments
-        cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        cmd, cwd=ROOT, env=env, stdout=log_path.open("w"), stderr=subprocess.STDOUT
     )
     deadline = time.time() + 60
     while time.time() < deadline:
@@ -159,7 +161,7 @@ def start_server(model: str, port: int, env: dict) -> subprocess.Popen:
         except OSError:
             time.sleep(0.5)
     proc.kill()
-    raise RuntimeError(f"gunicorn ({model}) did not answer: {proc.stderr.read().decode()[-2000:]}")
+    raise RuntimeError(f"gunicorn ({model}) did not answer: {log_path.read_text()[-2000:]}")
 
 
 def stop_server(proc: subprocess.Popen) -> None:
@@ -204,12 +206,14 @@ def run_locust(args, host: str, users: int, user_class: str, csv_prefix: Path, e
     pids = _tree(server.pid)
     cpu0, _ = _cpu_rss(pids)
     t0, rss_max = time.time(), 0
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # noqa: S603
+    log = open(f"{csv_prefix}.log", "w")  # noqa: SIM115 - a file, not a pipe: a full pipe stalls locust
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603
     while proc.poll() is None:
         rss_max = max(rss_max, _cpu_rss(_tree(server.pid))[1])
         time.sleep(1)
     cpu1, _ = _cpu_rss(_tree(server.pid))
-    err = proc.stderr.read().decode()
+    log.close()
+    err = Path(f"{csv_prefix}.log").read_text()
     rows = {}
     with open(f"{csv_prefix}_stats.csv") as f:
         for r in csv.DictReader(f):
@@ -324,7 +328,7 @@ def run(args, bench_url: str, t_start: float) -> int:
     sat: dict[str, float] = {}
     for model in args.models.split(","):
         print(f"\n### {model}: gunicorn {' '.join(MODELS[model])}", flush=True)
-        server = start_server(model, args.port, env)
+        server = start_server(model, args.port, env, work / f"gunicorn-{model}.log")
         try:
             for users in (int(u) for u in args.users.split(",")):
                 mix = "ServiceClient Worker Supervisor"
