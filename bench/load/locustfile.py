@@ -122,7 +122,7 @@ class Worker(_Api):
         self.jwt_login(_next("workers"))
 
     def think_step(self) -> None:
-        gevent.sleep(self._step(self))
+        gevent.sleep(self._step())  # a bound method of the user, as wait_time
 
     @task
     def work(self) -> None:

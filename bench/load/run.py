@@ -218,8 +218,11 @@ def run_locust(args, host: str, users: int, user_class: str, csv_prefix: Path, e
     with open(f"{csv_prefix}_stats.csv") as f:
         for r in csv.DictReader(f):
             rows[r["Name"]] = r
+    with open(f"{csv_prefix}_exceptions.csv") as f:
+        exceptions = sum(int(r["Count"]) for r in csv.DictReader(f))
     return {
         "rows": rows,
+        "exceptions": exceptions,
         "cpu": 100 * (cpu1 - cpu0) / (time.time() - t0),
         "rss": rss_max,
         "load": os.getloadavg(),
@@ -241,6 +244,7 @@ def print_run(title: str, res: dict) -> None:
             f"| {name} | {r['Request Count']} | {float(r['Requests/s']):.1f} | {r['50%']} | {r['95%']} "
             f"| {r['99%']} | {r['Failure Count']} |"
         )
+    print(f"\nexceptions in the users' code: {res['exceptions']}")
     if res["stderr"]:
         print(f"\nlocust: {res['stderr']}")
 
