@@ -1908,8 +1908,8 @@ export interface components {
             task_name: string;
             title?: string;
             description?: string;
-            /** @description queue name */
-            queue: string;
+            /** @description a queue's name, or several: the item goes to the active one with the fewest open items */
+            queue: string | string[];
             /** @default 50 */
             priority: number;
             /**
