@@ -1,7 +1,7 @@
 /* Workstream console: draws the dashboard's charts from the JSON blocks the server renders
    (<script type="application/json">, never executed) and redraws them in place when htmx swaps
    in fresh data, so nothing flickers; holds back a poll while someone is using a form inside
-   the fragment it would replace. No inline script anywhere (Content-Security-Policy). */
+   the fragment it would replace; follows a session's end to the login once. No inline script anywhere (Content-Security-Policy). */
 (function () {
   "use strict";
 
@@ -69,6 +69,18 @@
         (busy.tagName === "SELECT" || busy.tagName === "INPUT" || busy.tagName === "TEXTAREA")) {
       evt.preventDefault();
     }
+  });
+
+  // The session ended: every polling fragment answers with HX-Redirect to the login. Follow the
+  // first one only; a second `location.href = …` would abort the navigation already under way.
+  var leaving = false;
+  document.addEventListener("htmx:beforeOnLoad", function (evt) {
+    var xhr = evt.detail && evt.detail.xhr;
+    if (leaving) { evt.preventDefault(); return; }
+    if (xhr && xhr.getResponseHeader("HX-Redirect")) { leaving = true; }
+  });
+  document.addEventListener("htmx:beforeRequest", function (evt) {
+    if (leaving) { evt.preventDefault(); }
   });
 
   document.addEventListener("DOMContentLoaded", draw);
