@@ -96,7 +96,10 @@ def address_of(request) -> str | None:
         return None
 
 
-def _write(record: AccessRecord) -> None:
+def write_record(record: AccessRecord) -> None:
+    """Store one access record (REST's middleware and the gRPC interceptor both write through
+    here): a record the database refuses is logged in full, never lost silently, and never
+    fails the request it describes."""
     try:
         if connection.in_atomic_block:  # only under a test's transaction: keep it usable on failure
             with transaction.atomic():
@@ -123,7 +126,7 @@ class AccessLogMiddleware:
         duration = int((time.perf_counter() - started) * 1000)
         route, resource = route_of(request)
         user, auth, credential = caller_of(request)
-        _write(
+        write_record(
             AccessRecord(
                 at=at,
                 request_id=getattr(request, "request_id", ""),

@@ -34,7 +34,7 @@ def record(*, at, request_id: str, route: str, request, drf_request, status: int
     known = drf_request is not None and hasattr(drf_request, "_user")  # authentication ran (never run it here)
     user, auth, credential = access_log.caller_of(drf_request) if known else (None, "", "")
     item_id = getattr(request, "id", None)
-    access_log._write(  # the REST log's own writer: an unwritable record is logged, never lost silently
+    access_log.write_record(
         AccessRecord(
             at=at,
             request_id=request_id,

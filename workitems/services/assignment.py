@@ -24,10 +24,20 @@ def work_item_offer(*, item_id: int, actor=None, expected_version: int | None = 
     return execute(action="offer", item_id=item_id, actor=actor, expected_version=expected_version)
 
 
-def _give_to(action: str, *, item_id: int, actor, user, override: bool, expected_version: int | None) -> WorkItem:
+def give_to(
+    action: str,
+    *,
+    item_id: int,
+    actor,
+    user,
+    override: bool,
+    expected_version: int | None,
+    locked_item: WorkItem | None = None,
+) -> WorkItem:
     """assign / delegate: the item goes to `user` (a username or a User), who must be an
     active person in its pool (policy.hold_refusal) unless a supervisor overrides; an
-    override is audited (`override: true`)."""
+    override is audited (`override: true`). `locked_item`: the row already locked by the
+    caller's transaction (reassign), so it is not locked and read a second time."""
     target = resolve_user(user)
     audit_data = {"assignee": target.username}
     if override is True:
@@ -41,6 +51,7 @@ def _give_to(action: str, *, item_id: int, actor, user, override: bool, expected
         args={"override": override},
         transition_kwargs={"user": target},
         audit_data=audit_data,
+        locked_item=locked_item,
     )
 
 
@@ -49,7 +60,7 @@ def work_item_assign(
     *, item_id: int, actor, user, override: bool = False, expected_version: int | None = None
 ) -> WorkItem:
     """Give a CREATED or OFFERED item to `user` (a supervisor's choice)."""
-    return _give_to(
+    return give_to(
         "assign", item_id=item_id, actor=actor, user=user, override=override, expected_version=expected_version
     )
 
@@ -192,6 +203,6 @@ def work_item_delegate(
     *, item_id: int, actor, user, override: bool = False, expected_version: int | None = None
 ) -> WorkItem:
     """Hand a held item to another user (it becomes ASSIGNED to them)."""
-    return _give_to(
+    return give_to(
         "delegate", item_id=item_id, actor=actor, user=user, override=override, expected_version=expected_version
     )

@@ -15,7 +15,7 @@ from workitems.errors import InvalidTransition
 from workitems.models import WorkItem
 from workitems.selectors import work_item_get_for
 from workitems.services._core import Command, execute
-from workitems.services.assignment import work_item_assign, work_item_delegate
+from workitems.services.assignment import give_to
 
 
 class _Unchanged(Exception):  # noqa: N818 (a signal inside the command, never raised out of it)
@@ -65,13 +65,13 @@ def work_item_update(
         return same.item
 
 
-def reassign_command(item: WorkItem):
-    """The command that gives `item` to someone else now: delegate for a held item, assign for
+def reassign_action(item: WorkItem) -> str | None:
+    """The action that gives `item` to someone else now: delegate for a held item, assign for
     an unheld one (what its lifecycle allows in its state), None when neither is possible."""
     available = item.available_actions()
     if "delegate" in available:
-        return work_item_delegate
-    return work_item_assign if "assign" in available else None
+        return "delegate"
+    return "assign" if "assign" in available else None
 
 
 @transaction.atomic
@@ -80,15 +80,23 @@ def work_item_reassign(
 ) -> WorkItem:
     """Give the item to `user` whatever its state: delegated when someone holds it (ASSIGNED,
     IN_PROGRESS), assigned when nobody does (CREATED, OFFERED). Which one is decided with the row
-    locked, by the item's lifecycle (reassign_command); the chosen command checks the rest (the
-    actor's roles, the target's eligibility, constraints, the version)."""
+    locked, by the item's lifecycle (reassign_action); the chosen command runs on that locked row
+    and checks the rest (the actor's roles, the target's eligibility, constraints, the version)."""
     item = work_item_get_for(actor=actor, item_id=item_id, for_update=True)
-    command = reassign_command(item)
-    if command is None:
+    action = reassign_action(item)
+    if action is None:
         raise InvalidTransition(
             f"cannot reassign work item {item.pk} in state {item.state}",
             action="reassign",
             state=item.state,
             allowed_actions=policy.allowed_actions_for(item, actor),
         )
-    return command(item_id=item_id, actor=actor, user=user, override=override, expected_version=expected_version)
+    return give_to(
+        action,
+        item_id=item_id,
+        actor=actor,
+        user=user,
+        override=override,
+        expected_version=expected_version,
+        locked_item=item,
+    )
