@@ -19,7 +19,7 @@ from console import resultform
 from console.access import as_console, console_view
 from directory import services as directory_services
 from directory.models import Profile
-from workitems import policy, services
+from workitems import policy, schemas, services
 from workitems.api.serializers import item_representation
 from workitems.errors import (
     ConstraintViolated,
@@ -288,8 +288,9 @@ def _posted_changes(post) -> dict:
     due = post.get("due_at", "").strip()
     if post.get("clear_due"):
         changes["due_at"] = None
-    elif due:
-        changes["due_at"] = due + ("" if due.endswith("Z") or "+" in due[10:] else ":00Z" if len(due) == 16 else "Z")
+    elif due:  # datetime-local has no zone: UTC (workitems.schemas); a bad value goes on as typed, refused there
+        value, _ = schemas.parse_iso_time(due, zone_required=False)
+        changes["due_at"] = value or due
     return changes
 
 

@@ -198,6 +198,10 @@ def test_a_supervisor_changes_priority_and_due_date_from_the_item_page(as_user, 
 
     bad = client.post(f"/console/items/{item.pk}/update", {"version": item.version, "priority": "high"})
     assert bad.status_code == 400 and "priority: an integer from 0 to 100" in bad.content.decode()
+    no_day = client.post(f"/console/items/{item.pk}/update", {"version": item.version, "due_at": "2031-02-30T09:30"})
+    assert no_day.status_code == 400 and "due_at: must" in no_day.content.decode()
+    item.refresh_from_db()
+    assert item.due_at.isoformat() == "2031-05-04T09:30:00+00:00", "a refused date changes nothing"
     cleared = client.post(f"/console/items/{item.pk}/update", {"version": item.version, "clear_due": "1"})
     assert cleared.status_code == 302
     item.refresh_from_db()
