@@ -14,9 +14,12 @@ queue), 90% open (offered, assigned, in progress, suspended; a tenth at risk, a 
 10% completed, created over the last 30 days.
 
   (a) at each size: `GET /stats/queues` as a supervisor (every queue, window PT24H; in-process
-      through Django's test client, force-authenticated), p50 and p99 of --requests calls, vs
+      through Django's test client), p50 and p99 of --requests calls, vs
       the real-time figures recounted by `SELECT queue_id, state, sla_state, count(*) … GROUP
-      BY` over the open items (p50 of --recounts runs), after VACUUM ANALYZE. Also the read alone,
+      BY` over the open items (p50 of --recounts runs), after VACUUM ANALYZE. The caller sends a
+      JWT (`Authorization: Bearer`, as API clients do: the token is checked and its user and
+      groups read on every call); `--auth force` skips that (DRF's force_authenticate keeps one
+      user instance, its roles cached, across calls), as runs before 2026-12-01 did. Also the read alone,
       `stats.selectors.queue_figures` (the HTTP call adds authentication, the access log's own
       committed INSERT and rendering). Targets: p50 ≤ 5 ms at the largest size, and flat: p50 at
       the largest / p50 at the smallest ≤ 1.5.
@@ -59,6 +62,13 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--recounts", type=int, default=5)
     p.add_argument("--lifecycles", type=int, default=300)
     p.add_argument("--keep", action="store_true")
+    p.add_argument(
+        "--auth",
+        choices=("jwt", "force"),
+        default="jwt",
+        help="jwt: a bearer token on each call, as clients send; force: DRF's force_authenticate (no token, "
+        "no user lookup)",
+    )
     p.add_argument(
         "--fast-load",
         action="store_true",
@@ -147,9 +157,23 @@ def vacuum(url: str) -> None:
 CPU: list[float] = []  # this process's CPU time per call of the last time_calls (ms)
 
 
-def time_calls(client, n: int) -> list[float]:
+def supervisor_client(user, auth: str):
+    """A test client that calls as `user`: with a fresh access token (jwt), or force-authenticated."""
+    from rest_framework.test import APIClient
+    from rest_framework_simplejwt.tokens import AccessToken
+
+    client = APIClient()
+    if auth == "jwt":
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {AccessToken.for_user(user)}")
+    else:
+        client.force_authenticate(user)
+    return client
+
+
+def time_calls(user, auth: str, n: int) -> list[float]:
     """Wall time per call (ms); the CPU time each took in this process goes to CPU (on a loaded
     machine the wall time waits for a core, the CPU time does not)."""
+    client = supervisor_client(user, auth)  # a token minted now: a long seeding outlives one
     for _ in range(20):  # warm up: plans, connections, imports
         assert client.get("/api/v1/stats/queues").status_code == 200
     out = []
@@ -221,7 +245,6 @@ def lifecycles(svc, worker, queue, n: int) -> float:
 def run(args, bench_url: str, t_start: float) -> int:
     from django.contrib.auth.models import Group
     from django.db import connection
-    from rest_framework.test import APIClient
 
     from stats import rollup
     from tests import factories
@@ -236,8 +259,7 @@ def run(args, bench_url: str, t_start: float) -> int:
     sam = factories.user("bench-sam", roles=["supervisor"])
     svc = factories.user("bench-svc", roles=["service"])
     worker = factories.user("bench-worker", roles=["worker"], groups=[group])
-    client = APIClient()
-    client.force_authenticate(sam)
+    client = supervisor_client(sam, "force")
 
     rows, p50s = [], {}
     have = 0
@@ -255,7 +277,7 @@ def run(args, bench_url: str, t_start: float) -> int:
         vacuum(bench_url)
         have = size
         open_n = check_figures(client)
-        calls = time_calls(client, args.requests)
+        calls = time_calls(sam, args.auth, args.requests)
         reads = time_selector([q.pk for q in queues], args.requests)
         recount, recounted = time_recount(args.recounts)
         assert recounted == open_n
@@ -268,7 +290,7 @@ def run(args, bench_url: str, t_start: float) -> int:
         )
         rows.append(
             (
-                f"GET /stats/queues at {size:,} items ({open_n:,} open, {QUEUES} queues)",
+                f"GET /stats/queues at {size:,} items ({open_n:,} open, {QUEUES} queues; auth {args.auth})",
                 f"p50 {pct(calls, 50):.2f} ms, p99 {pct(calls, 99):.2f} ms, Python CPU p50 {pct(CPU, 50):.2f} ms "
                 "(queue_figures alone p50 "
                 f"{pct(reads, 50):.2f} ms); GROUP BY recount p50 {pct(recount, 50):.1f} ms "
@@ -295,7 +317,7 @@ def run(args, bench_url: str, t_start: float) -> int:
         )
         cur.execute("SELECT count(*) FROM stats_delta")
         pending = cur.fetchone()[0]
-    calls = time_calls(client, args.requests)
+    calls = time_calls(sam, args.auth, args.requests)
     t = time.perf_counter()
     folded = rollup.rollup()
     folding = (time.perf_counter() - t) * 1000
@@ -338,22 +360,21 @@ def measure_again(args) -> int:
     os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(50))
     setup_django(with_db(server_url(), args.db))
     from django.contrib.auth import get_user_model
-    from rest_framework.test import APIClient
 
     from workitems.models import OPEN_STATES, Queue, WorkItem
 
     t_start = time.perf_counter()
-    client = APIClient()
-    client.force_authenticate(get_user_model().objects.get(username="bench-sam"))
+    sam = get_user_model().objects.get(username="bench-sam")
+    client = supervisor_client(sam, "force")
     queues = list(Queue.objects.filter(name__startswith="bench-"))
     size = WorkItem.objects.count()
     open_n = check_figures(client)
-    calls = time_calls(client, args.requests)
+    calls = time_calls(sam, args.auth, args.requests)
     reads = time_selector([q.pk for q in queues], args.requests)
     recount, _ = time_recount(args.recounts)
     assert open_n == WorkItem.objects.filter(state__in=OPEN_STATES).count()
     row = (
-        f"GET /stats/queues at {size:,} items ({open_n:,} open, {len(queues)} queues)",
+        f"GET /stats/queues at {size:,} items ({open_n:,} open, {len(queues)} queues; auth {args.auth})",
         f"p50 {pct(calls, 50):.2f} ms, p99 {pct(calls, 99):.2f} ms, Python CPU p50 {pct(CPU, 50):.2f} ms "
         "(queue_figures alone p50 "
         f"{pct(reads, 50):.2f} ms); GROUP BY recount p50 {pct(recount, 50):.1f} ms "
