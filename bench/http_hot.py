@@ -179,12 +179,13 @@ def lua_mix(path: Path, steps: list[tuple[str, str, dict, str | None]]) -> Path:
 
 def wrk(base: str, script: Path, *, connections: int, duration: int, threads: int = 2) -> dict:
     threads = min(threads, connections)
-    cmd = ["wrk", "--latency", "-t", str(threads), "-c", str(connections), "-d", f"{duration}s", "-s", str(script)]
+    cmd = ["wrk", "--latency", "--timeout", "60s", "-t", str(threads), "-c", str(connections), "-d", f"{duration}s"]
+    cmd += ["-s", str(script)]
     out = subprocess.run([*cmd, base], capture_output=True, text=True, check=True).stdout  # noqa: S603
     rate = float(re.search(r"Requests/sec:\s+([0-9.]+)", out)[1])
     total = int(re.search(r"(\d+) requests in", out)[1])
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    errors = re.search(r"Socket errors: (.*)", out)
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
 
     def ms(label: str) -> float:
         m = re.search(rf"\s{label}%\s+([0-9.]+)(us|ms|s)\b", out)
@@ -196,14 +197,15 @@ def wrk(base: str, script: Path, *, connections: int, duration: int, threads: in
         "p50": ms("50"),
         "p99": ms("99"),
         "bad": int(bad[1]) if bad else 0,
-        "socket": errors[1] if errors else "",
+        "socket": sum(int(x) for x in errors.groups()[:3]) if errors else 0,
+        "timeouts": int(errors[4]) if errors else 0,
         "out": out,
     }
 
 
 def checked(res: dict, what: str) -> dict:
-    if res["bad"] or res["socket"]:
-        raise RuntimeError(f"{what}: {res['bad']} non-2xx responses, socket errors {res['socket']!r}\n{res['out']}")
+    if res["bad"] or res["socket"] or res["timeouts"]:
+        raise RuntimeError(f"{what}: {res['bad']} non-2xx responses, socket errors:\n{res['out']}")
     return res
 
 
@@ -451,6 +453,7 @@ def run(args, bench_url: str, t_start: float) -> int:
             print(f"size: {have:,} items, one connection …", flush=True)
             sizes[have] = p50s(args, ours_base, s["ours_list"], s["ours_get"])
             plan_text[have] = plans(worker, ids[0])
+            print(f"\n### plans at {have:,} items\n\n```\n{plan_text[have]}\n```\n", flush=True)
         if "reads" in parts:
             rows_out += pairs(
                 args, "worker GET /workitems (page of 20) vs naive list", (ours_base, s["ours_list"]),
@@ -465,8 +468,6 @@ def run(args, bench_url: str, t_start: float) -> int:
                 args, "POST /workitems (API key, every guarantee) vs naive create", (ours_base, s["ours_create"]),
                 (naive_base, s["naive_create"]), 1.0,
             )  # fmt: skip
-        if "memory" in parts:
-            rows_out += memory_run(args, ours_base, s["mix"], ours_proc.pid)
         if "size" in parts:
             now = WorkItem.objects.count()
             print(f"size: growing {now:,} → {args.large:,} items …", flush=True)
@@ -477,6 +478,7 @@ def run(args, bench_url: str, t_start: float) -> int:
             print(f"  {large:,} items in {time.perf_counter() - t0:.0f}s; one connection …", flush=True)
             sizes[large] = p50s(args, ours_base, s["ours_list"], s["ours_get"])
             plan_text[large] = plans(worker, ids[0])
+            print(f"\n### plans at {large:,} items\n\n```\n{plan_text[large]}\n```\n", flush=True)
             (small, a), (big, b) = sorted(sizes.items())
             for what in ("list", "get"):
                 r = b[what] / a[what]
@@ -489,6 +491,9 @@ def run(args, bench_url: str, t_start: float) -> int:
                         "met" if r <= 1.5 else "missed",
                     )
                 )
+                print(" | ".join(rows_out[-1]), flush=True)
+        if "memory" in parts:  # last: a long run, on the largest table
+            rows_out += memory_run(args, ours_base, s["mix"], ours_proc.pid)
     finally:
         stop_server(ours_proc)
         stop_server(naive_proc)
@@ -496,8 +501,6 @@ def run(args, bench_url: str, t_start: float) -> int:
             from claim_next import drop_database
 
             drop_database(server, args.naive_db)
-    for size, text in sorted(plan_text.items()):
-        print(f"\n### plans at {size:,} items\n\n```\n{text}\n```")
     print_table(rows_out, t_start)
     print(load())
     return 0
