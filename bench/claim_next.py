@@ -159,22 +159,34 @@ def seed_items(
         "assigned_at": "now()" if state != "OFFERED" else "NULL",
         **(varying_sql or {}),
     }
+    sql, params = series_insert(template, varying)
+    with connection.cursor() as cur:
+        cur.execute(sql, [*params, n])
+
+
+def series_insert(template, varying: dict, first: int = 1) -> tuple[str, list]:
+    """`INSERT INTO <table> (…) SELECT … FROM generate_series(first, %s) AS g` and its parameters
+    (the count last): every column as the `template` instance holds it, except those of
+    `varying` (column → SQL expression of the series number g, or (expression, its parameters))."""
+    from django.db import connection
+
     cols, exprs, params = [], [], []
-    for f in WorkItem._meta.concrete_fields:
+    for f in type(template)._meta.concrete_fields:
         if f.primary_key:
             continue
         cols.append(connection.ops.quote_name(f.column))
         if f.column in varying:
-            exprs.append(varying[f.column])
+            expr, extra = varying[f.column] if isinstance(varying[f.column], tuple) else (varying[f.column], [])
+            exprs.append(expr)
+            params.extend(extra)
         else:
             exprs.append("%s")
             params.append(f.get_db_prep_save(getattr(template, f.attname), connection))
-    sql = (
-        f"INSERT INTO {WorkItem._meta.db_table} ({', '.join(cols)}) "
-        f"SELECT {', '.join(exprs)} FROM generate_series(1, %s) AS g"
+    table = type(template)._meta.db_table
+    return (
+        f"INSERT INTO {table} ({', '.join(cols)}) SELECT {', '.join(exprs)} FROM generate_series({first}, %s) AS g",
+        params,
     )
-    with connection.cursor() as cur:
-        cur.execute(sql, [*params, n])
 
 
 def analyze() -> None:

@@ -126,19 +126,23 @@ class _Prepared(ServerBindingCursor):
         return super().execute(query, params, prepare=True)
 
 
-def prepared_cursor():
+def prepared_cursor(conn=None):
     """A cursor whose statements PostgreSQL parses and plans once per connection (psycopg 3
     server-side binding, a named prepared statement per SQL text), when the connection has
     prepared statements on (settings: DB_PREPARED_STATEMENTS, OPTIONS prepare_threshold; off
     behind a pooler in transaction mode that does not keep them, e.g. PgBouncer before 1.21).
     Otherwise, or off psycopg 3, the connection's ordinary cursor. Wrapped like any Django
-    cursor (execute wrappers, query logging, error translation)."""
-    connection.ensure_connection()
-    raw = connection.connection
+    cursor (execute wrappers, query logging, error translation). `conn`: a Django connection
+    (a replica's for a reporting read), the default one if None."""
+    conn = conn or connection
+    if conn.vendor != "postgresql":
+        return conn.cursor()
+    conn.ensure_connection()
+    raw = conn.connection
     if ServerBindingCursor is object or getattr(raw, "prepare_threshold", None) is None:
-        return connection.cursor()
+        return conn.cursor()
     cursor = _Prepared(raw)
-    return connection.make_debug_cursor(cursor) if connection.queries_logged else connection.make_cursor(cursor)
+    return conn.make_debug_cursor(cursor) if conn.queries_logged else conn.make_cursor(cursor)
 
 
 class Unfit(Exception):

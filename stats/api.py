@@ -122,7 +122,8 @@ class StatsQueuesView(WorkstreamAPIView):
     @reporting()
     def get(self, request):
         window = parse_window(_params(request, {"window"}).get("window"))
-        figures = selectors.queue_figures(_queue_ids(request, None), window)
+        # the visible queues as a subquery of the figures' statement: one round trip, not two
+        figures = selectors.queue_figures(selectors.visible_queues(actor=request.user), window)
         return Response(sorted(figures.values(), key=lambda f: f["queue"]))
 
 

@@ -23,9 +23,10 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.db import connection
+from django.db.models import QuerySet
 from django.utils import timezone
 
-from config import db_router
+from config import db_router, sqlcache
 from config.timefmt import isoformat_z
 from directory.models import Profile
 from stats.rollup import HOUR_FIELDS, as_utc, db_time, hour_start
@@ -61,7 +62,14 @@ def visible_queue_ids(*, actor, name: str | None = None) -> list[int]:
     named `name` (NotFound, a 404, when it does not exist or is not visible)."""
     if name is not None:
         return [queue_reads.queue_get_for(actor=actor, name=name).pk]
-    return list(queue_reads.queue_list_for(actor=actor).prefetch_related(None).values_list("id", flat=True))
+    return list(visible_queues(actor=actor).values_list("id", flat=True))
+
+
+def visible_queues(*, actor) -> QuerySet:
+    """The queues `actor` may see (workitems.queues.queue_list_for) as a query of their ids, not
+    run: `queue_figures` reads it as a subquery, so the figures and who sees them are one
+    statement (one round trip fewer on the hot `GET /stats/queues`)."""
+    return queue_reads.queue_list_for(actor=actor).prefetch_related(None).select_related(None).order_by().values("id")
 
 
 def window_name(window: timedelta) -> str:
@@ -76,23 +84,29 @@ def window_start(window: timedelta, now: datetime | None = None) -> datetime:
     return hour_start(now or timezone.now()) - (hours - 1) * HOUR
 
 
-def _in(ids: Collection[int]) -> str:
+def _in(ids: Collection[int] | QuerySet) -> str:
     """`= ANY(%s)` on PostgreSQL (one array parameter, whatever the number of queues: the
-    statement's text and its parameters stay few, so psycopg's cache of parsed statements,
-    which skips those with more than 50 parameters, serves it), else `IN (%s, …)`."""
+    statement's text and its parameters stay few, so it is prepared once), else `IN (%s, …)`;
+    `IN (subquery)` for a query of ids (`visible_queues`)."""
+    if isinstance(ids, QuerySet):
+        return f"IN ({ids.query.sql_with_params()[0]})"
     if connection.vendor == "postgresql":
         return "= ANY(%s)"
     return "IN (" + ", ".join(["%s"] * len(ids)) + ")"
 
 
-def _ids(ids: Collection[int]) -> list[Any]:
+def _ids(ids: Collection[int] | QuerySet) -> list[Any]:
     """The parameters of one `_in(ids)`."""
+    if isinstance(ids, QuerySet):
+        return list(ids.query.sql_with_params()[1])
     return [list(ids)] if connection.vendor == "postgresql" else list(ids)
 
 
 def _rows(sql: str, params: list[Any]) -> list[tuple]:
-    # a replica's connection inside db_router.reporting() (when one is fresh enough)
-    with db_router.read_connection().cursor() as cur:
+    # a replica's connection inside db_router.reporting() (when one is fresh enough); each
+    # statement prepared, so PostgreSQL plans it once per connection (the figures' union of
+    # five reads took a third of its time in planning)
+    with sqlcache.prepared_cursor(db_router.read_connection()) as cur:
         cur.execute(sql, params)
         return cur.fetchall()
 
@@ -127,8 +141,11 @@ def _window_figures(sums: dict[str, float] | None) -> dict[str, Any]:
     }
 
 
-def queue_figures(queue_ids: Collection[int], window: timedelta = DEFAULT_WINDOW) -> dict[int, dict[str, Any]]:
-    """{queue id: figures} for each existing queue in `queue_ids`.
+def queue_figures(
+    queue_ids: Collection[int] | QuerySet, window: timedelta = DEFAULT_WINDOW
+) -> dict[int, dict[str, Any]]:
+    """{queue id: figures} for each existing queue in `queue_ids` (ids, or a query of them:
+    `visible_queues`).
 
     Real time: `open` (every open state), `offered`, `assigned`, `in_progress`, `suspended`,
     `unassigned` (open and held by nobody), `at_risk` and `breached` (open items by their
@@ -140,8 +157,8 @@ def queue_figures(queue_ids: Collection[int], window: timedelta = DEFAULT_WINDOW
     out: create → first assignment for an item handed out once; a released or moved item
     waits again from its new offer), `avg_handle_seconds` (last assignment → completion).
     Also `queue` (its name), `window` (ISO 8601) and `window_start`."""
-    ids = sorted(set(queue_ids))
-    if not ids:
+    ids = queue_ids if isinstance(queue_ids, QuerySet) else sorted(set(queue_ids))
+    if not isinstance(ids, QuerySet) and not ids:
         return {}
     now = timezone.now()
     start = window_start(window, now)
@@ -188,7 +205,7 @@ def queue_figures(queue_ids: Collection[int], window: timedelta = DEFAULT_WINDOW
     return out
 
 
-def _queue_sql(ids: list[int], start: datetime, now: datetime) -> tuple[str, list[Any]]:
+def _queue_sql(ids: list[int] | QuerySet, start: datetime, now: datetime) -> tuple[str, list[Any]]:
     """One statement for all of queue_figures (a round trip, a plan): rows tagged q (the queue:
     name, max_open, age of its oldest open item by the partial index), o (open counts by state
     and SLA state), u (held per user), w (the window's sums); counters plus pending deltas."""

@@ -151,17 +151,22 @@ def start_server(model: str, port: int, env: dict, log_path: Path) -> subprocess
     proc = subprocess.Popen(  # noqa: S603 - the venv's gunicorn, fixed arguments
         cmd, cwd=ROOT, env=env, stdout=log_path.open("w"), stderr=subprocess.STDOUT
     )
-    deadline = time.time() + 60
+    return answering(proc, f"http://127.0.0.1:{port}/api/v1/features", f"gunicorn ({model})", log_path)
+
+
+def answering(proc: subprocess.Popen, url: str, what: str, log_path: Path, timeout: float = 60) -> subprocess.Popen:
+    """`proc` once `url` answers anything (a 401 or 404 too); killed if it does not in `timeout` s."""
+    deadline = time.time() + timeout
     while time.time() < deadline:
         try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/features", timeout=2)
+            urllib.request.urlopen(url, timeout=2)  # noqa: S310 - a http:// URL of ours
             return proc
         except urllib.error.HTTPError:
-            return proc  # 401: it answers
+            return proc  # it answers
         except OSError:
             time.sleep(0.5)
     proc.kill()
-    raise RuntimeError(f"gunicorn ({model}) did not answer: {log_path.read_text()[-2000:]}")
+    raise RuntimeError(f"{what} did not answer: {log_path.read_text()[-2000:]}")
 
 
 def stop_server(proc: subprocess.Popen) -> None:

@@ -11,6 +11,7 @@ from directory.models import Profile
 from stats import rollup, selectors
 from tests import factories
 from tests.api.helpers import assert_field_error, assert_problem, drive
+from tests.querycount import count_statements
 from workitems import services
 from workitems.models import WorkItem
 
@@ -197,3 +198,20 @@ def test_age_distribution(queue, scene):
     buckets = {b["bucket"]: b["count"] for b in selectors.age_distribution([queue.pk])}
     assert buckets["3d-7d"] == 1 and sum(buckets.values()) == 6
     assert buckets["<1h"] + buckets["1h-4h"] == 5  # made this hour (or the last, on the hour)
+
+
+def test_stats_queues_statement_budget(jwt_client, sam, bob, team_b, scene):
+    """`GET /stats/queues` as API clients call it (a JWT): the user with its groups, the figures
+    with the visible queues as their subquery, the access record; the same for a worker (whose
+    visibility is a join on its groups) and whatever the number of queues."""
+    factories.queue("team-b-queue", groups=[team_b])
+    for user, want in ((sam, ["team-a-queue", "team-b-queue"]), (bob, ["team-b-queue"])):
+        client = jwt_client(user)
+        client.get("/api/v1/stats/queues")  # warm: the per-connection compiled statements
+        with count_statements() as seen:
+            resp = client.get("/api/v1/stats/queues")
+        assert resp.status_code == 200 and [q["queue"] for q in resp.json()] == want
+        user_sql, figures_sql, record_sql = seen.counted if len(seen) == 3 else (None, None, None)
+        assert user_sql and user_sql.startswith('SELECT "auth_user"."id"'), seen.report()
+        assert figures_sql.startswith("WITH d AS") and "workitems_queue" in figures_sql, seen.report()
+        assert record_sql.startswith('INSERT INTO "audit_accessrecord"'), seen.report()

@@ -1,0 +1,5 @@
+from django.urls import include, path
+
+from .views import router
+
+urlpatterns = [path("api/", include(router.urls))]
