@@ -14,7 +14,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from config import keys, wsconfig
+from config import contextkeys, keys, wsconfig
 from directory import ldap_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -295,6 +295,9 @@ DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "workstream@localhost")
 CALLBACK_SIGNING_SECRET = envsecret("CALLBACK_SIGNING_SECRET")
 # Signs the audit checkpoints (audit.services.audit_checkpoint); derived from SECRET_KEY when unset.
 AUDIT_CHECKPOINT_KEY = envsecret("AUDIT_CHECKPOINT_KEY")
+# The key ring of queues' encrypted_keys (config/contextkeys.py): unset, no queue may encrypt;
+# malformed, start-up stops.
+CONTEXT_KEY_RING = contextkeys.parse(envsecret(contextkeys.VARIABLE))
 
 LOG_LEVEL = env("LOG_LEVEL", "INFO")
 LOG_FORMAT = env("LOG_FORMAT", "json")
