@@ -8,6 +8,7 @@ import base64
 import json
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management import CommandError, call_command
 from django.db import connection
@@ -15,8 +16,10 @@ from django.db import connection
 from audit.models import AuditRecord
 from audit.services import audit_verify
 from config import contextkeys
+from directory.roles import remember_groups, with_groups
 from events.models import OutboxEvent
 from tests import factories
+from tests.querycount import count_statements
 from workitems import crypto, services
 from workitems.api.serializers import item_representation
 from workitems.errors import EncryptionUnavailable, ValidationFailed
@@ -273,3 +276,28 @@ def test_the_ring_reads_standard_and_url_safe_base64_and_the_first_key_encrypts(
     with pytest.raises(contextkeys.NotAuthentic):
         ring.decrypt("k1", blob, b"aad")
     assert contextkeys.parse("") is None and contextkeys.parse("  ") is None
+
+
+def fresh(user):
+    """The user as a request's authentication hands it over (as tests/workitems/test_query_budget.py)."""
+    loaded = with_groups(get_user_model().objects.filter(pk=user.pk)).get()
+    remember_groups(loaded)
+    return loaded
+
+
+def test_encryption_adds_no_statement_to_a_create_or_a_bulk_create(svc, hr, team_a):
+    plain = factories.queue("plain", groups=[team_a])
+    counts = {}
+    for q in (plain, hr):
+        actor = fresh(svc)
+        with count_statements() as one:
+            services.work_item_create(actor=actor, data=factories.item_body(q, context_data=CONTEXT))
+        actor = fresh(svc)
+        with count_statements() as many:
+            services.work_item_create_many(
+                actor=actor, items=[factories.item_body(q, context_data=CONTEXT) for _ in range(3)]
+            )
+        counts[q.name] = (len(one), len(many))
+    assert counts["hr"] == counts["plain"]
+    assert counts["hr"][0] == 2  # tests/workitems/test_query_budget.py's budget for a create into a pull queue
+    assert SSN not in raw("SELECT context_data::text FROM workitems_workitem WHERE queue_id = %s", [hr.pk])
