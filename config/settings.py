@@ -269,6 +269,8 @@ CELERY_BEAT_SCHEDULE: dict = {
     "events-deliver-webhooks": {"task": "events.deliver_webhooks", "schedule": 5.0},
     "events-purge-published": {"task": "events.purge_published", "schedule": 24 * 3600.0},
     "audit-checkpoint": {"task": "audit.checkpoint", "schedule": 3600.0},
+    # Monthly partitions created ahead, old outbox months dropped (config/partitions.py).
+    "partitions-maintain": {"task": "audit.maintain_partitions", "schedule": 6 * 3600.0},
     "audit-purge-access-log": {"task": "audit.purge_access_log", "schedule": 3600.0},
     # Moves terminal items past archive.retentionDays to the archive tables; a no-op unless archive.enabled.
     "archive-items": {"task": "archive.archive_items", "schedule": 24 * 3600.0},
