@@ -11,6 +11,10 @@ waiting. Losing that lock means another request with the key is in flight
 (409). The winner looks for a stored response (replay), else runs the view and
 stores its response in the same transaction as the change, so the record and
 the change commit or roll back together.
+
+With a context key ring (config/contextkeys.py), the stored body is encrypted under its primary
+key, the client and key as associated data: the first answer to a create may hold the clear
+values of encrypted context keys (for the creating client), and they are not kept in clear.
 """
 
 from __future__ import annotations
@@ -18,18 +22,20 @@ from __future__ import annotations
 import hashlib
 from datetime import timedelta
 
+from django.conf import settings
 from django.db import connection, transaction
-from django.http import HttpResponse
+from django.http import HttpResponse, JsonResponse
 from django.utils import timezone
 
 from api.models import IdempotencyRecord
-from api.problems import ProblemException
-from config import wsconfig
+from api.problems import CONTENT_TYPE, ProblemException, problem_body
+from config import contextkeys, wsconfig
 
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
 _KEPT_HEADERS = ("Location", "ETag", "Content-Type")
 MAX_KEY = 255
+SEALED_BODY = b"\x00sealed-v1:"  # no JSON body starts with NUL: a record stored in clear reads as before
 
 
 def retention() -> timedelta:
@@ -102,12 +108,48 @@ def store(idem: tuple[str, str, str], response) -> None:
         status_code=response.status_code,
         content_type=response.get("Content-Type", "application/json"),
         headers={h: response[h] for h in _KEPT_HEADERS if h in response and h != "Content-Type"},
-        body=bytes(response.content),
+        body=_seal_body(client, key, bytes(response.content)),
     )
 
 
+def _aad(client: str, key: str) -> bytes:
+    return f"idempotency:{client}:{key}".encode()
+
+
+def _seal_body(client: str, key: str, body: bytes) -> bytes:
+    ring = settings.CONTEXT_KEY_RING
+    if ring is None:
+        return body
+    key_id, blob = ring.encrypt(body, _aad(client, key))
+    return SEALED_BODY + key_id.encode() + b":" + blob
+
+
+def record_body(record: IdempotencyRecord) -> bytes:
+    """The stored response's body, decrypted when it was stored sealed."""
+    stored = bytes(record.body)
+    if not stored.startswith(SEALED_BODY):
+        return stored
+    key_id, _, blob = stored[len(SEALED_BODY) :].partition(b":")
+    ring = settings.CONTEXT_KEY_RING
+    try:
+        if ring is None:
+            raise contextkeys.UnknownKey(key_id.decode())
+        return ring.decrypt(key_id.decode(), blob, _aad(record.client, record.key))
+    except (contextkeys.UnknownKey, contextkeys.NotAuthentic):
+        raise ProblemException(
+            "encryption-unavailable",
+            f"the stored answer to {HEADER} {record.key!r} is encrypted with key {key_id.decode()!r}, "
+            "which the context key ring does not hold or that does not authenticate it",
+        ) from None
+
+
 def replay_response(record: IdempotencyRecord) -> HttpResponse:
-    resp = HttpResponse(bytes(record.body), status=record.status_code, content_type=record.content_type)
+    try:
+        body = record_body(record)
+    except ProblemException as exc:  # outside the view: answered here, as the exception handler would
+        problem = problem_body(exc.kind, str(exc.detail))
+        return JsonResponse(problem, status=problem["status"], content_type=CONTENT_TYPE)
+    resp = HttpResponse(body, status=record.status_code, content_type=record.content_type)
     for name, value in record.headers.items():
         resp[name] = value
     resp[REPLAYED_HEADER] = "true"

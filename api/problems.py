@@ -46,6 +46,7 @@ KINDS: dict[str, tuple[int, str]] = {
     "rate-limited": (429, "Too many requests"),
     "server-error": (500, "Internal server error"),
     "transient-conflict": (503, "Transient database conflict; nothing was changed, try again"),
+    "encryption-unavailable": (503, "Encrypted context keys cannot be read or written with this key ring"),
 }
 
 

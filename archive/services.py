@@ -30,8 +30,9 @@ from audit.services import ERASED_ACTION, audit_record
 from config import context
 from events.models import InboxCommand, OutboxEvent
 from notifications.models import Notification, NotificationDelivery
+from workitems import crypto
 from workitems.errors import NotFound, ValidationFailed
-from workitems.models import TERMINAL_STATES, WorkItem
+from workitems.models import TERMINAL_STATES, Queue, WorkItem
 
 ERASED = "[erased]"
 AUDIT_COLUMNS = ", ".join(f.column for f in AuditRecord._meta.concrete_fields)
@@ -229,6 +230,18 @@ def erase_subject(*, context_key: str, value: str, actor=None) -> ErasureReport:
     if not context_key or not value:
         field_name = "context_key" if not context_key else "value"
         raise ValidationFailed([{"field": field_name, "message": "must not be empty"}])
+    encrypting = sorted(Queue.objects.filter(encrypted_keys__contains=[context_key]).values_list("name", flat=True))
+    if encrypting:
+        raise ValidationFailed(
+            [
+                {
+                    "field": "context_key",
+                    "message": f"{context_key} is an encrypted context key (queues {', '.join(encrypting)}): its "
+                    "values are stored encrypted and cannot be searched; erase by a clear key (an erased item's "
+                    "encrypted values are erased whole)",
+                }
+            ]
+        )
     report = ErasureReport(context_key=context_key)
     with connection.cursor() as cur:
         cur.execute(f"SELECT id FROM {ITEM} WHERE context_data ->> %s = %s ORDER BY id", [context_key, value])
@@ -252,6 +265,9 @@ def _erase_live(item_id, key, value, actor, report) -> bool:
         if item is None or str((item.context_data or {}).get(key)) != value:
             return False  # archived or changed since the search
         _scrub_rows([item], value)
+        scrubbed = scrub(item.context_data or {}, value)
+        if (cleared := _without_sealed(scrubbed)) != scrubbed:
+            WorkItem.objects.filter(pk=item_id).update(context_data=cleared)
         redacted = _redact_records(AuditRecord.objects.filter(stream=f"workitem:{item_id}"), AUDIT, value)
         report.audit_records += len(redacted)
         _scrub_copies(item_id, value, report)
@@ -264,7 +280,9 @@ def _erase_archived(item_id, key, value, actor, report) -> bool:
         archived = ArchivedWorkItem.objects.select_for_update().filter(pk=item_id).first()
         if archived is None or str((archived.row.get("context_data") or {}).get(key)) != value:
             return False
-        ArchivedWorkItem.objects.filter(pk=item_id).update(row=scrub(archived.row, value))
+        row = scrub(archived.row, value)
+        row["context_data"] = _without_sealed(row.get("context_data"))
+        ArchivedWorkItem.objects.filter(pk=item_id).update(row=row)
         redacted = _redact_records(
             ArchivedAuditRecord.objects.filter(stream=f"workitem:{item_id}"), ARCHIVED_AUDIT, value
         )
@@ -279,6 +297,14 @@ def _erase_archived(item_id, key, value, actor, report) -> bool:
             )
             cur.execute(f"DELETE FROM {AUDIT} WHERE stream = %s AND seq = %s", [record.stream, record.seq])
     return True
+
+
+def _without_sealed(data):
+    """An erased item's encrypted context values go whole: the subject's value cannot be looked
+    for inside a ciphertext (workitems.crypto)."""
+    if not isinstance(data, dict):
+        return data
+    return {k: (ERASED if crypto.is_sealed(v) else v) for k, v in data.items()}
 
 
 def _redact_records(records, table: str, value: str) -> dict[str, str]:

@@ -34,7 +34,8 @@ class AuditRecord(models.Model):
     writers of different items never wait on one shared chain head: the item's
     row lock, which every command holds anyway, already orders its stream.
     The end of each stream is its `AuditHead`; `AuditCheckpoint` signs all heads.
-    On PostgreSQL triggers reject UPDATE, DELETE and TRUNCATE on this table.
+    On PostgreSQL triggers reject UPDATE, DELETE and TRUNCATE on this table, which is
+    partitioned by month of `created_at` (config/partitions.py).
     """
 
     CHANNELS = [(c, c) for c in ("api", "admin", "event", "system", "console")]
@@ -68,8 +69,11 @@ class AuditRecord(models.Model):
     objects = AuditQuerySet.as_manager()
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["stream", "seq"], name="audit_stream_seq_uniq")]
+        # Not unique in the database: a partitioned table (by month of created_at, PostgreSQL)
+        # can have no global unique index without the partition key. The stream's head refuses a
+        # duplicate seq (its trigger lets it advance by exactly one, config/partitions.py).
         indexes = [
+            models.Index(fields=["stream", "seq"], name="audit_stream_seq_idx"),
             models.Index(fields=["work_item", "seq"], name="audit_item_seq_idx"),
             models.Index(fields=["actor", "created_at"], name="audit_actor_time_idx"),
             models.Index(fields=["created_at"], name="audit_time_idx"),

@@ -14,7 +14,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from config import keys, wsconfig
+from config import contextkeys, keys, wsconfig
 from directory import ldap_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -269,6 +269,8 @@ CELERY_BEAT_SCHEDULE: dict = {
     "events-deliver-webhooks": {"task": "events.deliver_webhooks", "schedule": 5.0},
     "events-purge-published": {"task": "events.purge_published", "schedule": 24 * 3600.0},
     "audit-checkpoint": {"task": "audit.checkpoint", "schedule": 3600.0},
+    # Monthly partitions created ahead, old outbox months dropped (config/partitions.py).
+    "partitions-maintain": {"task": "audit.maintain_partitions", "schedule": 6 * 3600.0},
     "audit-purge-access-log": {"task": "audit.purge_access_log", "schedule": 3600.0},
     # Moves terminal items past archive.retentionDays to the archive tables; a no-op unless archive.enabled.
     "archive-items": {"task": "archive.archive_items", "schedule": 24 * 3600.0},
@@ -295,6 +297,9 @@ DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "workstream@localhost")
 CALLBACK_SIGNING_SECRET = envsecret("CALLBACK_SIGNING_SECRET")
 # Signs the audit checkpoints (audit.services.audit_checkpoint); derived from SECRET_KEY when unset.
 AUDIT_CHECKPOINT_KEY = envsecret("AUDIT_CHECKPOINT_KEY")
+# The key ring of queues' encrypted_keys (config/contextkeys.py): unset, no queue may encrypt;
+# malformed, start-up stops.
+CONTEXT_KEY_RING = contextkeys.parse(envsecret(contextkeys.VARIABLE))
 
 LOG_LEVEL = env("LOG_LEVEL", "INFO")
 LOG_FORMAT = env("LOG_FORMAT", "json")

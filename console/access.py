@@ -18,7 +18,7 @@ from django.shortcuts import resolve_url
 from config import context
 from directory.roles import ADMIN, SUPERVISOR, WORKER, roles_of
 from workitems import policy
-from workitems.errors import NotFound
+from workitems.errors import EncryptionUnavailable, NotFound
 
 CONSOLE_ROLES = frozenset({WORKER, SUPERVISOR, ADMIN})
 
@@ -66,6 +66,8 @@ def console_view(view=None, *, supervisors_only: bool = False):
                 return func(request, *args, **kwargs)
             except NotFound as exc:
                 raise Http404(exc.detail) from None
+            except EncryptionUnavailable as exc:  # the key ring cannot open what this reader may see
+                return HttpResponse(exc.detail, status=503, content_type="text/plain; charset=utf-8")
 
         return wrapper
 

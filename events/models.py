@@ -19,11 +19,14 @@ class OutboxEvent(models.Model):
     `occurred_at`, `producer`, `trace_id`, `correlation_id`, `payload`. `sequence`
     is the per-aggregate order (for a work item, its `version` after the change),
     so consumers can detect gaps and reordering. Rows stay unpublished
-    (`published_at` null) until the relay has a broker confirm for them.
+    (`published_at` null) until the relay has a broker confirm for them. On PostgreSQL the
+    table is partitioned by month of `occurred_at` (config/partitions.py).
     """
 
     id = models.BigAutoField(primary_key=True)
-    event_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    # Unique by construction (a uuid4 made here), not by an index: the table is partitioned by
+    # month of occurred_at on PostgreSQL, and a unique index would need occurred_at in it.
+    event_id = models.UUIDField(default=uuid.uuid4, editable=False)
     event_type = models.CharField(max_length=100)
     aggregate_type = models.CharField(max_length=50, default="workitem")
     aggregate_id = models.CharField(max_length=64)
@@ -44,12 +47,11 @@ class OutboxEvent(models.Model):
     next_attempt_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        constraints = [
-            models.UniqueConstraint(
-                fields=["aggregate_type", "aggregate_id", "sequence"], name="outbox_aggregate_seq_uniq"
-            )
-        ]
         indexes = [
+            # Not unique (the partitioning, above): an aggregate's sequence is its version after
+            # the change, bumped under its row lock in the change's transaction.
+            models.Index(fields=["aggregate_type", "aggregate_id", "sequence"], name="outbox_aggregate_seq_idx"),
+            models.Index(fields=["event_id"], name="outbox_event_id_idx"),
             # The relay's work list: only unpublished, live rows, in id order.
             models.Index(
                 fields=["id"],
@@ -129,7 +131,10 @@ class Delivery(models.Model):
     subscription = models.ForeignKey(
         Subscription, null=True, blank=True, on_delete=models.CASCADE, related_name="deliveries"
     )
-    event = models.ForeignKey(OutboxEvent, on_delete=models.CASCADE, related_name="+")
+    # No database constraint: a foreign key to the partitioned outbox would need occurred_at
+    # too. The relay creates a delivery in the transaction that publishes its event, and the
+    # event's removal (purge_published, a partition's drop) removes its finished deliveries.
+    event = models.ForeignKey(OutboxEvent, on_delete=models.CASCADE, related_name="+", db_constraint=False)
     event_type = models.CharField(max_length=100)
     url = models.CharField(max_length=1000)
     status = models.CharField(max_length=10, choices=[(s, s) for s in (PENDING, DELIVERED, FAILED)], default=PENDING)

@@ -338,9 +338,14 @@ def replay_dead_events(*, ids: list[int] | None = None, event_type: str | None =
     return count
 
 
-def purge_published(*, older_than_days: int | None = None, chunk: int = 5000) -> int:
-    """Delete published rows (and their finished deliveries) older than the retention, in chunks."""
+def purge_published(*, older_than_days: int | None = None, chunk: int = 5000, table: str = "events_outboxevent") -> int:
+    """Delete published rows (and their finished deliveries) older than the retention, in chunks.
+
+    `table` may name one partition of the outbox (the daily job passes the DEFAULT one when the
+    outbox is partitioned: the monthly ones are dropped whole, config/partitions.py)."""
     _require_postgresql()
+    if table not in ("events_outboxevent", "events_outboxevent_default"):
+        raise ValueError(f"not the outbox or its default partition: {table}")
     days = older_than_days or wsconfig.get().relay.retainPublishedDays
     cutoff = timezone.now() - timedelta(days=days)
     total = 0
@@ -360,14 +365,14 @@ def purge_published(*, older_than_days: int | None = None, chunk: int = 5000) ->
             # Rows whose deliveries are still pending stay (the sender needs the envelope);
             # finished deliveries go with their event.
             cur.execute(
-                """
+                f"""
                 WITH old AS (
-                  SELECT o.id FROM events_outboxevent o
+                  SELECT o.id FROM {table} o
                   WHERE o.published_at < %s
                     AND NOT EXISTS (SELECT 1 FROM events_delivery d WHERE d.event_id = o.id AND d.status = 'pending')
                   LIMIT %s),
                 gone AS (DELETE FROM events_delivery d USING old WHERE d.event_id = old.id)
-                DELETE FROM events_outboxevent o USING old WHERE o.id = old.id
+                DELETE FROM {table} o USING old WHERE o.id = old.id
                 """,
                 [cutoff, chunk],
             )

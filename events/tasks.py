@@ -14,7 +14,7 @@ import time
 from celery import shared_task
 from django.conf import settings
 
-from config import wsconfig
+from config import partitions, wsconfig
 from events import metrics, relay, wakeup, webhooks
 from events.bus import BrokerUnavailable, ConfirmingPublisher
 
@@ -97,7 +97,11 @@ def deliver_webhooks() -> int:
 
 @shared_task(name="events.purge_published", acks_late=True, ignore_result=True)
 def purge_published() -> int:
-    """Delete published outbox rows past `relay.retainPublishedDays` (daily)."""
+    """Delete published outbox rows past `relay.retainPublishedDays` (daily). A partitioned outbox
+    (PostgreSQL) loses its old months by dropping them (`partitions.maintain`, the beat job
+    `partitions-maintain`): only its DEFAULT partition is purged row by row here."""
+    if partitions.is_partitioned(partitions.OUTBOX):
+        return relay.purge_published(table=f"{partitions.OUTBOX}_default")
     return relay.purge_published()
 
 

@@ -42,6 +42,7 @@ CODES: dict[str, grpc.StatusCode] = {
     "rate-limited": C.RESOURCE_EXHAUSTED,
     "server-error": C.INTERNAL,
     "transient-conflict": C.UNAVAILABLE,
+    "encryption-unavailable": C.UNAVAILABLE,  # the key ring lacks a key: the operator has to fix it
 }
 assert set(CODES) == set(KINDS), "every problem kind needs its gRPC status code"
 

@@ -209,7 +209,7 @@ class WorkItemsServicer(pb_grpc.WorkItemsServicer):
                 representation = item_representation(item, call.user)
                 idempotency.store(idem, JsonResponse(representation, status=201))
         except idempotency.Replay as replay:
-            representation = json.loads(bytes(replay.record.body))
+            representation = json.loads(idempotency.record_body(replay.record))
             call.context.set_trailing_metadata(((idempotency.REPLAYED_HEADER.lower(), "true"),))
         return json_format.ParseDict(representation, pb.WorkItem(), ignore_unknown_fields=True)
 

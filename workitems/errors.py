@@ -90,3 +90,10 @@ class FeatureDisabled(NotAllowed):
     def __init__(self, detail: str, *, toggle: str):
         super().__init__(f"{detail} ({toggle} is off in the configuration)")
         self.toggle = toggle
+
+
+class EncryptionUnavailable(WorkstreamError):
+    """A queue's encrypted context keys cannot be written or read here: no key ring is configured,
+    the ring lacks the key a value names, or that key does not authenticate it (503; nothing changes)."""
+
+    kind = "encryption-unavailable"

@@ -252,6 +252,12 @@ class Queue(models.Model):
         blank=True,
         help_text="platform roles that read the sensitive keys unmasked (the creating client always does)",
     )
+    encrypted_keys = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="context_data keys stored encrypted (the WORKSTREAM_CONTEXT_KEYS ring); read in clear "
+        "only by those who read the sensitive keys",
+    )
     reservation_timeout = models.DurationField(
         null=True,
         blank=True,

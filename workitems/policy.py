@@ -29,6 +29,7 @@ from django.db.models import Exists, OuterRef, Q
 
 from directory.models import Role, RoleAssignment
 from directory.roles import ADMIN, ROLES, SERVICE, SUPERVISOR, SYSTEM, WORKER, role_group_name, roles_of, user_groups
+from workitems import crypto
 from workitems.models import ACTIONS, CREATE, Lifecycle, Queue, State, WorkItem
 
 # --- roles per action ------------------------------------------------------------------
@@ -427,9 +428,11 @@ def sees_sensitive(actor, item: WorkItem) -> bool:
 
 
 def masked_context(item: WorkItem, *, unmasked: bool) -> dict:
-    """The item's context_data, with its queue's sensitive keys (top level) replaced by MASK unless `unmasked`."""
-    keys = item.queue.sensitive_keys or []
+    """The item's context_data, with its queue's sensitive keys (top level) replaced by MASK and
+    its encrypted ones by crypto.ENCRYPTED_MARK unless `unmasked`; `unmasked`, the encrypted
+    values decrypted (EncryptionUnavailable when the key ring cannot)."""
     data = item.context_data or {}
-    if not keys or unmasked:
-        return data
-    return {k: (MASK if k in keys else v) for k, v in data.items()}
+    if unmasked:
+        return crypto.open_context(item.pk, data)
+    queue = item.queue
+    return crypto.masked(data, sensitive=queue.sensitive_keys or [], encrypted=queue.encrypted_keys or [], mask=MASK)

@@ -43,6 +43,7 @@ def queue_snapshot(queue: Queue) -> dict[str, Any]:
         "lifecycle": queue.lifecycle.name if queue.lifecycle_id else None,
         "sensitive_keys": queue.sensitive_keys,
         "sensitive_roles": queue.sensitive_roles,
+        "encrypted_keys": queue.encrypted_keys,
         "reservation_timeout": duration_iso_string(queue.reservation_timeout) if queue.reservation_timeout else None,
         "calendar": queue.calendar.name if queue.calendar_id else None,
         "at_risk_ratio": queue.at_risk_ratio,

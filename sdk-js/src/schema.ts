@@ -1470,6 +1470,8 @@ export interface components {
             sensitive_keys?: string[];
             /** @description platform roles that read the sensitive keys unmasked (default, and null: admin, supervisor); the item's creating client always does */
             sensitive_roles?: components["schemas"]["PlatformRolesEnum"][] | null;
+            /** @description context_data keys stored encrypted (needs the WORKSTREAM_CONTEXT_KEYS key ring); read in clear only by those who read the sensitive keys, the rest and every event get ***encrypted*** */
+            encrypted_keys?: string[];
             /**
              * Format: duration
              * @description push with acceptance: ISO 8601 duration to accept, e.g. PT5M
@@ -1608,6 +1610,8 @@ export interface components {
             sensitive_keys?: string[];
             /** @description platform roles that read the sensitive keys unmasked (default, and null: admin, supervisor); the item's creating client always does */
             sensitive_roles?: components["schemas"]["PlatformRolesEnum"][] | null;
+            /** @description context_data keys stored encrypted (needs the WORKSTREAM_CONTEXT_KEYS key ring); read in clear only by those who read the sensitive keys, the rest and every event get ***encrypted*** */
+            encrypted_keys?: string[];
             /**
              * Format: duration
              * @description push with acceptance: ISO 8601 duration to accept, e.g. PT5M
@@ -1652,6 +1656,8 @@ export interface components {
             sensitive_keys?: string[];
             /** @description platform roles that read the sensitive keys unmasked (default, and null: admin, supervisor); the item's creating client always does */
             sensitive_roles?: components["schemas"]["PlatformRolesEnum"][] | null;
+            /** @description context_data keys stored encrypted (needs the WORKSTREAM_CONTEXT_KEYS key ring); read in clear only by those who read the sensitive keys, the rest and every event get ***encrypted*** */
+            encrypted_keys?: string[];
             /**
              * Format: duration
              * @description push with acceptance: ISO 8601 duration to accept, e.g. PT5M

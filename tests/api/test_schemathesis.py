@@ -33,6 +33,7 @@ from schemathesis.checks import CHECKS as ST_CHECKS
 from schemathesis.checks import is_check_class, load_all_checks
 from schemathesis.config import SchemathesisConfig
 
+from config import contextkeys
 from config.wsgi import application
 from tests import factories
 from tests.api.conftest import bearer
@@ -126,12 +127,14 @@ def authorization(request, db, alice) -> str:
 
 
 @pytest.fixture
-def seeded(svc, alice, carol, sam, team_a, api_config):
-    """A queue and items in several states for the generated requests to find."""
+def seeded(svc, alice, carol, sam, team_a, api_config, settings):
+    """A queue and items in several states for the generated requests to find; a context key ring,
+    so that a queue may list encrypted_keys (without one that is a 400) and the items' ssn is sealed."""
+    settings.CONTEXT_KEY_RING = contextkeys.parse(contextkeys.new_key_entry("st"))
     unlimited = {role: "100000/s" for role in ("admin", "service", "worker")}
     # Measure the API, not the throttle (ignored_auth repeats each request without credentials).
     api_config({"rateLimits": {"perRole": unlimited, "anonymousPerIp": "100000/s"}})
-    q = factories.queue("st-queue", groups=[team_a], sensitive_keys=["ssn"])
+    q = factories.queue("st-queue", groups=[team_a], sensitive_keys=["ssn"], encrypted_keys=["ssn"])
     items = [factories.item(actor=svc, queue=q, context_data={"ssn": "1", "n": i}) for i in range(4)]
     services.work_item_claim(item_id=items[1].pk, actor=alice)
     services.work_item_claim(item_id=items[2].pk, actor=alice)

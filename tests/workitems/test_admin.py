@@ -206,6 +206,7 @@ QUEUE_FORM = {
     "escalation_queue": "",
     "lifecycle": "",
     "sensitive_keys": "[]",
+    "encrypted_keys": "[]",
     "reservation_timeout": "",
     "calendar": "",
     "at_risk_ratio": "0.75",

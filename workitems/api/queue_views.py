@@ -38,6 +38,12 @@ class QueueIn(serializers.Serializer):
         help_text="platform roles that read the sensitive keys unmasked (default, and null: admin, supervisor); "
         "the item's creating client always does",
     )
+    encrypted_keys = serializers.ListField(
+        child=serializers.CharField(),
+        required=False,
+        help_text="context_data keys stored encrypted (needs the WORKSTREAM_CONTEXT_KEYS key ring); read in clear "
+        "only by those who read the sensitive keys, the rest and every event get ***encrypted***",
+    )
     reservation_timeout = DurationIn(
         allow_null=True, required=False, help_text="push with acceptance: ISO 8601 duration to accept, e.g. PT5M"
     )

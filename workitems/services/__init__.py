@@ -11,6 +11,7 @@ transition, audit record and outbox event in one transaction):
     moves        move to another queue; the capacity check (queue_rebalance, queues_capacity_check)
     absence      hand-over and return for absences, reservation expiry
     definitions  queue and lifecycle-definition commands
+    encryption   re-encryption of the encrypted context keys (context_keys_rotate)
     supervision  update (priority, due and follow-up dates), reassign (assign or delegate)
     bulk         claim, reassign, cancel or move many items (per item, or all or nothing)
 
@@ -53,6 +54,7 @@ from workitems.services.definitions import (
     queue_create,
     queue_update,
 )
+from workitems.services.encryption import RotationReport, context_keys_rotate
 from workitems.services.escalation import sla_scan, work_item_escalate, work_item_sla_advance
 from workitems.services.lifecycle import (
     work_item_cancel,
@@ -84,10 +86,12 @@ __all__ = [
     "COMMANDS",
     "EVENT_NAMES",
     "MAX_REASON",
+    "RotationReport",
     "allowed_actions_for",
     "calendar_create",
     "calendar_update",
     "check_version",
+    "context_keys_rotate",
     "lifecycle_create",
     "lifecycle_update",
     "queue_create",

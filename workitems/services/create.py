@@ -17,7 +17,7 @@ from config.observability import WORKITEM_CREATE_LATENCY_MS
 from distribution.engine import route_item
 from events import urlguard
 from stats.selectors import queue_figures
-from workitems import policy, schemas, sla
+from workitems import crypto, policy, schemas, sla
 from workitems.errors import ConstraintViolated, NotAllowed, NotFound, ValidationFailed
 from workitems.models import CREATE, Queue, WorkItem
 from workitems.services._core import emit_unassigned, record_change, touch_last_assigned
@@ -114,8 +114,10 @@ def _build_item(body: dict, lookups: _CreateLookups, actor, prefix: str) -> tupl
     refusal = lookups.callback_refusal(callback_url) if callback_url else None
     if refusal:
         errors.append({"field": schemas.dotted(prefix, ["callback_url"]), "message": f"refused: {refusal}"})
+    errors += crypto.reserved_form_errors(body.get("context_data"), schemas.dotted(prefix, ["context_data"]))
     if errors:
         raise ValidationFailed(errors)
+    crypto.check_ring_for(queue)
     now = timezone.now()
     if due_at is None:
         due_at = sla.due_from(queue, now)  # in the queue's business calendar, if it has one
@@ -188,9 +190,13 @@ def _insert_item(item: WorkItem, related: dict, actor, *, item_id: int | None = 
     batch = statements.Batch()
     if item_id is not None:
         item.pk = item_id  # after routing: distribution reads an item without an id as one being created
+        crypto.seal(item)  # the id is the ciphertexts' associated data
         batch.insert(WorkItem, [item])
     else:
+        clear = crypto.withhold(item)  # out of the INSERT that gives the id, sealed in the batch below
         item.save(force_insert=True)
+        if crypto.seal(item, clear):
+            batch.update(WorkItem, {"context_data": item.context_data}, pk=item.pk)
     item.audit_head = None  # a new stream
     # Everything else of the create is one statement: the candidate lists, the assignee's
     # last assignment, the audit record and its chain head, the event(s).

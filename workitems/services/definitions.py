@@ -15,7 +15,7 @@ from config import wsconfig
 from directory.roles import ADMIN, ROLES, roles_of
 from distribution.strategies import queue_strategy_choices
 from notifications.schemas import channels_errors
-from workitems import schemas, sla
+from workitems import crypto, schemas, sla
 from workitems.errors import Conflict, NotAllowed, NotFound, ValidationFailed
 from workitems.models import Calendar, Lifecycle, Queue, default_sensitive_roles
 from workitems.queues import calendar_snapshot, lifecycle_snapshot, queue_snapshot
@@ -32,6 +32,7 @@ FIELDS = (
     "lifecycle",
     "sensitive_keys",
     "sensitive_roles",
+    "encrypted_keys",
     "reservation_timeout",
     "calendar",
     "at_risk_ratio",
@@ -131,12 +132,18 @@ def _clean(data: dict, *, partial: bool, current: Queue | None) -> dict[str, Any
             err("lifecycle", f"unknown lifecycle {target!r}")
         else:
             out["lifecycle"] = lc
-    if "sensitive_keys" in data:
-        keys = data["sensitive_keys"]
-        if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
-            err("sensitive_keys", "must be a list of context_data keys")
-        else:
-            out["sensitive_keys"] = keys
+    for field in ("sensitive_keys", "encrypted_keys"):
+        if field in data:
+            keys = data[field]
+            if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+                err(field, "must be a list of context_data keys")
+            elif field == "encrypted_keys" and keys and crypto.key_ring() is None:
+                # Secure default: no queue promises encryption the service cannot give.
+                err(
+                    field, "no context key ring is configured (WORKSTREAM_CONTEXT_KEYS or WORKSTREAM_CONTEXT_KEYS_FILE)"
+                )
+            else:
+                out[field] = keys if field == "sensitive_keys" else list(dict.fromkeys(keys))
     if "sensitive_roles" in data:
         roles = data["sensitive_roles"]
         if roles is None:  # null (a blank admin field): the default
