@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 from django.test import Client
 
+from tests.api.conftest import isolated_cache  # noqa: F401 - a fixture
+
 
 @pytest.fixture
 def as_user(db):
@@ -16,3 +18,9 @@ def as_user(db):
         return client
 
     return make
+
+
+@pytest.fixture(autouse=True)
+def _own_cache_keys(isolated_cache):  # noqa: F811 - the imported fixture, asked for by name
+    """The console shares figures in the cache (console.figures): a prefix of this test's own,
+    so that no other test (or run sharing the Redis server) reads its queues' figures."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from datetime import timedelta
 
 import pytest
@@ -13,8 +14,10 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from audit.models import AuditRecord
+from console import figures
 from directory.models import Department, Profile
 from tests import factories
+from tests.querycount import count_statements
 from workitems import services
 
 pytestmark = pytest.mark.django_db
@@ -26,6 +29,12 @@ def _past(hours: float = 1) -> str:
 
 def _tile(html: str, queue: str, figure: str) -> str:
     return re.search(rf'data-testid="tile-{queue}-{figure}"[^>]*>([^<]*)<', html).group(1)
+
+
+def _after_the_shared_figures_expire() -> None:
+    """Every dashboard shares a queue's figures for figures.FIGURES_TTL: a change shows once
+    those read before it have expired (a dashboard polls every 2–3 s and promises 5 s)."""
+    time.sleep(figures.FIGURES_TTL + 0.1)
 
 
 def _chart(html: str, name: str) -> dict:
@@ -76,6 +85,7 @@ def test_the_live_fragments_show_a_new_item_without_the_page(as_user, sam, make_
     assert _tile(before, queue.name, "open") == "0"
     assert "<html" not in before  # a fragment, not a page
     make_item()
+    _after_the_shared_figures_expire()
     after = client.get("/console/live/tiles").content.decode()
     assert _tile(after, queue.name, "open") == "1"
     charts = client.get("/console/live/charts").content.decode()
@@ -183,7 +193,10 @@ def test_an_admin_sees_the_dashboard_a_service_client_does_not(as_user, ada, svc
 
 
 @pytest.mark.parametrize("part", ["tiles", "charts", "breaches"])
-def test_a_fragment_costs_the_same_number_of_queries_for_more_items(as_user, sam, alice, carol, make_item, part):
+def test_a_fragment_costs_the_same_number_of_queries_for_more_items(
+    as_user, sam, alice, carol, make_item, part, monkeypatch
+):
+    monkeypatch.setattr(figures, "FIGURES_TTL", 0)  # nothing shared: each call reads the figures
     client = as_user(sam)
 
     def queries() -> int:
@@ -198,3 +211,20 @@ def test_a_fragment_costs_the_same_number_of_queries_for_more_items(as_user, sam
         make_item(assignee="carol", due_at=_past())
         make_item(due_at=_past())
     assert queries() == few
+
+
+@pytest.mark.parametrize("part", ["tiles", "charts"])
+def test_dashboards_share_the_figures_of_their_queues_for_a_second(as_user, sam, ada, alice, make_item, part):
+    make_item(assignee="alice", due_at=_past())
+    with count_statements() as first:
+        assert as_user(sam).get(f"/console/live/{part}").status_code == 200
+    with count_statements() as second:  # another supervisor's dashboard, the same queues
+        theirs = as_user(ada).get(f"/console/live/{part}")
+    assert theirs.status_code == 200
+    assert any("stats_" in sql for sql in first.counted), first.report()
+    assert not any("stats_" in sql for sql in second.counted), second.report()  # the counters read once
+    if part == "charts":  # the shared figures are the queue's: alice holds the one item
+        users = _chart(theirs.content.decode(), "users")
+        assert dict(zip(users["labels"], users["datasets"][0]["data"], strict=True))["alice"] == 1
+    else:
+        assert _tile(theirs.content.decode(), "team-a-queue", "open") == "1"
