@@ -81,7 +81,8 @@ def partition_table(schema_editor, *, table: str, key: str, indexes: dict[str, s
     transaction (ACCESS EXCLUSIVE on the table: metadata only, `lock_timeout` 10 s): rename, create
     the parent with the old table's columns, defaults, checks, indexes, foreign keys and row
     triggers, attach, add the DEFAULT partition and the monthly ones ahead. The old table keeps its
-    own unique constraints (they go on holding for its rows) and its TRUNCATE trigger.
+    own unique constraints (they go on holding for its rows) and its TRUNCATE trigger; its primary
+    key (id) becomes (id, `key`), since a partition can have one primary key only: the parent's.
 
     Needs a non-atomic migration (CREATE INDEX CONCURRENTLY). Incoming foreign keys must be gone
     first (a foreign key to a partitioned table needs the partition key).

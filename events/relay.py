@@ -344,8 +344,15 @@ def purge_published(*, older_than_days: int | None = None, chunk: int = 5000, ta
     `table` may name one partition of the outbox (the daily job passes the DEFAULT one when the
     outbox is partitioned: the monthly ones are dropped whole, config/partitions.py)."""
     _require_postgresql()
-    if table not in ("events_outboxevent", "events_outboxevent_default"):
-        raise ValueError(f"not the outbox or its default partition: {table}")
+    if table != "events_outboxevent":
+        with connection.cursor() as cur:
+            cur.execute(
+                "SELECT EXISTS (SELECT 1 FROM pg_inherits WHERE inhrelid = to_regclass(%s) "
+                "AND inhparent = 'events_outboxevent'::regclass)",
+                [table],
+            )
+            if not cur.fetchone()[0]:
+                raise ValueError(f"not the outbox or one of its partitions: {table}")
     days = older_than_days or wsconfig.get().relay.retainPublishedDays
     cutoff = timezone.now() - timedelta(days=days)
     total = 0
