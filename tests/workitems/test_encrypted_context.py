@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import subprocess
+import sys
 
 import pytest
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management import CommandError, call_command
@@ -301,3 +305,26 @@ def test_encryption_adds_no_statement_to_a_create_or_a_bulk_create(svc, hr, team
     assert counts["hr"] == counts["plain"]
     assert counts["hr"][0] == 2  # tests/workitems/test_query_budget.py's budget for a create into a pull queue
     assert SSN not in raw("SELECT context_data::text FROM workitems_workitem WHERE queue_id = %s", [hr.pk])
+
+
+def test_a_malformed_ring_in_a_secret_file_stops_start_up(tmp_path):
+    """The process itself: settings read WORKSTREAM_CONTEXT_KEYS_FILE and refuse a bad ring."""
+    secret = tmp_path / "context-keys"
+    env = {**os.environ, "DEBUG": "true", "DATABASE_URL": "", "WORKSTREAM_CONTEXT_KEYS_FILE": str(secret)}
+    env.pop("WORKSTREAM_CONTEXT_KEYS", None)
+    results = {}
+    for name, text in (("good", contextkeys.new_key_entry("k1") + "\n"), ("bad", "k1:c2hvcnQ=\n")):
+        secret.write_text(text)
+        done = subprocess.run(
+            [sys.executable, "manage.py", "check"],
+            cwd=settings.BASE_DIR,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        results[name] = (done.returncode, done.stderr)
+    assert results["good"][0] == 0, results["good"][1]
+    assert results["bad"][0] != 0
+    assert "ImproperlyConfigured: WORKSTREAM_CONTEXT_KEYS: entry 1 (k1): the key must be 32 bytes" in results["bad"][1]
