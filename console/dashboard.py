@@ -105,10 +105,8 @@ def _tiles(f: Filters) -> list[dict]:
 
 @reporting()
 def _charts(f: Filters) -> dict:
-    series = figures.throughput(queues=f.queues)
-    created, completed = series["created"], series["completed"]
-    users = figures.user_figures(queues=f.queues, department=f.department)
-    ages = figures.age_distribution(queues=f.queues)
+    found = figures.charts(queues=f.queues, department=f.department)
+    created, completed, users, ages = found["created"], found["completed"], found["users"], found["ages"]
     return {
         "throughput": {
             "labels": [p["label"] for p in created],
