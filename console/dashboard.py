@@ -10,7 +10,7 @@ from datetime import timedelta
 from urllib.parse import urlencode
 
 from django.contrib.auth import get_user_model
-from django.db.models import F, Value
+from django.db.models import F, QuerySet, Value
 from django.db.models.functions import Coalesce
 from django.http import Http404
 from django.middleware.csrf import get_token
@@ -23,6 +23,7 @@ from rest_framework.request import Request
 
 from api.pagination import Cursor
 from api.problems import ProblemException
+from config import sqlcache
 from config.db_router import reporting
 from console import figures
 from console.access import console_view, supervises
@@ -32,7 +33,7 @@ from workitems.api.views import FAR_FUTURE, WorkItemListCreateView
 from workitems.filters import ORDERINGS, WorkItemFilter
 from workitems.models import OPEN_STATES, SlaState, State
 from workitems.queues import queue_get_for, queue_list_for, queue_snapshot
-from workitems.selectors import work_item_list_for
+from workitems.selectors import visibility_filter, work_item_list_for
 
 User = get_user_model()
 # The windows a supervisor can choose (ISO 8601 durations, as the statistics API takes them).
@@ -105,10 +106,8 @@ def _tiles(f: Filters) -> list[dict]:
 
 @reporting()
 def _charts(f: Filters) -> dict:
-    series = figures.throughput(queues=f.queues)
-    created, completed = series["created"], series["completed"]
-    users = figures.user_figures(queues=f.queues, department=f.department)
-    ages = figures.age_distribution(queues=f.queues)
+    found = figures.charts(queues=f.queues, department=f.department)
+    created, completed, users, ages = found["created"], found["completed"], found["users"], found["ages"]
     return {
         "throughput": {
             "labels": [p["label"] for p in created],
@@ -135,17 +134,7 @@ def _breaches(request, f: Filters) -> dict:
     """Open items breaching or at risk, soonest due (so the breached) first, with the actions the
     caller may take on each; the people of their queues and the queues to move to, once each
     (the rows' inputs share them as datalists)."""
-    qs = (
-        work_item_list_for(actor=request.user)
-        .filter(queue__in=f.queues, state__in=OPEN_STATES, sla_state__in=(SlaState.BREACHED, SlaState.AT_RISK))
-        .select_related("queue__lifecycle", "assignee")
-        # by deadline alone: breached items are the ones due first, and this order walks the
-        # open-state partial index on due_at (wi_open_due_idx) and stops at the list's size
-        .order_by(F("due_at").asc(nulls_last=True), "id")
-    )
-    if f.department is not None:
-        qs = qs.filter(assignee__workstream_profile__department_id__in=figures.department_ids(f.department))
-    items = list(qs[:BREACH_LIST_SIZE])
+    items = _breach_items(request.user, f)
     rows = []
     for item in items:
         allowed = policy.allowed_actions_for(item, request.user)
@@ -187,6 +176,37 @@ def _breaches(request, f: Filters) -> dict:
         "people": [(i, names) for names, i in lists.items()],
         "move_queues": [q.name for q in f.all_queues],
     }
+
+
+def _breach_query(actor, queue_ids) -> QuerySet:
+    return (
+        work_item_list_for(actor=actor)
+        .filter(queue_id__in=queue_ids, state__in=OPEN_STATES, sla_state__in=(SlaState.BREACHED, SlaState.AT_RISK))
+        .select_related("queue__lifecycle", "assignee")
+        # by deadline alone: breached items are the ones due first, and this order walks the
+        # open-state partial index on due_at (wi_open_due_idx) and stops at the list's size
+        .order_by(F("due_at").asc(nulls_last=True), "id")
+    )
+
+
+def _breach_items(actor, f: Filters) -> list:
+    """The breach list's items. For a caller who sees every item (supervisors, admins) and no
+    department, the statement is compiled once per number of queues (config.sqlcache: building
+    and compiling it was a quarter of the fragment's time), else through the ORM."""
+    ids = [q.pk for q in f.queues]
+    if not ids:
+        return []
+    if f.department is None and visibility_filter(actor) is None:
+        template = sqlcache.template(
+            ("console-breaches", len(ids)),
+            lambda stand: _breach_query(None, stand.values("q", len(ids)))[:BREACH_LIST_SIZE],
+        )
+        if template is not None:
+            return template.fetch({f"q{i}": qid for i, qid in enumerate(ids)})
+    qs = _breach_query(actor, ids)
+    if f.department is not None:
+        qs = qs.filter(assignee__workstream_profile__department_id__in=figures.department_ids(f.department))
+    return list(qs[:BREACH_LIST_SIZE])
 
 
 def _people_of(queue_ids) -> dict[int, list[dict]]:

@@ -69,7 +69,11 @@ def shared(kind: str, queue_ids: Iterable[int], compute: Callable[[], Any]) -> A
 def user_figures(*, queues: Sequence[Queue], department: Department | None = None) -> list[dict]:
     """Per person of `queues` (stats.selectors.user_figures: open items held there, capacity,
     availability); with `department`, only its members and its sub-departments'."""
-    rows = shared("users", _ids(queues), lambda: stats.user_figures(_ids(queues)))
+    return in_department(stats.user_figures(_ids(queues)), department)
+
+
+def in_department(rows: list[dict], department: Department | None) -> list[dict]:
+    """The rows (each with a `user`) of the members of `department` and its sub-departments'."""
     if department is None:
         return rows
     members = set(
@@ -95,20 +99,23 @@ def timeseries(*, metric: str, queues: Sequence[Queue], since: datetime) -> list
     return [{**p, "label": p["start"][11:16]} for p in points]
 
 
-def throughput(*, queues: Sequence[Queue]) -> dict[str, list[dict]]:
-    """`created` and `completed` (timeseries) per hour of the last 24 h, shared (FIGURES_TTL)."""
+def charts(*, queues: Sequence[Queue], department: Department | None = None) -> dict[str, list[dict]]:
+    """The dashboard's charts: `created` and `completed` per hour of the last 24 h (timeseries),
+    `users` (user_figures) and `ages` (age_distribution); shared for FIGURES_TTL as one entry
+    (one cache round trip), the department chosen after."""
 
     def compute():
         since = timezone.now() - timedelta(hours=23)
-        return {m: timeseries(metric=m, queues=queues, since=since) for m in ("created", "completed")}
+        return {
+            **{m: timeseries(metric=m, queues=queues, since=since) for m in ("created", "completed")},
+            "users": stats.user_figures(_ids(queues)),
+            "ages": age_distribution(queues=queues),
+        }
 
-    return shared("throughput", _ids(queues), compute)
+    found = shared("charts", _ids(queues), compute)
+    return {**found, "users": in_department(found["users"], department)}
 
 
 def age_distribution(*, queues: Sequence[Queue]) -> list[dict]:
     """Open items by age (to the hour), in stats.selectors.AGE_BUCKETS: [{"label", "count"}]."""
-    return shared(
-        "ages",
-        _ids(queues),
-        lambda: [{"label": b["bucket"], "count": b["count"]} for b in stats.age_distribution(_ids(queues))],
-    )
+    return [{"label": b["bucket"], "count": b["count"]} for b in stats.age_distribution(_ids(queues))]
