@@ -11,6 +11,7 @@ transition, audit record and outbox event in one transaction):
     moves        move to another queue; the capacity check (queue_rebalance, queues_capacity_check)
     absence      hand-over and return for absences, reservation expiry
     definitions  queue and lifecycle-definition commands
+    cases        case_create, case_close, case_reopen (items join a case on create)
     supervision  update (priority, due and follow-up dates), reassign (assign or delegate)
     bulk         claim, reassign, cancel or move many items (per item, or all or nothing)
 
@@ -44,6 +45,7 @@ from workitems.services.assignment import (
     work_item_release,
 )
 from workitems.services.bulk import BULK_ACTIONS, BulkRefused, work_items_bulk
+from workitems.services.cases import case_close, case_create, case_reopen
 from workitems.services.create import work_item_create, work_item_create_many
 from workitems.services.definitions import (
     calendar_create,
@@ -86,6 +88,9 @@ __all__ = [
     "MAX_REASON",
     "allowed_actions_for",
     "calendar_create",
+    "case_close",
+    "case_create",
+    "case_reopen",
     "calendar_update",
     "check_version",
     "lifecycle_create",
