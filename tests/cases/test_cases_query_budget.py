@@ -42,3 +42,23 @@ def test_bulk_create_reads_every_case_in_one_statement(svc, queue, make_case):
     plain = [factories.item_body(queue) for _ in range(10)]
     _, without = _count(lambda: services.work_item_create_many(actor=again, items=plain))
     assert len(with_cases) - len(without) == 1, with_cases.report("bulk with cases") + without.report("bulk without")
+
+
+def test_reading_a_case_costs_the_same_with_more_items(api, svc, alice, queue, make_case):
+    """GET /cases/{case_number}: the case, its items (with their lists) and its history are read
+    set-wise, so the statement count does not grow with the items (for a worker too)."""
+    make_case("R-1")
+    make_case("R-2")
+    for number, n in (("R-1", 2), ("R-2", 6)):
+        for _ in range(n):
+            item = factories.item(actor=svc, queue=queue, case=number)
+        services.work_item_claim(item_id=item.pk, actor=alice)
+    for user in (svc, alice):
+        client = api(user)
+        counts = []
+        for number in ("R-1", "R-2"):
+            with count_statements() as seen:
+                resp = client.get(f"/api/v1/cases/{number}")
+            assert resp.status_code == 200
+            counts.append(len(seen))
+        assert counts[0] == counts[1], (user.username, counts)
