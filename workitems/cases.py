@@ -5,6 +5,7 @@ workitems.services.cases."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from django.db.models import Exists, OuterRef, Q, QuerySet
@@ -12,10 +13,13 @@ from django.db.models import Exists, OuterRef, Q, QuerySet
 from audit.models import AuditRecord
 from config.timefmt import isoformat_z
 from directory.roles import roles_of
-from workitems import policy
+from workitems import policy, schemas
 from workitems.errors import NotFound
 from workitems.models import Case, WorkItem, default_sensitive_roles
 from workitems.selectors import work_item_list_for
+
+# A case number travels in paths (/cases/{case_number}) and filters: letters, digits and . _ : -
+CASE_NUMBER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,99}")
 
 
 def case_list_for(*, actor) -> QuerySet[Case]:
@@ -31,7 +35,10 @@ def case_list_for(*, actor) -> QuerySet[Case]:
 
 
 def case_get_for(*, actor, case_number: str) -> Case:
-    """One case `actor` may see; NotFound otherwise (the two are not told apart)."""
+    """One case `actor` may see; NotFound otherwise (the two are not told apart). What cannot
+    be a case number (NUL, which PostgreSQL refuses, among others) is no case."""
+    if not isinstance(case_number, str) or not CASE_NUMBER.fullmatch(case_number):
+        raise NotFound(f"case {schemas.printable(str(case_number))[:120]!r} not found")
     case = case_list_for(actor=actor).filter(case_number=case_number).first()
     if case is None:
         raise NotFound(f"case {case_number!r} not found")

@@ -4,7 +4,6 @@ case on create (services.create resolves the `case` a body names)."""
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -12,12 +11,10 @@ from django.utils import timezone
 
 from audit.services import audit_record
 from workitems import policy, schemas
-from workitems.cases import case_get_for, case_snapshot, case_stream
+from workitems.cases import CASE_NUMBER, case_get_for, case_snapshot, case_stream
 from workitems.errors import Conflict, InvalidTransition, NotAllowed, StaleVersion, ValidationFailed
 from workitems.models import CREATE, OPEN_STATES, Case, CaseState
 
-# A case number travels in paths (/cases/{case_number}) and filters: letters, digits and . _ : -
-CASE_NUMBER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,99}")
 CASE_FIELDS = ("case_number", "title", "data", "sensitive_keys", "due_at")
 CASE_ACTIONS = {"close": (CaseState.OPEN, CaseState.CLOSED), "reopen": (CaseState.CLOSED, CaseState.OPEN)}
 
