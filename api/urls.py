@@ -8,6 +8,7 @@ from directory import api as d
 from events import api as ev
 from notifications import api as n
 from stats import api as st
+from workitems.api import case_views as c
 from workitems.api import queue_views as q
 from workitems.api import views as w
 
@@ -31,6 +32,12 @@ urlpatterns = [
     path("stats/queues", st.StatsQueuesView.as_view(), name="stats-queues"),
     path("stats/users", st.StatsUsersView.as_view(), name="stats-users"),
     path("stats/timeseries", st.StatsTimeseriesView.as_view(), name="stats-timeseries"),
+    path("cases", c.CaseListCreateView.as_view(), name="case-list"),
+    path("cases/<str:case_number>", c.CaseDetailView.as_view(), name="case-detail"),
+    *(
+        path(f"cases/<str:case_number>/{action}", c.case_action_view(action).as_view(), name=f"case-{action}")
+        for action in ("close", "reopen")
+    ),
     path("calendars", q.CalendarListCreateView.as_view(), name="calendar-list"),
     path("calendars/<slug:name>", q.CalendarDetailView.as_view(), name="calendar-detail"),
     path("audit", AuditListView.as_view(), name="audit-list"),

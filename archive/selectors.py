@@ -15,7 +15,10 @@ _FIELDS = {f.attname: f for f in WorkItem._meta.concrete_fields}
 
 def as_work_item(archived: ArchivedWorkItem) -> WorkItem:
     """The archived row as an unsaved, read-only WorkItem (`item.archived` is True)."""
-    values = [_FIELDS[name].to_python(archived.row.get(name)) for name in _FIELDS]
+    # The row is keyed by column (the case's is `case_number`); a column added after the item
+    # was archived (sod_scope, case_number) reads as its default.
+    row = archived.row
+    values = [f.to_python(row[f.column]) if f.column in row else f.get_default() for f in _FIELDS.values()]
     item = WorkItem.from_db(None, list(_FIELDS), values)
     item.archived = True
     return item

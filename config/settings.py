@@ -422,6 +422,7 @@ SPECTACULAR_SETTINGS = {
         "ItemStrategyEnum": "workitems.api.serializers.ITEM_STRATEGY_CHOICES",
         "QueueStrategyEnum": "workitems.api.queue_views.QUEUE_STRATEGY_CHOICES",
         "PlatformRolesEnum": "directory.roles.ROLES",  # a user's platform_roles, a queue's sensitive_roles
+        "CaseStateEnum": "workitems.models.CaseState",  # a case's open/closed (an item's state is StateEnum)
     },
 }
 

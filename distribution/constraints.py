@@ -14,7 +14,8 @@ the constraints in this order (CONSTRAINTS):
 5. excluded               not in the item's excluded_users
 6. separation_of_duties   has not acted (held, claimed, started, completed,
                           failed) on another item of the same workflow run
-                          with the same SoD key
+                          with the same SoD key (or of the same case, under
+                          `sod_scope: case`: policy.sod_bound)
 
 Everything is loaded in a handful of set-based queries (no per-candidate
 query), so resolving 1,000 candidates stays in milliseconds. The first
@@ -217,13 +218,12 @@ def _excluded_ids(item: WorkItem, related: dict | None) -> set[int]:
 
 
 def sod_blocked_ids(item: WorkItem, user_ids: Iterable[int]) -> set[int]:
-    """Users among `user_ids` who acted on another item of the run sharing the SoD key."""
+    """Users among `user_ids` who held or acted on an item bound to `item` (policy.sod_bound:
+    the same SoD key in the same workflow run, or in the same case under `sod_scope: case`)."""
     if not item.sod_key:
         return set()
     ids = id_set(list(user_ids))
-    siblings = WorkItem.objects.filter(workflow_id=item.workflow_id, run_id=item.run_id, sod_key=item.sod_key)
-    if item.pk:
-        siblings = siblings.exclude(pk=item.pk)
+    siblings = WorkItem.objects.filter(policy.sod_siblings_filter(item))
     held = set(siblings.filter(assignee_id__in=ids).values_list("assignee_id", flat=True))
     acted = set(
         AuditRecord.objects.filter(
@@ -369,5 +369,7 @@ def _explain(constraint: str, user, item: WorkItem) -> str:
         "skills": f"user {user.username} lacks a required skill ({', '.join(item.required_skills)})",
         "excluded": f"user {user.username} is excluded from this item",
         "separation_of_duties": f"separation of duties: {user.username} already acted on another item of "
-        f"workflow run {item.workflow_id}/{item.run_id} with SoD key {item.sod_key!r}",
+        f"workflow run {item.workflow_id}/{item.run_id}"
+        + (f" or of case {item.case_id}" if item.case_id is not None else "")
+        + f" with SoD key {item.sod_key!r}",
     }.get(constraint, f"user {user.username} may not hold this item ({constraint})")

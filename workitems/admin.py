@@ -5,14 +5,16 @@ now, and every change goes through a bulk action that calls the service layer (a
 with channel "admin"). Queues and lifecycle definitions are created and changed through
 their commands (`services.queue_create` / `queue_update`, `lifecycle_create` /
 `lifecycle_update`), never written directly; they are not deleted here (items PROTECT
-them, and a deletion would leave no audit record).
+them, and a deletion would leave no audit record). Cases are opened with `case_create` and
+closed and reopened by actions that call `case_close` / `case_reopen`; their fields do not
+change afterwards.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django import forms
@@ -37,7 +39,8 @@ from directory.admin import _errors_to_form
 from stats import selectors as stats_selectors
 from workitems import services
 from workitems.errors import FeatureDisabled, StaleVersion, ValidationFailed, WorkstreamError
-from workitems.models import ACTIONS, OPEN_STATES, Calendar, Lifecycle, Queue, SlaState, WorkItem
+from workitems.models import ACTIONS, OPEN_STATES, Calendar, Case, Lifecycle, Queue, SlaState, WorkItem
+from workitems.services.cases import CASE_FIELDS
 from workitems.services.definitions import CALENDAR_FIELDS, FIELDS, LIFECYCLE_FIELDS
 
 # --- queues and lifecycle definitions: saved by their commands ---------------------------
@@ -47,6 +50,8 @@ def _wire(value: Any) -> Any:
     """A cleaned form value in the commands' input shape (the REST body's)."""
     if isinstance(value, timedelta):
         return duration_iso_string(value)
+    if isinstance(value, datetime):  # a case's due_at
+        return value.isoformat()
     if isinstance(value, models.QuerySet):  # candidate groups
         return sorted(obj.name for obj in value)
     if isinstance(value, models.Model):  # escalation queue, lifecycle
@@ -151,6 +156,36 @@ class QueueAdmin(CommandAdmin):
         return super().change_view(request, object_id, form_url, extra_context)
 
 
+@admin.register(Case)
+class CaseAdmin(CommandAdmin):
+    """Cases: opened by `case_create` (the add form); closed and reopened by the actions."""
+
+    fields = CASE_FIELDS
+    commands = (services.case_create, None)  # no command changes a case's fields
+    list_display = ("case_number", "title", "state", "due_at", "created_at", "closed_at")
+    list_filter = ("state",)
+    search_fields = ("case_number", "title")
+    ordering = ("-id",)
+    actions = ("close_cases", "reopen_cases")
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is None:
+            return ()
+        return (*CASE_FIELDS, "state", "version", "created_by", "created_at", "updated_at", "closed_at")
+
+    def _transition(self, request, queryset, label: str, command) -> None:
+        numbers = dict(queryset.values_list("pk", "case_number"))
+        _apply(request, queryset, label, lambda pk: command(actor=request.user, case_number=numbers[pk]), "case")
+
+    @admin.action(description="Close selected cases (refused while an item is open)")
+    def close_cases(self, request, queryset):
+        self._transition(request, queryset, "Closed", services.case_close)
+
+    @admin.action(description="Reopen selected cases")
+    def reopen_cases(self, request, queryset):
+        self._transition(request, queryset, "Reopened", services.case_reopen)
+
+
 def queue_figures(queue: Queue) -> dict[str, Any]:
     """The queue page's live figures: the statistics' maintained counters (the same as
     GET /queues/{name}/stats), so the page costs the same at any number of items."""
@@ -168,7 +203,7 @@ class ReassignForm(forms.Form):
     user = forms.ModelChoiceField(queryset=get_user_model().objects.filter(is_active=True).order_by("username"))
 
 
-def _apply(request, queryset, label: str, command: Callable[[int], Any]) -> None:
+def _apply(request, queryset, label: str, command: Callable[[int], Any], noun: str = "item") -> None:
     """Run `command` on each selected item, each in its own transaction (the command's),
     as the admin user; report what was done and what was not. A switched-off feature
     stops the run with one error: it would refuse every item alike."""
@@ -185,7 +220,7 @@ def _apply(request, queryset, label: str, command: Callable[[int], Any]) -> None
             else:
                 done += 1
     if done:
-        messages.success(request, f"{label}: {done} item(s).")
+        messages.success(request, f"{label}: {done} {noun}(s).")
     for line in failed[:20]:
         messages.warning(request, line)
     if len(failed) > 20:

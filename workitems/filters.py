@@ -51,6 +51,7 @@ class WorkItemFilter(df.FilterSet):
     workflow_id = df.CharFilter()
     run_id = df.CharFilter()
     task_name = df.CharFilter()
+    case = df.CharFilter(field_name="case_id", help_text="a case's number: the items of that case")
     priority_min = df.NumberFilter(field_name="priority", lookup_expr="gte")
     priority_max = df.NumberFilter(field_name="priority", lookup_expr="lte")
     due_before = TimeFilter(field_name="due_at", lookup_expr="lt")

@@ -317,6 +317,52 @@ class Queue(models.Model):
         return self.name
 
 
+class CaseState(models.TextChoices):
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class Case(models.Model):
+    """One business matter (a claim, an application) whose work items belong together: items
+    join it by `case` (its number) on create; separation of duties can span its items
+    (`sod_scope: case`) and its `due_at` is the deadline of the items that name none. Changed
+    only through the case commands (workitems.services.cases), audited in stream `case:<id>`."""
+
+    case_number = models.CharField(max_length=100, unique=True)
+    title = models.CharField(max_length=500, blank=True)
+    data = models.JSONField(default=dict, blank=True)
+    sensitive_keys = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="data keys masked for callers not entitled to them (as a queue's sensitive_keys for context_data)",
+    )
+    state = models.CharField(max_length=10, choices=CaseState.choices, default=CaseState.OPEN)
+    due_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        validators=[validate_time_range],
+        help_text="the deadline of the case's items that name none of their own (before the queue's SLA)",
+    )
+    version = models.PositiveIntegerField(default=1)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["-created_at", "-id"], name="case_created_idx")]
+
+    def __str__(self) -> str:
+        return self.case_number
+
+
+class SodScope(models.TextChoices):
+    RUN = "run"  # the items of the same workflow run (workflow_id, run_id)
+    CASE = "case"  # and the items of the same case
+
+
 def _lifecycle_of(item: WorkItem) -> Lifecycle:
     if item.queue.lifecycle_id and wsconfig.get().features.lifecycle.custom:
         return item.queue.lifecycle
@@ -398,6 +444,18 @@ class WorkItem(ConcurrentTransitionMixin, models.Model):
     excluded_users = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="excluded_work_items")
     required_skills = models.JSONField(default=list, blank=True)
     sod_key = models.CharField(max_length=100, blank=True)
+    sod_scope = models.CharField(max_length=10, choices=SodScope.choices, default=SodScope.RUN)
+    # The case by its number (to_field): the item's representation and the `case` filter read
+    # the number from the item's own row, no join.
+    case = models.ForeignKey(
+        Case,
+        to_field="case_number",
+        db_column="case_number",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="work_items",
+    )
     strategy = models.CharField(max_length=20, choices=strategy_choices, blank=True)
     assignee = models.ForeignKey(
         settings.AUTH_USER_MODEL,

@@ -13,6 +13,9 @@
   fragment `CANDIDATE_SQL` (claim-next's index walk on PostgreSQL); a property
   test checks them against each other on random cases. Without the state it is the
   item's pool (`in_pool`, `pool_filter`);
+- separation of duties: which items bind each other (`sod_bound`, the definition, and its
+  ORM form `sod_siblings_filter`, which distribution's constraint runs; a property test checks
+  them against each other on random cases);
 - who may hold an item someone gives it to (`hold_refusal`: an active person in its pool,
   unless a supervisor overrides) and who may stand in for an absent user (`delegate_refusal`).
 
@@ -30,7 +33,7 @@ from django.db.models import Exists, OuterRef, Q
 from directory.models import Role, RoleAssignment
 from directory.roles import ADMIN, ROLES, SERVICE, SUPERVISOR, SYSTEM, WORKER, role_group_name, roles_of, user_groups
 from workitems import crypto
-from workitems.models import ACTIONS, CREATE, Lifecycle, Queue, State, WorkItem
+from workitems.models import ACTIONS, CREATE, Lifecycle, Queue, SodScope, State, WorkItem
 
 # --- roles per action ------------------------------------------------------------------
 
@@ -307,6 +310,37 @@ CANDIDATE_SQL_NAMED = (
                    UNION SELECT workitem_id FROM workitems_workitem_candidate_groups
                          WHERE group_id = ANY(%(gids)s::bigint[]))"""
 )
+
+
+# --- separation of duties -------------------------------------------------------------------
+#
+# Nobody acts on two items that bind each other. Two forms that must agree
+# (tests/cases/test_sod_case.py): the predicate `sod_bound` (the definition) and the ORM filter
+# `sod_siblings_filter` (distribution.constraints.sod_blocked_ids).
+
+
+def sod_bound(a, b) -> bool:
+    """Whether items `a` and `b` bind each other for separation of duties: two different items
+    with the same non-empty `sod_key`, of the same workflow run (`workflow_id`, `run_id`), or of
+    the same case when either has `sod_scope: case`. Symmetric, so the order in which a user
+    acts on two items never decides whether the second is refused."""
+    if a.pk == b.pk or not a.sod_key or a.sod_key != b.sod_key:
+        return False
+    if (a.workflow_id, a.run_id) == (b.workflow_id, b.run_id):
+        return True
+    return a.case_id is not None and a.case_id == b.case_id and SodScope.CASE in (a.sod_scope, b.sod_scope)
+
+
+def sod_siblings_filter(item: WorkItem) -> Q:
+    """`sod_bound(item, ·)` as an ORM filter over work items (the item itself left out)."""
+    if not item.sod_key:
+        return Q(pk__in=[])
+    same = Q(workflow_id=item.workflow_id, run_id=item.run_id)
+    if item.case_id is not None:
+        in_case = Q(case_id=item.case_id)
+        same |= in_case if item.sod_scope == SodScope.CASE else in_case & Q(sod_scope=SodScope.CASE)
+    siblings = Q(sod_key=item.sod_key) & same
+    return siblings & ~Q(pk=item.pk) if item.pk else siblings
 
 
 # --- who may hold an item ------------------------------------------------------------------

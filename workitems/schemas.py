@@ -53,6 +53,9 @@ CREATE_SCHEMA: dict[str, Any] = {
         "excluded_users": _NAMES,
         "required_skills": {"type": "array", "items": {"type": "string", "minLength": 1, "maxLength": 100}},
         "sod_key": {"type": "string", "maxLength": 100},
+        # separation of duties over the workflow run (default) or, with a case, the whole case
+        "sod_scope": {"enum": ["run", "case"]},
+        "case": {"type": "string", "minLength": 1, "maxLength": 100},  # a case's number (joins it)
         "assignee": _OPT_STR,
         "strategy": {"enum": strategy_names()},
         "callback_url": {"type": "string", "maxLength": 1000},

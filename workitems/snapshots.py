@@ -35,6 +35,8 @@ def work_item_snapshot(item: WorkItem) -> dict:
         "result": item.result,
         "outcome_reason": item.outcome_reason,
         "sod_key": item.sod_key,
+        "sod_scope": item.sod_scope,
+        "case": item.case_id,
         "callback_url": item.callback_url,
         "correlation_id": item.correlation_id,
         "created_at": isoformat_z(item.created_at),

@@ -152,6 +152,92 @@ export interface paths {
         patch: operations["calendars_partial_update"];
         trace?: never;
     };
+    "/api/v1/cases": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The cases the caller sees, newest first
+         * @description APIView plus Idempotency-Key handling on POST (one transaction with the change) and
+         *     transient database conflicts retried around the outermost transaction.
+         */
+        get: operations["cases_list"];
+        put?: never;
+        /**
+         * Open a case
+         * @description APIView plus Idempotency-Key handling on POST (one transaction with the change) and
+         *     transient database conflicts retried around the outermost transaction.
+         */
+        post: operations["cases_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/cases/{case_number}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * One case, its items and its routing history
+         * @description `{case_number}` is the case's number. A caller who sees every item sees every case; anyone else a case holding an item they see, with only those items and their audit records.
+         */
+        get: operations["cases_retrieve"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/cases/{case_number}/close": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Close a case (refused with 409 while any of its items is open)
+         * @description Admins, supervisors and service clients. Send `If-Match: "<version>"` to guard against concurrent changes (412 when stale).
+         */
+        post: operations["cases_close"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/cases/{case_number}/reopen": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Reopen a closed case
+         * @description Admins, supervisors and service clients. Send `If-Match: "<version>"` to guard against concurrent changes (412 when stale).
+         */
+        post: operations["cases_reopen"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/departments": {
         parameters: {
             query?: never;
@@ -1331,6 +1417,94 @@ export interface components {
             country?: string;
             subdivision?: string;
         };
+        CaseActionInRequest: {
+            /** @description for the audit trail */
+            reason?: string;
+        };
+        /** @description Create body (the service layer validates it fully; this documents it). */
+        CaseDetailOut: {
+            /** @description unique; letters, digits, '.', '_', ':', '-' */
+            case_number: string;
+            title?: string;
+            /** @description any JSON object */
+            data?: {
+                [key: string]: unknown;
+            };
+            /** @description data keys masked for callers not entitled */
+            sensitive_keys?: string[];
+            /** Format: date-time */
+            due_at: string | null;
+            id: number;
+            state: components["schemas"]["CaseStateEnum"];
+            /** @description the value of ETag */
+            version: number;
+            created_by: string | null;
+            /** Format: date-time */
+            created_at: string;
+            /** Format: date-time */
+            updated_at: string;
+            /** Format: date-time */
+            closed_at: string | null;
+            /** @description the case's items the caller sees, oldest first */
+            items: components["schemas"]["WorkItemOut"][];
+            /** @description the audit records of those items and of the case itself, in the order written */
+            history: components["schemas"]["AuditRecordOut"][];
+        };
+        /** @description Create body (the service layer validates it fully; this documents it). */
+        CaseInRequest: {
+            /** @description unique; letters, digits, '.', '_', ':', '-' */
+            case_number: string;
+            title?: string;
+            /** @description any JSON object */
+            data?: {
+                [key: string]: unknown;
+            };
+            /** @description data keys masked for callers not entitled */
+            sensitive_keys?: string[];
+            /**
+             * Format: date-time
+             * @description the deadline of its items that give none (before the queue's SLA)
+             */
+            due_at?: string | null;
+        };
+        /** @description Create body (the service layer validates it fully; this documents it). */
+        CaseOut: {
+            /** @description unique; letters, digits, '.', '_', ':', '-' */
+            case_number: string;
+            title?: string;
+            /** @description any JSON object */
+            data?: {
+                [key: string]: unknown;
+            };
+            /** @description data keys masked for callers not entitled */
+            sensitive_keys?: string[];
+            /** Format: date-time */
+            due_at: string | null;
+            id: number;
+            state: components["schemas"]["CaseStateEnum"];
+            /** @description the value of ETag */
+            version: number;
+            created_by: string | null;
+            /** Format: date-time */
+            created_at: string;
+            /** Format: date-time */
+            updated_at: string;
+            /** Format: date-time */
+            closed_at: string | null;
+        };
+        CasePageOut: {
+            results: components["schemas"]["CaseOut"][];
+            /** Format: uri */
+            next: string | null;
+            /** Format: uri */
+            previous: string | null;
+        };
+        /**
+         * @description * `open` - Open
+         *     * `closed` - Closed
+         * @enum {string}
+         */
+        CaseStateEnum: "open" | "closed";
         ChainReportOut: {
             ok: boolean;
             records_checked: number;
@@ -1792,17 +1966,11 @@ export interface components {
          */
         SlaStateEnum: "none" | "on_track" | "at_risk" | "breached" | "met" | "missed";
         /**
-         * @description * `CREATED` - Created
-         *     * `OFFERED` - Offered
-         *     * `ASSIGNED` - Assigned
-         *     * `IN_PROGRESS` - In Progress
-         *     * `SUSPENDED` - Suspended
-         *     * `COMPLETED` - Completed
-         *     * `FAILED` - Failed
-         *     * `CANCELLED` - Cancelled
+         * @description * `run` - run
+         *     * `case` - case
          * @enum {string}
          */
-        StateEnum: "CREATED" | "OFFERED" | "ASSIGNED" | "IN_PROGRESS" | "SUSPENDED" | "COMPLETED" | "FAILED" | "CANCELLED";
+        SodScopeEnum: "run" | "case";
         SubStatusInRequest: {
             sub_status: string;
         };
@@ -1933,6 +2101,15 @@ export interface components {
             excluded_users?: string[];
             required_skills?: string[];
             sod_key?: string;
+            /**
+             * @description what the SoD key spans: the workflow run (default), or with `case` the case's items too
+             *
+             *     * `run` - run
+             *     * `case` - case
+             */
+            sod_scope?: components["schemas"]["SodScopeEnum"];
+            /** @description an open case's number: the item joins it (and its due_at) */
+            case?: string;
             /** @description username (direct assignment) */
             assignee?: string | null;
             strategy?: components["schemas"]["ItemStrategyEnum"];
@@ -1961,10 +2138,13 @@ export interface components {
             excluded_users: string[];
             required_skills: string[];
             sod_key: string;
+            sod_scope: components["schemas"]["SodScopeEnum"];
+            /** @description the number of the case the item belongs to */
+            case: string | null;
             strategy: string;
             callback_url: string;
             correlation_id: string;
-            state: components["schemas"]["StateEnum"];
+            state: components["schemas"]["WorkItemOutStateEnum"];
             sub_status: string;
             assignee: string | null;
             /** @description the user the item is reserved for (push with acceptance) */
@@ -1990,6 +2170,18 @@ export interface components {
             outcome_reason: string;
             allowed_actions: string[];
         };
+        /**
+         * @description * `CREATED` - Created
+         *     * `OFFERED` - Offered
+         *     * `ASSIGNED` - Assigned
+         *     * `IN_PROGRESS` - In Progress
+         *     * `SUSPENDED` - Suspended
+         *     * `COMPLETED` - Completed
+         *     * `FAILED` - Failed
+         *     * `CANCELLED` - Cancelled
+         * @enum {string}
+         */
+        WorkItemOutStateEnum: "CREATED" | "OFFERED" | "ASSIGNED" | "IN_PROGRESS" | "SUSPENDED" | "COMPLETED" | "FAILED" | "CANCELLED";
         WorkItemPageOut: {
             results: components["schemas"]["WorkItemOut"][];
             /** Format: uri */
@@ -2492,6 +2684,414 @@ export interface operations {
             };
             /** @description Payload too large */
             413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+        };
+    };
+    cases_list: {
+        parameters: {
+            query?: {
+                /** @description opaque cursor from next/previous */
+                cursor?: string;
+                /** @description 1–500, default 50 */
+                page_size?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CasePageOut"];
+                };
+            };
+            /** @description Invalid input / Malformed request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Authentication required */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+        };
+    };
+    cases_create: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description replays the first answer for the same key and body for 24 h */
+                "Idempotency-Key"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CaseInRequest"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CaseOut"];
+                };
+            };
+            /** @description Invalid input / Malformed request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Authentication required */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Not allowed / Switched off in the configuration */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Invalid transition / Already claimed / Conflict / Constraint violated / Request with this Idempotency-Key is in progress */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Payload too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Idempotency-Key reused with a different request */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+        };
+    };
+    cases_retrieve: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                case_number: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CaseDetailOut"];
+                };
+            };
+            /** @description Authentication required */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+        };
+    };
+    cases_close: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description replays the first answer for the same key and body for 24 h */
+                "Idempotency-Key"?: string;
+                "If-Match"?: string;
+            };
+            path: {
+                case_number: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["CaseActionInRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CaseOut"];
+                };
+            };
+            /** @description Invalid input / Malformed request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Authentication required */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Not allowed / Switched off in the configuration */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Invalid transition / Already claimed / Conflict / Constraint violated / Request with this Idempotency-Key is in progress */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Precondition failed: stale version */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Payload too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Idempotency-Key reused with a different request */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+        };
+    };
+    cases_reopen: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description replays the first answer for the same key and body for 24 h */
+                "Idempotency-Key"?: string;
+                "If-Match"?: string;
+            };
+            path: {
+                case_number: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["CaseActionInRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CaseOut"];
+                };
+            };
+            /** @description Invalid input / Malformed request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Authentication required */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Not allowed / Switched off in the configuration */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Invalid transition / Already claimed / Conflict / Constraint violated / Request with this Idempotency-Key is in progress */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Precondition failed: stale version */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Payload too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Idempotency-Key reused with a different request */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -97,6 +97,20 @@ def queue_stats(name: str) -> Call:
     return Call("GET", f"/queues/{segment(name)}/stats")
 
 
+# -- cases (plain objects: docs/api.md, "Cases") -----------------------------------------------
+def create_case(fields: Mapping[str, Any]) -> Call:
+    body = {k: v.isoformat() if hasattr(v, "isoformat") else v for k, v in fields.items()}
+    return Call("POST", "/cases", json=body)
+
+
+def get_case(case_number: str) -> Call:
+    return get(f"/cases/{segment(case_number)}")
+
+
+def case_action(case_number: str, name: str, reason: str | None, if_match: int | str | None) -> Call:
+    return Call("POST", f"/cases/{segment(case_number)}/{name}", json=_body(reason=reason), if_match=if_match)
+
+
 # -- lists of plain objects (directory, audit, subscriptions) --------------------------------
 def dict_list(path: str, filters: Mapping[str, Any] | None = None, page_url: str | None = None) -> Call:
     if page_url:

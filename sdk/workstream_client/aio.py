@@ -453,6 +453,44 @@ class AsyncWorkstreamClient(BaseClient):
     async def queue_stats(self, name: str, *, request_id: str | None = None) -> dict[str, Any]:
         return await self._call(self._with(ep.queue_stats(name), request_id))
 
+    # -- cases ------------------------------------------------------------------------------
+    async def create_case(
+        self, case_number: str, *, idempotency_key: str | None = None, request_id: str | None = None, **fields: Any
+    ) -> dict[str, Any]:
+        """``POST /cases``: ``title``, ``data``, ``sensitive_keys``, ``due_at`` (docs/api.md, "Cases")."""
+        body = {"case_number": case_number, **fields}
+        return await self._call(self._with(ep.create_case(body), request_id, idempotency_key))
+
+    async def get_case(self, case_number: str, *, request_id: str | None = None) -> dict[str, Any]:
+        """``GET /cases/{case_number}``: the case with its ``items`` and routing ``history``."""
+        return await self._call(self._with(ep.get_case(case_number), request_id))
+
+    async def list_cases(self, *, request_id: str | None = None, **filters: Any) -> AsyncIterator[dict[str, Any]]:
+        async for x in self._iterate(self._with(ep.dict_list("/cases", filters), request_id)):
+            yield x
+
+    async def case_action(
+        self,
+        case_number: str,
+        name: str,
+        *,
+        reason: str | None = None,
+        if_match: int | str | None = None,
+        idempotency_key: str | None = None,
+        request_id: str | None = None,
+    ) -> dict[str, Any]:
+        """``POST /cases/{case_number}/{name}``: ``close`` (a 409 while any of its items is open) or ``reopen``."""
+        call = ep.case_action(case_number, name, reason, if_match)
+        return await self._call(self._with(call, request_id, idempotency_key))
+
+    async def close_case(self, case_number: str, **options: Any) -> dict[str, Any]:
+        """``case_action(case_number, "close", ...)``."""
+        return await self.case_action(case_number, "close", **options)
+
+    async def reopen_case(self, case_number: str, **options: Any) -> dict[str, Any]:
+        """``case_action(case_number, "reopen", ...)``."""
+        return await self.case_action(case_number, "reopen", **options)
+
     # -- directory --------------------------------------------------------------------------
     async def list_users(self, *, request_id: str | None = None, **filters: Any) -> AsyncIterator[dict[str, Any]]:
         async for x in self._iterate(self._with(ep.dict_list("/users", filters), request_id)):

@@ -442,6 +442,43 @@ class WorkstreamClient(BaseClient):
     def queue_stats(self, name: str, *, request_id: str | None = None) -> dict[str, Any]:
         return self._call(self._with(ep.queue_stats(name), request_id))
 
+    # -- cases ------------------------------------------------------------------------------
+    def create_case(
+        self, case_number: str, *, idempotency_key: str | None = None, request_id: str | None = None, **fields: Any
+    ) -> dict[str, Any]:
+        """``POST /cases``: ``title``, ``data``, ``sensitive_keys``, ``due_at`` (docs/api.md, "Cases")."""
+        body = {"case_number": case_number, **fields}
+        return self._call(self._with(ep.create_case(body), request_id, idempotency_key))
+
+    def get_case(self, case_number: str, *, request_id: str | None = None) -> dict[str, Any]:
+        """``GET /cases/{case_number}``: the case with its ``items`` and routing ``history``."""
+        return self._call(self._with(ep.get_case(case_number), request_id))
+
+    def list_cases(self, *, request_id: str | None = None, **filters: Any) -> Iterator[dict[str, Any]]:
+        return self._iterate(self._with(ep.dict_list("/cases", filters), request_id))
+
+    def case_action(
+        self,
+        case_number: str,
+        name: str,
+        *,
+        reason: str | None = None,
+        if_match: int | str | None = None,
+        idempotency_key: str | None = None,
+        request_id: str | None = None,
+    ) -> dict[str, Any]:
+        """``POST /cases/{case_number}/{name}``: ``close`` (a 409 while any of its items is open) or ``reopen``."""
+        call = ep.case_action(case_number, name, reason, if_match)
+        return self._call(self._with(call, request_id, idempotency_key))
+
+    def close_case(self, case_number: str, **options: Any) -> dict[str, Any]:
+        """``case_action(case_number, "close", ...)``."""
+        return self.case_action(case_number, "close", **options)
+
+    def reopen_case(self, case_number: str, **options: Any) -> dict[str, Any]:
+        """``case_action(case_number, "reopen", ...)``."""
+        return self.case_action(case_number, "reopen", **options)
+
     # -- directory --------------------------------------------------------------------------
     def list_users(self, *, request_id: str | None = None, **filters: Any) -> Iterator[dict[str, Any]]:
         return self._iterate(self._with(ep.dict_list("/users", filters), request_id))

@@ -85,6 +85,8 @@ class WorkItem(_RawAccess):
     excluded_users: list[str] | None = None
     required_skills: list[Any] | None = None
     sod_key: str | None = None
+    sod_scope: str | None = None
+    case: str | None = None
     assignee: str | None = None
     strategy: str | None = None
     callback_url: str | None = None

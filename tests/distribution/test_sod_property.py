@@ -1,9 +1,12 @@
 """Separation of duties and exclusions are never violated, whatever the sequence of commands
-(hypothesis over random item/user/action sequences, invariant after every step)."""
+(hypothesis over random item/user/action sequences, invariant after every step). The items
+include a case whose items bind each other across runs (`sod_scope: case`); the invariant is
+the rule's definition, policy.sod_bound."""
 
 from __future__ import annotations
 
 from collections import defaultdict
+from itertools import combinations
 
 import pytest
 from django.db import transaction
@@ -14,23 +17,27 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_stat
 from audit.models import AuditRecord
 from distribution.constraints import SOD_ACTIONS
 from tests import factories
-from workitems import services
+from workitems import policy, services
 from workitems.errors import ConstraintViolated, InvalidTransition, NotAllowed, NotFound, ValidationFailed
 from workitems.models import WorkItem
 
 # Refusals a command may legitimately answer with; anything else fails the run.
 REFUSALS = (ConstraintViolated, InvalidTransition, NotAllowed, NotFound, ValidationFailed)
 N_USERS = 4
-# (workflow run, sod_key, excluded users by index) of each item: two runs share the key
-# "four-eyes", one item of run 1 has no key, and some items exclude users.
+# (workflow run, sod_key, excluded users by index, case fields) of each item: two runs share the
+# key "four-eyes", one item of run 1 has no key, some items exclude users, and case C-1 holds an
+# item of run 2 and two of runs of their own, bound across runs by `sod_scope: case`.
+IN_CASE = {"case": "C-1", "sod_scope": "case"}
 ITEMS = [
-    ("run-1", "four-eyes", ()),
-    ("run-1", "four-eyes", (0,)),
-    ("run-1", "four-eyes", ()),
-    ("run-1", "", (1,)),
-    ("run-2", "four-eyes", (2, 3)),
-    ("run-2", "four-eyes", ()),
-    ("run-2", "other-key", ()),
+    ("run-1", "four-eyes", (), {}),
+    ("run-1", "four-eyes", (0,), {}),
+    ("run-1", "four-eyes", (), {}),
+    ("run-1", "", (1,), {}),
+    ("run-2", "four-eyes", (2, 3), {"case": "C-1"}),
+    ("run-2", "four-eyes", (), {}),
+    ("run-2", "other-key", (), {}),
+    ("run-3", "four-eyes", (), IN_CASE),
+    ("run-4", "four-eyes", (1,), IN_CASE),
 ]
 
 
@@ -44,6 +51,7 @@ class SoDMachine(RuleBasedStateMachine):
         self.users = [factories.user(f"sod-w{i}", roles=["worker"], groups=[group]) for i in range(N_USERS)]
         self.sup = factories.user("sod-sup", roles=["supervisor"])
         creator = factories.user("sod-svc", roles=["service"])
+        services.case_create(actor=creator, data={"case_number": "C-1"})
         self.items = [
             factories.item(
                 actor=creator,
@@ -52,8 +60,9 @@ class SoDMachine(RuleBasedStateMachine):
                 run_id=run,
                 sod_key=key,
                 excluded_users=[self.users[x].username for x in excluded],
+                **case,
             ).pk
-            for run, key, excluded in ITEMS
+            for run, key, excluded, case in ITEMS
         ]
         self.refused = defaultdict(int)
 
@@ -112,17 +121,20 @@ class SoDMachine(RuleBasedStateMachine):
     @invariant()
     def separation_of_duties_holds(self):
         items = {it.pk: it for it in WorkItem.objects.filter(pk__in=self.items)}
-        involved: dict[tuple, set[int]] = defaultdict(set)  # (run, key, user) → items acted on or held
+        involved: dict[int, set[int]] = defaultdict(set)  # user → items acted on or held
         for it in items.values():
-            if it.sod_key and it.assignee_id:
-                involved[(it.workflow_id, it.run_id, it.sod_key, it.assignee_id)].add(it.pk)
+            if it.assignee_id:
+                involved[it.assignee_id].add(it.pk)
         acted = AuditRecord.objects.filter(work_item_id__in=self.items, action__in=SOD_ACTIONS, actor__isnull=False)
         for item_id, actor_id in acted.values_list("work_item_id", "actor_id"):
-            it = items[item_id]
-            if it.sod_key:
-                involved[(it.workflow_id, it.run_id, it.sod_key, actor_id)].add(item_id)
-        broken = {k: v for k, v in involved.items() if len(v) > 1}
-        assert broken == {}, f"a user acted on two items of one run with the same SoD key: {broken}"
+            involved[actor_id].add(item_id)
+        broken = {
+            (user, a, b)
+            for user, ids in involved.items()
+            for a, b in combinations(sorted(ids), 2)
+            if policy.sod_bound(items[a], items[b])
+        }
+        assert broken == set(), f"a user acted on two items bound by separation of duties: {broken}"
 
     @invariant()
     def no_excluded_user_holds_an_item(self):
@@ -165,6 +177,8 @@ def test_the_machine_really_exercises_refusals():
         m.delegate(0, 1, by_supervisor=True)  # to w1
         m.claim(1, 2)  # w1 holds item 0: refused
         m.assign(2, 0)  # supervisor pushes item 2 onto w0, who acted on item 0: refused
+        m.claim(2, 7)  # w2 takes item 7 (case C-1, run 3)
+        m.claim(2, 8)  # item 8 is of run 4, but bound to item 7 through the case: refused
         m.separation_of_duties_holds()
         m.no_excluded_user_holds_an_item()
         constraints = {c for (_, kind, c) in m.refused if kind == "ConstraintViolated"}
@@ -172,5 +186,8 @@ def test_the_machine_really_exercises_refusals():
         assert m.refused[("assign", "ConstraintViolated", "separation_of_duties")] == 1
         assert WorkItem.objects.get(pk=m.items[0]).assignee == m.users[1]
         assert WorkItem.objects.get(pk=m.items[5]).assignee == m.users[0]
+        assert WorkItem.objects.get(pk=m.items[7]).assignee == m.users[2]
+        assert WorkItem.objects.get(pk=m.items[8]).assignee is None
+        assert m.refused[("claim", "ConstraintViolated", "separation_of_duties")] == 3  # items 2 (twice) and 8
     finally:
         m.teardown()

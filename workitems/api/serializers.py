@@ -38,6 +38,14 @@ class WorkItemCreateIn(serializers.Serializer):
     excluded_users = serializers.ListField(child=serializers.CharField(), required=False)
     required_skills = serializers.ListField(child=serializers.CharField(), required=False)
     sod_key = serializers.CharField(max_length=100, required=False)
+    sod_scope = serializers.ChoiceField(
+        choices=["run", "case"],
+        required=False,
+        help_text="what the SoD key spans: the workflow run (default), or with `case` the case's items too",
+    )
+    case = serializers.CharField(
+        max_length=100, required=False, help_text="an open case's number: the item joins it (and its due_at)"
+    )
     assignee = serializers.CharField(required=False, allow_null=True, help_text="username (direct assignment)")
     strategy = serializers.ChoiceField(choices=ITEM_STRATEGY_CHOICES, required=False)
     callback_url = serializers.URLField(required=False)
@@ -67,6 +75,8 @@ class WorkItemOut(serializers.Serializer):
     excluded_users = serializers.ListField(child=serializers.CharField())
     required_skills = serializers.ListField(child=serializers.CharField())
     sod_key = serializers.CharField()
+    sod_scope = serializers.ChoiceField(choices=["run", "case"])
+    case = serializers.CharField(allow_null=True, help_text="the number of the case the item belongs to")
     strategy = serializers.CharField()
     callback_url = serializers.CharField()
     correlation_id = serializers.CharField()
@@ -233,6 +243,8 @@ def item_representation(item: WorkItem, actor) -> dict:
         "excluded_users": _names(item, "excluded_users", "username"),
         "required_skills": item.required_skills,
         "sod_key": item.sod_key,
+        "sod_scope": item.sod_scope,
+        "case": item.case_id,
         "strategy": item.strategy,
         "callback_url": item.callback_url,
         "correlation_id": item.correlation_id,

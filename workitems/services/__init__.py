@@ -12,6 +12,7 @@ transition, audit record and outbox event in one transaction):
     absence      hand-over and return for absences, reservation expiry
     definitions  queue and lifecycle-definition commands
     encryption   re-encryption of the encrypted context keys (context_keys_rotate)
+    cases        case_create, case_close, case_reopen (items join a case on create)
     supervision  update (priority, due and follow-up dates), reassign (assign or delegate)
     bulk         claim, reassign, cancel or move many items (per item, or all or nothing)
 
@@ -45,6 +46,7 @@ from workitems.services.assignment import (
     work_item_release,
 )
 from workitems.services.bulk import BULK_ACTIONS, BulkRefused, work_items_bulk
+from workitems.services.cases import case_close, case_create, case_reopen
 from workitems.services.create import work_item_create, work_item_create_many
 from workitems.services.definitions import (
     calendar_create,
@@ -89,6 +91,9 @@ __all__ = [
     "RotationReport",
     "allowed_actions_for",
     "calendar_create",
+    "case_close",
+    "case_create",
+    "case_reopen",
     "calendar_update",
     "check_version",
     "context_keys_rotate",

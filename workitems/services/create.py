@@ -18,8 +18,8 @@ from distribution.engine import route_item
 from events import urlguard
 from stats.selectors import queue_figures
 from workitems import crypto, policy, schemas, sla
-from workitems.errors import ConstraintViolated, NotAllowed, NotFound, ValidationFailed
-from workitems.models import CREATE, Queue, WorkItem
+from workitems.errors import Conflict, ConstraintViolated, NotAllowed, NotFound, ValidationFailed
+from workitems.models import CREATE, Case, CaseState, Queue, SodScope, WorkItem
 from workitems.services._core import emit_unassigned, record_change, touch_last_assigned
 
 User = get_user_model()
@@ -33,6 +33,7 @@ class _CreateLookups:
     users: dict[str, Any]
     groups: dict[str, Group]
     url_refusals: dict[str, str | None] = field(default_factory=dict)
+    cases: dict[str, Case] = field(default_factory=dict)
 
     def callback_refusal(self, url: str) -> str | None:
         """Why the SSRF guard refuses `url` as a callback (once per URL per create). A name that
@@ -64,7 +65,38 @@ def _lookups_for(bodies: list[dict], *, reserve_id: bool = False) -> _CreateLook
     queues = {q.name: q for q in found}
     users = {u.username: u for u in User.objects.filter(username__in=usernames)}
     groups = {g.name: g for g in Group.objects.filter(name__in=group_names)}
-    return _CreateLookups(queues, users, groups)
+    return _CreateLookups(queues, users, groups, cases=_cases_named({b["case"] for b in bodies if b.get("case")}))
+
+
+def _cases_named(numbers: set[str]) -> dict[str, Case]:
+    """The cases the bodies name (one statement, none without a case), each row held FOR KEY
+    SHARE until the create commits: a close (FOR UPDATE) waits for the items joining the case
+    and then counts them, and a create that comes during a close waits and reads the case as the
+    close left it (services.cases)."""
+    if not numbers:
+        return {}
+    qs = Case.objects.filter(case_number__in=sorted(numbers))
+    if connection.vendor == "postgresql":
+        sql, params = qs.query.sql_with_params()
+        qs = Case.objects.raw(f"{sql} FOR KEY SHARE", params)
+    return {c.case_number: c for c in qs}
+
+
+def _resolve_case(body: dict, lookups: _CreateLookups, prefix: str, errors: list[dict[str, str]]) -> Case | None:
+    """The open case a body joins (`case`, by number), or None. An unknown case is NotFound (as
+    an unknown queue), a closed one a Conflict; `sod_scope: case` without a case is a 400."""
+    number = body.get("case")
+    at = f" (at {prefix})" if prefix else ""
+    if not number:
+        if body.get("sod_scope") == SodScope.CASE:
+            errors.append({"field": schemas.dotted(prefix, ["sod_scope"]), "message": "case scope needs a `case`"})
+        return None
+    case = lookups.cases.get(number)
+    if case is None:
+        raise NotFound(f"case {number!r} not found{at}")
+    if case.state != CaseState.OPEN:
+        raise Conflict(f"case {number!r} is closed: reopen it before adding items{at}")
+    return case
 
 
 def _build_item(body: dict, lookups: _CreateLookups, actor, prefix: str) -> tuple[WorkItem, dict]:
@@ -115,10 +147,13 @@ def _build_item(body: dict, lookups: _CreateLookups, actor, prefix: str) -> tupl
     if refusal:
         errors.append({"field": schemas.dotted(prefix, ["callback_url"]), "message": f"refused: {refusal}"})
     errors += crypto.reserved_form_errors(body.get("context_data"), schemas.dotted(prefix, ["context_data"]))
+    case = _resolve_case(body, lookups, prefix, errors)
     if errors:
         raise ValidationFailed(errors)
     crypto.check_ring_for(queue)
     now = timezone.now()
+    if due_at is None and case is not None:
+        due_at = case.due_at  # the case's deadline comes before the queue's SLA
     if due_at is None:
         due_at = sla.due_from(queue, now)  # in the queue's business calendar, if it has one
     item = WorkItem(
@@ -134,6 +169,8 @@ def _build_item(body: dict, lookups: _CreateLookups, actor, prefix: str) -> tupl
         context_data=body.get("context_data", {}),
         required_skills=body.get("required_skills", []),
         sod_key=body.get("sod_key", ""),
+        sod_scope=body.get("sod_scope", SodScope.RUN),
+        case=case,
         strategy=strategy,
         callback_url=callback_url,
         correlation_id=body.get("correlation_id", ""),
