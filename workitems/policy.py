@@ -46,6 +46,8 @@ _DEFAULT_BY_ACTION: dict[str, frozenset[str]] = {
     "update": _STAFF,
     "reserve": _STAFF,
     "cancel": frozenset({SERVICE, SUPERVISOR, ADMIN}),
+    # an optional item no longer needed: whoever may withdraw it (the process that made it)
+    "skip": frozenset({SERVICE, SUPERVISOR, ADMIN}),
     # the SLA scan's own steps: the system only
     "sla_at_risk": frozenset(),
     "sla_breach": frozenset(),
@@ -103,7 +105,9 @@ RELATIONS = {
     "set_sub_status": ASSIGNEE,
     "release": ASSIGNEE_OR_SUPERVISOR,
     "delegate": ASSIGNEE_OR_SUPERVISOR,
+    "forward": ASSIGNEE_OR_SUPERVISOR,
     "cancel": CREATOR_OR_SUPERVISOR,
+    "skip": CREATOR_OR_SUPERVISOR,
 }
 RELATION_NAMES = {
     ASSIGNEE: "the assignee",

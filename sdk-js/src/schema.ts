@@ -1159,6 +1159,46 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/workitems/{item_id}/skip": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * skip: fire the `skip` action
+         * @description Bodies: complete {result}, fail/cancel/escalate/suspend/reject {reason}, delegate/assign {user, override (supervisors: outside the item's pool)}, sub-status {sub_status}; the others take none. Send `If-Match: "<version>"` to guard against concurrent changes (412 when stale).
+         */
+        post: operations["workitems_skip"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/workitems/{item_id}/forward": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * forward: fire the `forward` action
+         * @description Bodies: complete {result}, fail/cancel/escalate/suspend/reject {reason}, delegate/assign {user, override (supervisors: outside the item's pool)}, sub-status {sub_status}; the others take none. Send `If-Match: "<version>"` to guard against concurrent changes (412 when stale).
+         */
+        post: operations["workitems_forward"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -1345,8 +1385,10 @@ export interface components {
             checkpoint_at: string | null;
         };
         ClaimNextInRequest: {
-            /** @description only this queue */
-            queue?: string;
+            /** @description only this queue, or these queues (then ordered by score: weight × (priority + minutes waited)) */
+            queue?: string | string[];
+            /** @description these queues, by score (as `queue` with a list) */
+            queues?: string[];
         };
         DeliveryOut: {
             id: number;
@@ -1393,6 +1435,12 @@ export interface components {
         FieldErrorOut: {
             field: string;
             message: string;
+        };
+        ForwardInRequest: {
+            /** @description usernames: its new candidate users */
+            users?: string[];
+            /** @description group names: its new candidate groups */
+            groups?: string[];
         };
         GroupOut: {
             name: string;
@@ -1442,6 +1490,16 @@ export interface components {
             /** Format: uri */
             previous: string | null;
         };
+        /** @enum {unknown} */
+        NullEnum: null;
+        /**
+         * @description * `completed` - completed
+         *     * `failed` - failed
+         *     * `cancelled` - cancelled
+         *     * `skipped` - skipped
+         * @enum {string}
+         */
+        OutcomeEnum: "completed" | "failed" | "cancelled" | "skipped";
         PatchedCalendarPatchInRequest: {
             name?: string;
             /** @description an IANA time zone, e.g. Europe/Berlin */
@@ -1495,6 +1553,10 @@ export interface components {
             }[] | null;
             /** @description breaches and capacity alerts also page */
             critical?: boolean;
+            /** @description claim-next over several queues: its items' score is multiplied by this (default 1) */
+            weight?: number;
+            /** @description department code: new items are for members of it and its sub-departments only */
+            department?: string | null;
             active?: boolean;
         };
         /** @description PATCH /workitems/{id}: the members sent change (the service layer validates them). */
@@ -1633,6 +1695,10 @@ export interface components {
             }[] | null;
             /** @description breaches and capacity alerts also page */
             critical?: boolean;
+            /** @description claim-next over several queues: its items' score is multiplied by this (default 1) */
+            weight?: number;
+            /** @description department code: new items are for members of it and its sub-departments only */
+            department?: string | null;
             active?: boolean;
         };
         QueueOut: {
@@ -1677,6 +1743,10 @@ export interface components {
             }[] | null;
             /** @description breaches and capacity alerts also page */
             critical?: boolean;
+            /** @description claim-next over several queues: its items' score is multiplied by this (default 1) */
+            weight?: number;
+            /** @description department code: new items are for members of it and its sub-departments only */
+            department?: string | null;
             active?: boolean;
             /** Format: date-time */
             created_at: string;
@@ -1927,6 +1997,10 @@ export interface components {
             excluded_users?: string[];
             required_skills?: string[];
             sod_key?: string;
+            /** @description department code: only members of it and its sub-departments are candidates (else the queue's department, if it has one) */
+            department?: string | null;
+            /** @description may be skipped (skip); default false */
+            optional?: boolean;
             /** @description username (direct assignment) */
             assignee?: string | null;
             strategy?: components["schemas"]["ItemStrategyEnum"];
@@ -1955,6 +2029,10 @@ export interface components {
             excluded_users: string[];
             required_skills: string[];
             sod_key: string;
+            /** @description code of the department whose subtree its candidates come from (routing) */
+            department: string | null;
+            /** @description may be skipped when no longer needed */
+            optional: boolean;
             strategy: string;
             callback_url: string;
             correlation_id: string;
@@ -1982,6 +2060,15 @@ export interface components {
             completed_at: string | null;
             result: unknown;
             outcome_reason: string;
+            /**
+             * @description how it ended; null while open
+             *
+             *     * `completed` - completed
+             *     * `failed` - failed
+             *     * `cancelled` - cancelled
+             *     * `skipped` - skipped
+             */
+            outcome: (components["schemas"]["OutcomeEnum"] | components["schemas"]["NullEnum"]) | null;
             allowed_actions: string[];
         };
         WorkItemPageOut: {
@@ -6769,6 +6856,226 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": components["schemas"]["QueueArgInRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WorkItemOut"];
+                };
+            };
+            /** @description Invalid input / Malformed request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Authentication required */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Not allowed / Switched off in the configuration */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Invalid transition / Already claimed / Conflict / Constraint violated / Request with this Idempotency-Key is in progress */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Precondition failed: stale version */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Payload too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Idempotency-Key reused with a different request */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+        };
+    };
+    workitems_skip: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description replays the first answer for the same key and body for 24 h */
+                "Idempotency-Key"?: string;
+                "If-Match"?: string;
+            };
+            path: {
+                item_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["ReasonInRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WorkItemOut"];
+                };
+            };
+            /** @description Invalid input / Malformed request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Authentication required */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Not allowed / Switched off in the configuration */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Invalid transition / Already claimed / Conflict / Constraint violated / Request with this Idempotency-Key is in progress */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Precondition failed: stale version */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Payload too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Idempotency-Key reused with a different request */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+        };
+    };
+    workitems_forward: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description replays the first answer for the same key and body for 24 h */
+                "Idempotency-Key"?: string;
+                "If-Match"?: string;
+            };
+            path: {
+                item_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["ForwardInRequest"];
             };
         };
         responses: {

@@ -93,7 +93,7 @@ def test_python_orm_sql_and_pool_forms_of_candidacy_agree(seed):
                 WorkItem.objects.filter(policy.claimable_filter(user), pk__in=item_ids).values_list("id", flat=True)
             )
             sql = set(
-                claim_next_candidate_ids(actor=user, queue_ids=member_queue_ids(user), only_queue=None, k=10 * N_ITEMS)
+                claim_next_candidate_ids(actor=user, queue_ids=member_queue_ids(user), only_queues=None, k=10 * N_ITEMS)
             )
             assert orm == python, f"seed {seed}, {user.username}: ORM {sorted(orm)} vs rule {sorted(python)}"
             assert sql == python, f"seed {seed}, {user.username}: SQL {sorted(sql)} vs rule {sorted(python)}"
