@@ -52,7 +52,7 @@ ACTION_BODIES = {
 
 def with_relations(qs):
     return qs.prefetch_related("candidate_users", "candidate_groups", "excluded_users").select_related(
-        "queue__lifecycle", "assignee", "reserved_for"
+        "queue__lifecycle", "assignee", "reserved_for", "department"
     )
 
 
