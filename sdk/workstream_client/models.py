@@ -85,6 +85,8 @@ class WorkItem(_RawAccess):
     excluded_users: list[str] | None = None
     required_skills: list[Any] | None = None
     sod_key: str | None = None
+    department: str | None = None
+    optional: bool | None = None
     assignee: str | None = None
     strategy: str | None = None
     callback_url: str | None = None
@@ -97,6 +99,7 @@ class WorkItem(_RawAccess):
     started_at: datetime | None = None
     completed_at: datetime | None = None
     result: Any = None
+    outcome: str | None = None
     allowed_actions: list[str] | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
