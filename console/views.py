@@ -240,7 +240,9 @@ def item_action(request, item_id: int, action: str):
         args["changes"] = _posted_changes(request.POST)
         args["reason"] = request.POST.get("reason", "").strip()
     for name in arg_names:
-        if name not in ("result", "changes"):
+        if name in ("users", "groups"):  # forward: names, comma-separated
+            args[name] = [n.strip() for n in request.POST.get(name, "").split(",") if n.strip()]
+        elif name not in ("result", "changes"):
             args[name] = request.POST.get(name, "").strip()
     try:
         with as_console():

@@ -72,13 +72,16 @@ def pool_queryset(item: WorkItem, *, at: datetime | None = None, related: dict |
     """The users who could be candidates before any constraint, as a subquery of user ids
     (kept in the database: a pool of thousands never travels as a parameter list)."""
     User = get_user_model()
+    users = User.objects.all()
+    if item.department_id is not None:  # the department's subtree only (policy.in_pool)
+        users = users.filter(workstream_profile__department_id__in=policy.department_subtree(item.department_id))
     named_users, named_groups = _item_named_ids(item, related)
     if named_users or named_groups:
-        return User.objects.filter(Q(pk__in=named_users) | Q(groups__in=named_groups)).values("id")
+        return users.filter(Q(pk__in=named_users) | Q(groups__in=named_groups)).values("id")
     queue_groups = Queue.candidate_groups.through.objects.filter(queue_id=item.queue_id).values("group_id")
     members = User.groups.through.objects.filter(group_id__in=queue_groups).values("user_id")
     holders = RoleAssignment.objects.valid_at(at).filter(role__queues=item.queue_id).values("user_id")
-    return User.objects.filter(Q(pk__in=members) | Q(pk__in=holders)).values("id")
+    return users.filter(Q(pk__in=members) | Q(pk__in=holders)).values("id")
 
 
 def pool_user_ids(item: WorkItem, *, at: datetime | None = None, related: dict | None = None) -> set[int]:

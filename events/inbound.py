@@ -6,11 +6,12 @@ A command is a JSON object on `eventBus.commandQueue`:
      "actor": "<username>", "correlation_id": "<optional>",
      "data": {...create body...},                       # create
      "item_id": 42, "expected_version": 3,              # every action (version optional)
-     "result": {...}, "reason": "...", "user": "...", "sub_status": "..."}   # as the action takes
+     "result": {...}, "reason": "...", "user": "...", "sub_status": "...",   # as the action takes
+     "users": [...], "groups": [...]}                                         # forward
 
 `<action>` is any action of the action table a caller fires by id (claim, release, start,
-complete, fail, suspend, resume, delegate, assign, escalate, cancel, set_sub_status,
-accept, reject: the same commands, arguments and checks as the REST routes).
+complete, fail, suspend, resume, delegate, assign, escalate, cancel, skip, forward,
+set_sub_status, accept, reject, move: the same commands, arguments and checks as the REST routes).
 
 It is applied at most once: the inbox row (`command_id` unique) is inserted
 first, in the same transaction as the change, its audit record and the outcome

@@ -50,7 +50,9 @@ from events.models import Delivery, OutboxEvent, Subscription
 log = logging.getLogger(__name__)
 
 # The events an item's `callback_url` receives: the item is finished, one way or another.
-CALLBACK_EVENT_TYPES = frozenset({"workitem.completed.v1", "workitem.failed.v1", "workitem.cancelled.v1"})
+CALLBACK_EVENT_TYPES = frozenset(
+    {"workitem.completed.v1", "workitem.failed.v1", "workitem.cancelled.v1", "workitem.skipped.v1"}
+)
 
 _COLUMNS = (
     "o.id, o.event_id, o.event_type, o.aggregate_type, o.aggregate_id, o.sequence, o.occurred_at, "

@@ -85,6 +85,8 @@ DEFAULT_TRANSITIONS: dict[str, dict[str, str]] = {
     "delegate": {"ASSIGNED": "ASSIGNED", "IN_PROGRESS": "ASSIGNED"},
     "escalate": {s: s.split(":")[0] for s in _OPEN},
     "cancel": {s: "CANCELLED" for s in _OPEN},
+    "skip": {},  # only an `optional` item may be skipped (then as cancel)
+    "forward": {"OFFERED": "OFFERED", RESERVED: "OFFERED", "ASSIGNED": "OFFERED"},
     "set_sub_status": {},
     "reserve": {"CREATED": "OFFERED", "OFFERED": "OFFERED", RESERVED: "OFFERED"},
     "update": {s: s.split(":")[0] for s in _OPEN},  # new terms (priority, dates) keep the state

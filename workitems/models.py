@@ -9,7 +9,7 @@ import jsonschema
 from django.conf import settings
 from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
-from django.core.validators import MaxValueValidator
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -73,6 +73,8 @@ ACTIONS: dict[str, Action] = {
     "accept": Action("accepted", "accept"),
     "reject": Action("rejected", "reject", ("reason",)),
     "move": Action("moved", "move", ("queue",)),
+    "skip": Action("skipped", "skip", ("reason",)),
+    "forward": Action("forwarded", "forward", ("users", "groups")),
     # a supervisor's new terms: PATCH /workitems/{id} (priority, due date, follow-up date)
     "update": Action("updated", args=("changes",)),
 }
@@ -222,6 +224,9 @@ class SlaState(models.TextChoices):
     MISSED = "missed"
 
 
+MAX_QUEUE_WEIGHT = 100
+
+
 def default_sensitive_roles() -> list[str]:
     """Who reads a queue's sensitive context keys unless the queue names others."""
     return [ADMIN, SUPERVISOR]
@@ -306,6 +311,19 @@ class Queue(models.Model):
     critical = models.BooleanField(default=False, help_text="its breaches and capacity alerts also page (PagerDuty)")
     escalation_held_since = models.DateTimeField(
         null=True, blank=True, editable=False, help_text="an SLA scan ran with features.escalation off (levels held)"
+    )
+    weight = models.PositiveSmallIntegerField(
+        default=1,
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_QUEUE_WEIGHT)],
+        help_text="claim-next over several queues: the score of its items is multiplied by this (1–100)",
+    )
+    department = models.ForeignKey(
+        "directory.Department",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="queues",
+        help_text="new items are for members of this department and its sub-departments only; empty = anyone",
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -395,6 +413,10 @@ def _is_reserved(item: WorkItem) -> bool:
     return item.reserved_for_id is not None
 
 
+def _is_optional(item: WorkItem) -> bool:
+    return item.optional
+
+
 def _has_sub_statuses(item: WorkItem) -> bool:
     return bool(_lifecycle_of(item).sub_status_names)
 
@@ -420,6 +442,8 @@ class WorkItem(ConcurrentTransitionMixin, models.Model):
     | delegate       | ASSIGNED, IN_PROGRESS              | ASSIGNED (another user)   |
     | escalate       | any open state                     | same state, level + 1     |
     | cancel         | any open state                     | CANCELLED                 |
+    | skip           | any open state (`optional` items)  | CANCELLED, `skipped`      |
+    | forward        | OFFERED, ASSIGNED                  | OFFERED to new candidates |
     | set_sub_status | IN_PROGRESS                        | IN_PROGRESS               |
     | reserve        | CREATED, OFFERED                   | OFFERED, held for one user|
     | accept         | OFFERED (reserved)                 | ASSIGNED (the reservee)   |
@@ -456,6 +480,16 @@ class WorkItem(ConcurrentTransitionMixin, models.Model):
         on_delete=models.PROTECT,
         related_name="work_items",
     )
+    department = models.ForeignKey(
+        "directory.Department",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="only members of this department and its sub-departments are candidates (routing)",
+    )
+    optional = models.BooleanField(default=False, help_text="may be skipped when no longer needed (skip)")
+    skipped = models.BooleanField(default=False, help_text="ended by skip (state CANCELLED, outcome skipped)")
     strategy = models.CharField(max_length=20, choices=strategy_choices, blank=True)
     assignee = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -568,6 +602,17 @@ class WorkItem(ConcurrentTransitionMixin, models.Model):
     @property
     def is_terminal(self) -> bool:
         return self.state in TERMINAL_STATES
+
+    @property
+    def outcome(self) -> str | None:
+        """How an ended item ended: `completed`, `failed`, `cancelled` or `skipped`; None while open."""
+        if self.state not in TERMINAL_STATES:
+            return None
+        return "skipped" if self.skipped else self.state.lower()
+
+    @property
+    def department_code(self) -> str | None:
+        return self.department.code if self.department_id else None
 
     def available_actions(self) -> list[str]:
         """Actions the lifecycle allows from the current state (before any actor check)."""
@@ -711,6 +756,28 @@ class WorkItem(ConcurrentTransitionMixin, models.Model):
     def cancel(self, reason: str) -> None:
         self.outcome_reason = reason
         self.closed_at = timezone.now()
+        self._clear_reservation()
+
+    @transition(field=state, source=list(OPEN_STATES), target=State.CANCELLED, conditions=[_is_optional])
+    def skip(self, reason: str = "") -> None:
+        """WS-HumanTask's skip: an optional task no longer needed ends, not done and not failed.
+        It ends CANCELLED (every count of ended items, the archive and the SLA's met/missed treat
+        it as one) with `skipped` set, so its outcome reads `skipped`."""
+        self.outcome_reason = reason
+        self.closed_at = timezone.now()
+        self._clear_reservation()
+        self.skipped = True
+
+    @transition(field=state, source=[State.OFFERED, State.ASSIGNED], target=State.OFFERED)
+    def forward(self) -> None:
+        """WS-HumanTask's forward: the item is offered to other candidates (the service layer
+        replaces its candidate lists); whoever held or had it reserved lets it go."""
+        self.assignee = None
+        self.assigned_at = None
+        self.offered_at = timezone.now()
+        self.return_to = None
+        self.return_version = None
+        self.declined_by = []
         self._clear_reservation()
 
     @transition(

@@ -29,8 +29,9 @@ from collections.abc import Collection
 from datetime import datetime
 
 from django.db.models import Exists, OuterRef, Q
+from django.db.models.expressions import RawSQL
 
-from directory.models import Role, RoleAssignment
+from directory.models import Department, Profile, Role, RoleAssignment
 from directory.roles import ADMIN, ROLES, SERVICE, SUPERVISOR, SYSTEM, WORKER, role_group_name, roles_of, user_groups
 from workitems import crypto
 from workitems.models import ACTIONS, CREATE, Lifecycle, Queue, SodScope, State, WorkItem
@@ -50,6 +51,8 @@ _DEFAULT_BY_ACTION: dict[str, frozenset[str]] = {
     "update": _STAFF,
     "reserve": _STAFF,
     "cancel": frozenset({SERVICE, SUPERVISOR, ADMIN}),
+    # an optional item no longer needed: whoever may withdraw it (the process that made it)
+    "skip": frozenset({SERVICE, SUPERVISOR, ADMIN}),
     # the SLA scan's own steps: the system only
     "sla_at_risk": frozenset(),
     "sla_breach": frozenset(),
@@ -107,7 +110,9 @@ RELATIONS = {
     "set_sub_status": ASSIGNEE,
     "release": ASSIGNEE_OR_SUPERVISOR,
     "delegate": ASSIGNEE_OR_SUPERVISOR,
+    "forward": ASSIGNEE_OR_SUPERVISOR,
     "cancel": CREATOR_OR_SUPERVISOR,
+    "skip": CREATOR_OR_SUPERVISOR,
 }
 RELATION_NAMES = {
     ASSIGNEE: "the assignee",
@@ -162,11 +167,14 @@ def may_claim(
     item_group_ids: Collection[int],
     excluded_ids: Collection[int],
     reserved_for_id: int | None,
+    item_department_id: int | None,
+    user_department_ids: Collection[int],
 ) -> bool:
     """The candidacy rule: may this user claim this item? An OFFERED item not reserved for
     someone else, that does not exclude the user, and either names the user (directly or
     through one of their groups) or names nobody and sits in a queue the user is a member of
-    (through a group or a role assignment valid now)."""
+    (through a group or a role assignment valid now); and, when the item has a department,
+    the user belongs to it or to one of its sub-departments."""
     if state != State.OFFERED or reserved_for_id not in (None, user_id) or user_id in excluded_ids:
         return False
     return in_pool(
@@ -175,6 +183,8 @@ def may_claim(
         queue_member=queue_member,
         item_user_ids=item_user_ids,
         item_group_ids=item_group_ids,
+        item_department_id=item_department_id,
+        user_department_ids=user_department_ids,
     )
 
 
@@ -185,10 +195,16 @@ def in_pool(
     queue_member: bool,
     item_user_ids: Collection[int],
     item_group_ids: Collection[int],
+    item_department_id: int | None,
+    user_department_ids: Collection[int],
 ) -> bool:
     """The item's pool, the candidacy rule without the state: the item names the user
     (directly or through one of their groups), or it names nobody and the user is a member
-    of its queue. "Would be a candidate if it were offered", before exclusions."""
+    of its queue; and an item with a department is for members of that department's subtree
+    only (`user_department_ids`: the user's department and every department above it).
+    "Would be a candidate if it were offered", before exclusions."""
+    if item_department_id is not None and item_department_id not in user_department_ids:
+        return False
     if item_user_ids or item_group_ids:
         return user_id in item_user_ids or bool(set(item_group_ids) & set(user_group_ids))
     return queue_member
@@ -219,7 +235,46 @@ def pool_filter(actor) -> Q:
     item_groups = WorkItem.candidate_groups.through.objects.filter(workitem_id=OuterRef("pk"))
     named = Exists(item_users.filter(user_id=actor.pk)) | Exists(item_groups.filter(group_id__in=gids))
     unnamed = ~Exists(item_users) & ~Exists(item_groups) & queue_member_filter(actor)
-    return named | unnamed
+    return (named | unnamed) & department_filter(actor)
+
+
+# The departments a user belongs to for routing: their profile's department and every one
+# above it (an item of department D is for the members of D's subtree, that is, for the users
+# whose chain up the tree passes D). UNION, not UNION ALL: a cycle an edit made ends the walk.
+_DEPARTMENTS_UP_SQL = """WITH RECURSIVE up(id, parent_id) AS (
+  SELECT d.id, d.parent_id FROM directory_department d
+  JOIN directory_profile p ON p.department_id = d.id WHERE p.user_id = {uid}
+  UNION SELECT d.id, d.parent_id FROM directory_department d JOIN up ON d.id = up.parent_id
+) SELECT id FROM up"""
+
+
+def department_filter(actor) -> Q:
+    """The item has no department, or `actor` belongs to its subtree (the ORM form)."""
+    up = RawSQL(_DEPARTMENTS_UP_SQL.format(uid="%s"), [actor.pk])  # noqa: S611 - constant SQL, bound parameter
+    return Q(department__isnull=True) | Q(department_id__in=up)
+
+
+_DEPARTMENTS_DOWN_SQL = """WITH RECURSIVE down(id) AS (
+  SELECT id FROM directory_department WHERE id = %s
+  UNION SELECT d.id FROM directory_department d JOIN down ON d.parent_id = down.id
+) SELECT id FROM down"""
+
+
+def department_subtree(department_id: int) -> RawSQL:
+    """The ids of a department and every one below it, as a subquery (distribution's pool:
+    the users whose department is in it are those `department_filter` lets through)."""
+    return RawSQL(_DEPARTMENTS_DOWN_SQL, [department_id])  # noqa: S611 - constant SQL, bound parameter
+
+
+def department_ids_of(user) -> set[int]:
+    """The user's department and every one above it (the Python form, for one user)."""
+    parents = dict(Department.objects.values_list("id", "parent_id"))
+    start = Profile.objects.filter(user_id=user.pk).values_list("department_id", flat=True).first()
+    seen: set[int] = set()
+    while start is not None and start not in seen:
+        seen.add(start)
+        start = parents.get(start)
+    return seen
 
 
 def excluded_filter(actor) -> Q:
@@ -284,11 +339,16 @@ def visible_filter(actor) -> Q | None:
 # user, %(gids)s their group ids (bigint[]). Queue membership is the walk's own: it visits only
 # the caller's member queues (`CANDIDATE_SQL_IN_MEMBER_QUEUE`) plus, anywhere, the items that
 # name the caller (`CANDIDATE_SQL_NAMED`).
-_NOT_EXCLUDED_SQL = """
+_NOT_EXCLUDED_SQL = (
+    """
       AND (w.reserved_for_id IS NULL OR w.reserved_for_id = %(uid)s)
       AND NOT EXISTS (SELECT 1 FROM workitems_workitem_excluded_users e
                       WHERE e.workitem_id = w.id AND e.user_id = %(uid)s)
+      AND (w.department_id IS NULL OR w.department_id IN ("""
+    + _DEPARTMENTS_UP_SQL.format(uid="%(uid)s")
+    + """))
 """
+)
 CANDIDATE_SQL_IN_MEMBER_QUEUE = (
     "w.state = 'OFFERED'"
     + _NOT_EXCLUDED_SQL
@@ -385,6 +445,8 @@ def is_in_pool(user, item: WorkItem, *, related: dict | None = None) -> bool:
         queue_member=member,
         item_user_ids=named_users,
         item_group_ids=named_groups,
+        item_department_id=item.department_id,
+        user_department_ids=department_ids_of(user) if item.department_id is not None else (),
     )
 
 

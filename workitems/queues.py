@@ -16,7 +16,7 @@ from workitems.models import Queue
 
 def queue_list_for(*, actor) -> QuerySet[Queue]:
     """Queues `actor` may see: all for admins, supervisors and services; a worker's own otherwise."""
-    qs = Queue.objects.select_related("escalation_queue", "lifecycle").prefetch_related(
+    qs = Queue.objects.select_related("escalation_queue", "lifecycle", "department").prefetch_related(
         "candidate_groups", "supervisor_groups"
     )
     if policy.sees_everything(actor):
@@ -53,6 +53,8 @@ def queue_snapshot(queue: Queue) -> dict[str, Any]:
         "supervisor_groups": sorted(g.name for g in queue.supervisor_groups.all()),
         "channels": queue.channels,
         "critical": queue.critical,
+        "weight": queue.weight,
+        "department": queue.department.code if queue.department_id else None,
         "active": queue.active,
         "created_at": isoformat_z(queue.created_at),
         "updated_at": isoformat_z(queue.updated_at),

@@ -56,6 +56,8 @@ CREATE_SCHEMA: dict[str, Any] = {
         # separation of duties over the workflow run (default) or, with a case, the whole case
         "sod_scope": {"enum": ["run", "case"]},
         "case": {"type": "string", "minLength": 1, "maxLength": 100},  # a case's number (joins it)
+        "department": {"type": ["string", "null"], "minLength": 1, "maxLength": 100},
+        "optional": {"type": "boolean"},
         "assignee": _OPT_STR,
         "strategy": {"enum": strategy_names()},
         "callback_url": {"type": "string", "maxLength": 1000},
@@ -282,6 +284,8 @@ ARG_TYPES: dict[str, tuple[type, str]] = {
     "result": (dict, "a JSON object"),
     "sub_status": (str, "a string"),
     "queue": (str, "a queue name"),
+    "users": (list, "a list of usernames"),
+    "groups": (list, "a list of group names"),
     "changes": (dict, "an object of the fields to change"),
 }
 
@@ -302,6 +306,29 @@ def action_arguments(names: Iterable[str], data: dict[str, Any]) -> dict[str, An
     if errors:
         raise ValidationFailed(errors)
     return out
+
+
+MAX_FORWARD_TARGETS = 100
+
+
+def forward_targets(users: Any, groups: Any) -> tuple[list[str], list[str]]:
+    """The usernames and group names of a forward, each list deduplicated in order;
+    ValidationFailed names what is wrong (not lists of names, none at all, too many)."""
+    errors = []
+    out = []
+    for name, value in (("users", users), ("groups", groups)):
+        value = [] if value is None else value
+        if not isinstance(value, list) or not all(isinstance(v, str) and 0 < len(v) <= 150 for v in value):
+            errors.append({"field": name, "message": "must be a list of names (1–150 characters each)"})
+            value = []
+        out.append(list(dict.fromkeys(value)))
+    if not errors and not (out[0] or out[1]):
+        errors.append({"field": "users", "message": "name at least one user or group to forward to"})
+    if not errors and len(out[0]) + len(out[1]) > MAX_FORWARD_TARGETS:
+        errors.append({"field": "users", "message": f"at most {MAX_FORWARD_TARGETS} users and groups together"})
+    if errors:
+        raise ValidationFailed(errors)
+    return out[0], out[1]
 
 
 # What an update (PATCH /workitems/{id}, the `update` command) may change.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from django.contrib.auth import get_user_model
 from django.contrib.postgres.expressions import ArraySubquery
@@ -25,7 +25,7 @@ from django.utils import timezone
 
 from audit.models import AuditHead
 from config import sqlcache
-from distribution.constraints import Locked, has_profile, lock_user
+from distribution.constraints import Locked, has_profile, id_set, lock_user
 from distribution.strategies import Candidate
 from workitems import policy
 from workitems.errors import NotFound
@@ -43,7 +43,7 @@ def visibility_filter(actor) -> Q | None:
 
 def work_item_list_for(*, actor) -> QuerySet[WorkItem]:
     """All items `actor` may see (filters are applied on top by the caller)."""
-    qs = WorkItem.objects.select_related("queue", "assignee")
+    qs = WorkItem.objects.select_related("queue", "assignee", "department")
     if actor is not None and not actor.is_authenticated:
         return qs.none()
     q = visibility_filter(actor)
@@ -86,7 +86,7 @@ def _as_bool(q: Q) -> ExpressionWrapper:
 
 def _get_for_queryset(actor, item_id, *, for_update: bool, claimer, visibility: Q | None) -> QuerySet[WorkItem]:
     """work_item_get_for's statement (see there)."""
-    qs = WorkItem.objects.select_related("queue__lifecycle", "assignee", "created_by", "reserved_for")
+    qs = WorkItem.objects.select_related("queue__lifecycle", "assignee", "created_by", "reserved_for", "department")
     extra = _list_columns()
     if visibility is not None:
         extra["_visible"] = _as_bool(visibility)
@@ -195,12 +195,31 @@ def work_item_visible_to(*, actor, item: WorkItem) -> bool:
 # partial index wi_claim_next_idx (queue, priority desc, due_at, created_at) that the
 # caller may take, merged; plus OFFERED items that name the caller outside those queues.
 # Nothing is locked here: the caller locks the chosen ids one by one with SKIP LOCKED.
-_CLAIM_NEXT_SQL = f"""
+# The score of an item in claim-next over several named queues (see claim_next_lock):
+# weight × (priority + minutes waited), so an item gains one point of priority per
+# CLAIM_NEXT_AGING_SECONDS it waits and low-priority work in one queue is not starved by a
+# stream of urgent work in another. `q` is the item's queue row, `w` the item's.
+CLAIM_NEXT_AGING_SECONDS = 60
+_SCORE_SQL = (
+    "q.weight * (w.priority + EXTRACT(EPOCH FROM (%(now)s::timestamptz - w.created_at)) / "
+    f"{CLAIM_NEXT_AGING_SECONDS}.0)"
+)
+
+
+def _claim_next_sql(scored: bool) -> str:
+    """claim-next's candidate walk: for each of the caller's queues, the first rows of the
+    partial index wi_claim_next_idx (queue, priority desc, due_at, created_at) that the
+    caller may take, merged; plus OFFERED items that name the caller outside those queues.
+    Unscored (no queue named, or one), the best by the index's order; `scored` (several
+    queues named), the best by _SCORE_SQL of each queue's first rows. Nothing is locked
+    here: the caller locks the chosen ids with SKIP LOCKED."""
+    score = _SCORE_SQL if scored else "0"
+    return f"""
 SELECT id FROM (
-  SELECT c.id, c.priority, c.due_at, c.created_at
-  FROM unnest(%(qids)s::bigint[]) AS q(id)
+  SELECT c.id, c.score, c.priority, c.due_at, c.created_at
+  FROM workitems_queue q
   CROSS JOIN LATERAL (
-    SELECT w.id, w.priority, w.due_at, w.created_at
+    SELECT w.id, {score} AS score, w.priority, w.due_at, w.created_at
     FROM workitems_workitem w
     WHERE w.queue_id = q.id AND {policy.CANDIDATE_SQL_IN_MEMBER_QUEUE}
       AND (w.follow_up_at IS NULL OR w.follow_up_at <= %(now)s)
@@ -208,17 +227,21 @@ SELECT id FROM (
     ORDER BY w.priority DESC, w.due_at ASC NULLS LAST, w.created_at ASC
     LIMIT %(k)s
   ) c
+  WHERE q.id = ANY(%(qids)s::bigint[])
   UNION
-  SELECT w.id, w.priority, w.due_at, w.created_at
-  FROM workitems_workitem w JOIN workitems_queue qq ON qq.id = w.queue_id AND qq.active
+  SELECT w.id, {score} AS score, w.priority, w.due_at, w.created_at
+  FROM workitems_workitem w JOIN workitems_queue q ON q.id = w.queue_id AND q.active
   WHERE {policy.CANDIDATE_SQL_NAMED}
-    AND (%(only_queue)s::bigint IS NULL OR w.queue_id = %(only_queue)s::bigint)
+    AND (%(only)s::bigint[] IS NULL OR w.queue_id = ANY(%(only)s::bigint[]))
     AND (w.follow_up_at IS NULL OR w.follow_up_at <= %(now)s)
     AND NOT (w.id = ANY(%(skip)s::bigint[]))
 ) best
-ORDER BY priority DESC, due_at ASC NULLS LAST, created_at ASC, id ASC
+ORDER BY score DESC, priority DESC, due_at ASC NULLS LAST, created_at ASC, id ASC
 LIMIT %(k)s
 """
+
+
+_CLAIM_NEXT_SQL = {scored: _claim_next_sql(scored) for scored in (False, True)}
 
 
 def _positional(sql: str, params: dict) -> tuple[str, list]:
@@ -230,28 +253,37 @@ def _positional(sql: str, params: dict) -> tuple[str, list]:
 _NAMED_PARAM = re.compile(r"%\((\w+)\)s")
 
 
-def _walk_params(actor, queue_ids, only_queue, k, skip) -> dict:
+def _walk_params(actor, queue_ids, only_queues, k, skip) -> dict:
     return {
         "uid": actor.pk,
         "gids": policy.group_ids_of(actor),
         "qids": queue_ids,
-        "only_queue": only_queue,
+        "only": only_queues,
         "k": k,
         "now": timezone.now(),  # the application's clock, like every other time check
         "skip": list(skip or []),
     }
 
 
-def _claim_next_queryset(walk) -> QuerySet[WorkItem]:
-    qs = WorkItem.objects.select_related("queue__lifecycle", "assignee", "created_by", "reserved_for")
+def _score(now) -> RawSQL:
+    """_SCORE_SQL over the lock statement's own item row and queue join (select_related)."""
+    sql = _SCORE_SQL.replace("q.", '"workitems_queue".').replace("w.", '"workitems_workitem".')
+    return RawSQL(*_positional(sql, {"now": now}))  # noqa: S611 - a constant expression, bound parameters
+
+
+def _claim_next_queryset(walk, *, scored: bool = False, now=None) -> QuerySet[WorkItem]:
+    qs = WorkItem.objects.select_related("queue__lifecycle", "assignee", "created_by", "reserved_for", "department")
     qs = qs.select_for_update(skip_locked=True, of=("self",)).annotate(
         _head_seq=_head("seq"), _head_hash=_head("hash"), **_list_columns()
     )
-    return qs.filter(pk__in=walk, state=State.OFFERED).order_by(*CLAIM_ORDER)[:1]
+    qs = qs.filter(pk__in=walk, state=State.OFFERED)
+    if scored:
+        return qs.annotate(_score=_score(now)).order_by("-_score", *CLAIM_ORDER)[:1]
+    return qs.order_by(*CLAIM_ORDER)[:1]
 
 
-def _claim_next_walk(params: dict) -> RawSQL:
-    return RawSQL(*_positional(_CLAIM_NEXT_SQL, params))  # noqa: S611 - a constant query, bound parameters
+def _claim_next_walk(params: dict, scored: bool) -> RawSQL:
+    return RawSQL(*_positional(_CLAIM_NEXT_SQL[scored], params))  # noqa: S611 - a constant query, bound parameters
 
 
 def _claim_next_stand_ins(stand: sqlcache.Stand) -> dict:
@@ -259,35 +291,51 @@ def _claim_next_stand_ins(stand: sqlcache.Stand) -> dict:
         "uid": stand.value("uid"),
         "gids": stand.array("gids"),
         "qids": stand.array("qids"),
-        "only_queue": stand.value("only_queue"),
+        "only": stand.array("only"),
         "k": stand.value("k"),
         "now": timezone.now(),
         "skip": stand.array("skip"),
     }
 
 
-def claim_next_lock(*, actor, queue_ids: list[int], only_queue: int | None, k: int, skip: list[int]) -> WorkItem | None:
+def claim_next_lock(
+    *, actor, queue_ids: list[int], only_queues: list[int] | None, k: int, skip: list[int], scored: bool = False
+) -> WorkItem | None:
     """claim-next's walk and lock in ONE statement: of the best `k` candidates the walk finds
     (claim_next_candidate_ids), the best OFFERED row nobody else holds, locked FOR UPDATE SKIP
-    LOCKED, with its audit head (`item.audit_head`). None when all of them are taken or being
-    taken. On PostgreSQL its SQL is compiled once (config.sqlcache)."""
+    LOCKED, with its audit head (`item.audit_head`); best by the index's order, or, `scored`,
+    by the score (_SCORE_SQL). None when all of them are taken or being taken. On PostgreSQL
+    its SQL is compiled once per form (config.sqlcache)."""
     if connection.vendor == "postgresql":
-        params = _walk_params(actor, queue_ids, only_queue, k, skip)
-        template = sqlcache.template(
-            ("claim_next_lock",), lambda stand: _claim_next_queryset(_claim_next_walk(_claim_next_stand_ins(stand)))
-        )
+        params = _walk_params(actor, queue_ids, only_queues, k, skip)
+
+        def build(stand: sqlcache.Stand):
+            return _claim_next_queryset(
+                _claim_next_walk(_claim_next_stand_ins(stand), scored), scored=scored, now=timezone.now()
+            )
+
+        template = sqlcache.template(("claim_next_lock", scored), build)
         if template is not None:
             found = template.fetch(params)
             item = found[0] if found else None
         else:
-            item = _claim_next_queryset(_claim_next_walk(params)).first()
-    else:
-        walk = claim_next_candidate_ids(actor=actor, queue_ids=queue_ids, only_queue=only_queue, k=k, skip=skip)
-        item = _claim_next_queryset(walk).first()
+            qs = _claim_next_queryset(_claim_next_walk(params, scored), scored=scored, now=params["now"])
+            item = qs.first()
+    else:  # the embedded SQLite default: the walk's ids, the best of them by the walk's order
+        walk = claim_next_candidate_ids(
+            actor=actor, queue_ids=queue_ids, only_queues=only_queues, k=k, skip=skip, scored=scored
+        )
+        found = {w.pk: w for w in _sqlite_rows(walk)}
+        item = next((found[pk] for pk in walk if pk in found), None)
     if item is not None:
         keep_head(item)
         keep_lists(item)
     return item
+
+
+def _sqlite_rows(ids: list[int]) -> list[WorkItem]:
+    qs = WorkItem.objects.select_related("queue__lifecycle", "assignee", "created_by", "reserved_for", "department")
+    return list(qs.annotate(_head_seq=_head("seq"), _head_hash=_head("hash")).filter(pk__in=ids, state=State.OFFERED))
 
 
 @dataclass
@@ -300,6 +348,7 @@ class Claimer:
     candidate: Candidate
     queues: list[tuple[int, dict | None, int | None]]
     held_queue_ids: list[int]
+    named: dict[str, int] = field(default_factory=dict)
 
     def held_in(self, queue_id: int) -> int:
         return self.held_queue_ids.count(queue_id)
@@ -315,30 +364,33 @@ class Claimer:
         return Locked(self.user, candidate, excluded=False)  # the walk leaves out items that exclude it
 
 
-def _member_and_held(actor, only_queue: int | None) -> tuple[QuerySet[Queue], QuerySet[WorkItem]]:
-    """The claimer's active member queues (its groups, valid roles) and what it holds or has reserved."""
+def _member_and_held(actor, only_queues: list[int] | None) -> tuple[QuerySet[Queue], QuerySet[WorkItem]]:
+    """The claimer's active member queues (its groups, valid roles), of `only_queues` when
+    given, and what it holds or has reserved."""
     member = Queue.objects.filter(active=True).filter(
         Q(candidate_groups__in=policy.group_ids_of(actor)) | Q(pk__in=policy.role_queue_ids(actor))
     )
-    if only_queue is not None:
-        member = member.filter(pk=only_queue)
+    if only_queues is not None:
+        member = member.filter(pk__in=id_set(only_queues))
     held = WorkItem.objects.filter(
         Q(assignee_id=actor.pk, state__in=HELD_STATES) | Q(reserved_for_id=actor.pk, state=State.OFFERED)
     )
     return member, held
 
 
-def _claimer_queryset(actor, only_queue: int | None):
+def _claimer_queryset(actor, only_queues: list[int] | None):
     """The claimer's user row with its profile, its member queues (`_queues`) and the queue of
     each item it holds (`_held`), in one statement (PostgreSQL)."""
-    member, held = _member_and_held(actor, only_queue)
+    member, held = _member_and_held(actor, only_queues)
     return (
         get_user_model()
         .objects.select_related("workstream_profile")
         .annotate(
             _queues=ArraySubquery(
                 member.distinct().values(
-                    j=JSONObject(id=F("id"), roles=F("lifecycle__action_roles"), cap=F("capacity_per_user"))
+                    j=JSONObject(
+                        id=F("id"), roles=F("lifecycle__action_roles"), cap=F("capacity_per_user"), weight=F("weight")
+                    )
                 )
             ),
             _held=ArraySubquery(held.values("queue_id")),
@@ -347,28 +399,51 @@ def _claimer_queryset(actor, only_queue: int | None):
     )
 
 
-def claimer_lock(actor, *, only_queue: int | None = None) -> Claimer:
+_LOCK_AND_NAME_SQL = (
+    "SELECT q.id, q.name FROM auth_user u LEFT JOIN workitems_queue q ON q.name = ANY(%s) "
+    "WHERE u.id = %s FOR UPDATE OF u"
+)
+
+
+def lock_user_naming_queues(user_id: int, names: list[str]) -> dict[str, int]:
+    """constraints.lock_user, and in the same statement the ids of the queues `names` (those
+    that exist): claim-next naming queues pays no round trip of its own for the names."""
+    with connection.cursor() as cur:
+        cur.execute(_LOCK_AND_NAME_SQL, [names, user_id])
+        return {name: qid for qid, name in cur.fetchall() if qid is not None}
+
+
+def claimer_lock(actor, *, queue_names: list[str] | None = None) -> Claimer:
     """Lock `actor`'s user row (what it holds cannot change under the claim), then read, in one
     statement on PostgreSQL, its profile, the queues of what it holds, and its active member
-    queues (its groups, valid roles) with their lifecycle's roles and per-user capacity."""
-    lock_user(actor.pk)  # its own statement: the read's snapshot comes after the lock (constraints.lock_candidate)
+    queues (its groups, valid roles; of `queue_names` when given) with their lifecycle's roles,
+    per-user capacity and weight. `Claimer.named` maps each named queue that exists to its id."""
+    named: dict[str, int] = {}
+    if queue_names is None:
+        lock_user(actor.pk)  # its own statement: the read's snapshot comes after the lock (constraints.lock_candidate)
+    elif connection.vendor == "postgresql":
+        named = lock_user_naming_queues(actor.pk, queue_names)
+    else:
+        lock_user(actor.pk)
+        named = dict(Queue.objects.filter(name__in=queue_names).values_list("name", "id"))
+    only_queues = None if queue_names is None else sorted(named.values())
     if connection.vendor == "postgresql":
         n = len(policy.group_ids_of(actor))
 
         def build(stand: sqlcache.Stand):
-            return _claimer_queryset(stand_in_user(stand, n), None if only_queue is None else stand.value("only"))
+            return _claimer_queryset(stand_in_user(stand, n), None if only_queues is None else stand.array("only"))
 
-        template = sqlcache.template(("claimer_lock", n, only_queue is not None), build)
+        template = sqlcache.template(("claimer_lock", n, only_queues is not None), build)
         if template is not None:
-            (user,) = template.fetch({**user_values(actor), "only": only_queue})
+            (user,) = template.fetch({**user_values(actor), "only": only_queues})
         else:
-            user = _claimer_queryset(actor, only_queue).get()
-        queues = [(q["id"], q["roles"], q["cap"]) for q in user._queues]
+            user = _claimer_queryset(actor, only_queues).get()
+        queues = [(q["id"], q["roles"], q["cap"], q["weight"]) for q in user._queues]
         held_ids = list(user._held)
     else:  # the embedded SQLite default: three statements
-        member, held = _member_and_held(actor, only_queue)
+        member, held = _member_and_held(actor, only_queues)
         user = get_user_model().objects.select_related("workstream_profile").get(pk=actor.pk)
-        queues = list(member.distinct().values_list("id", "lifecycle__action_roles", "capacity_per_user"))
+        queues = list(member.distinct().values_list("id", "lifecycle__action_roles", "capacity_per_user", "weight"))
         held_ids = list(held.values_list("queue_id", flat=True))
     profile = getattr(user, "workstream_profile", None) if has_profile(user) else None
     now = timezone.now()
@@ -388,26 +463,39 @@ def claimer_lock(actor, *, only_queue: int | None = None) -> Claimer:
         last_assigned_at=profile.last_assigned_at if profile else None,
     )
     # The caller's cached groups and roles stay the caller's: the lock only reads the row.
-    return Claimer(actor, candidate, sorted({q[0]: q for q in queues}.values(), key=lambda q: q[0]), held_ids)
+    unique = sorted({q[0]: q for q in queues}.values(), key=lambda q: q[0])
+    return Claimer(actor, candidate, [q[:3] for q in unique], held_ids, named)
 
 
 def claim_next_candidate_ids(
-    *, actor, queue_ids: list[int], only_queue: int | None, k: int, skip: list[int] | None = None
+    *,
+    actor,
+    queue_ids: list[int],
+    only_queues: list[int] | None,
+    k: int,
+    skip: list[int] | None = None,
+    scored: bool = False,
 ) -> list[int]:
     """Up to `k` ids of OFFERED items `actor` may claim, best first (priority desc, due_at asc,
-    created_at asc), leaving out `skip` (rows already tried), walking the claim-next index per
-    queue so the cost does not grow with the number of open items."""
-    params = _walk_params(actor, queue_ids, only_queue, k, skip)
+    created_at asc; `scored`: by the score, _SCORE_SQL), leaving out `skip` (rows already
+    tried), walking the claim-next index per queue so the cost does not grow with the number
+    of open items."""
+    params = _walk_params(actor, queue_ids, only_queues, k, skip)
     if connection.vendor != "postgresql":  # the embedded SQLite default: the ORM's portable query
         qs = WorkItem.objects.filter(policy.claimable_filter(actor), queue__active=True).filter(
             Q(follow_up_at__isnull=True) | Q(follow_up_at__lte=timezone.now())
         )
-        if only_queue is not None:
-            qs = qs.filter(queue_id=only_queue)
+        if only_queues is not None:
+            qs = qs.filter(queue_id__in=only_queues)
         qs = qs.exclude(pk__in=list(skip or []))
-        return list(qs.order_by(*CLAIM_ORDER).values_list("id", flat=True)[:k])
+        if not scored:
+            return list(qs.order_by(*CLAIM_ORDER).values_list("id", flat=True)[:k])
+        now = params["now"]
+        rows = qs.values_list("id", "queue__weight", "priority", "created_at")
+        ranked = sorted(rows, key=lambda r: -r[1] * (r[2] + (now - r[3]).total_seconds() / CLAIM_NEXT_AGING_SECONDS))
+        return [r[0] for r in ranked[:k]]
     with connection.cursor() as cur:
-        cur.execute(_CLAIM_NEXT_SQL, params)
+        cur.execute(_CLAIM_NEXT_SQL[scored], params)
         return [row[0] for row in cur.fetchall()]
 
 

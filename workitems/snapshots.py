@@ -34,6 +34,9 @@ def work_item_snapshot(item: WorkItem) -> dict:
         "context_data": masked_context(item, unmasked=False),  # the bus and webhooks: no one entitled reader
         "result": item.result,
         "outcome_reason": item.outcome_reason,
+        "outcome": item.outcome,
+        "optional": item.optional,
+        "department": item.department_code,
         "sod_key": item.sod_key,
         "sod_scope": item.sod_scope,
         "case": item.case_id,

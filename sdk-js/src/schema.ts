@@ -152,92 +152,6 @@ export interface paths {
         patch: operations["calendars_partial_update"];
         trace?: never;
     };
-    "/api/v1/cases": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /**
-         * The cases the caller sees, newest first
-         * @description APIView plus Idempotency-Key handling on POST (one transaction with the change) and
-         *     transient database conflicts retried around the outermost transaction.
-         */
-        get: operations["cases_list"];
-        put?: never;
-        /**
-         * Open a case
-         * @description APIView plus Idempotency-Key handling on POST (one transaction with the change) and
-         *     transient database conflicts retried around the outermost transaction.
-         */
-        post: operations["cases_create"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/api/v1/cases/{case_number}": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /**
-         * One case, its items and its routing history
-         * @description `{case_number}` is the case's number. A caller who sees every item sees every case; anyone else a case holding an item they see, with only those items and their audit records.
-         */
-        get: operations["cases_retrieve"];
-        put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/api/v1/cases/{case_number}/close": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        /**
-         * Close a case (refused with 409 while any of its items is open)
-         * @description Admins, supervisors and service clients. Send `If-Match: "<version>"` to guard against concurrent changes (412 when stale).
-         */
-        post: operations["cases_close"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/api/v1/cases/{case_number}/reopen": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        /**
-         * Reopen a closed case
-         * @description Admins, supervisors and service clients. Send `If-Match: "<version>"` to guard against concurrent changes (412 when stale).
-         */
-        post: operations["cases_reopen"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
     "/api/v1/departments": {
         parameters: {
             query?: never;
@@ -1245,6 +1159,46 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/workitems/{item_id}/skip": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * skip: fire the `skip` action
+         * @description Bodies: complete {result}, fail/cancel/escalate/suspend/reject {reason}, delegate/assign {user, override (supervisors: outside the item's pool)}, sub-status {sub_status}; the others take none. Send `If-Match: "<version>"` to guard against concurrent changes (412 when stale).
+         */
+        post: operations["workitems_skip"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/workitems/{item_id}/forward": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * forward: fire the `forward` action
+         * @description Bodies: complete {result}, fail/cancel/escalate/suspend/reject {reason}, delegate/assign {user, override (supervisors: outside the item's pool)}, sub-status {sub_status}; the others take none. Send `If-Match: "<version>"` to guard against concurrent changes (412 when stale).
+         */
+        post: operations["workitems_forward"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -1417,94 +1371,6 @@ export interface components {
             country?: string;
             subdivision?: string;
         };
-        CaseActionInRequest: {
-            /** @description for the audit trail */
-            reason?: string;
-        };
-        /** @description Create body (the service layer validates it fully; this documents it). */
-        CaseDetailOut: {
-            /** @description unique; letters, digits, '.', '_', ':', '-' */
-            case_number: string;
-            title?: string;
-            /** @description any JSON object */
-            data?: {
-                [key: string]: unknown;
-            };
-            /** @description data keys masked for callers not entitled */
-            sensitive_keys?: string[];
-            /** Format: date-time */
-            due_at: string | null;
-            id: number;
-            state: components["schemas"]["CaseStateEnum"];
-            /** @description the value of ETag */
-            version: number;
-            created_by: string | null;
-            /** Format: date-time */
-            created_at: string;
-            /** Format: date-time */
-            updated_at: string;
-            /** Format: date-time */
-            closed_at: string | null;
-            /** @description the case's items the caller sees, oldest first */
-            items: components["schemas"]["WorkItemOut"][];
-            /** @description the audit records of those items and of the case itself, in the order written */
-            history: components["schemas"]["AuditRecordOut"][];
-        };
-        /** @description Create body (the service layer validates it fully; this documents it). */
-        CaseInRequest: {
-            /** @description unique; letters, digits, '.', '_', ':', '-' */
-            case_number: string;
-            title?: string;
-            /** @description any JSON object */
-            data?: {
-                [key: string]: unknown;
-            };
-            /** @description data keys masked for callers not entitled */
-            sensitive_keys?: string[];
-            /**
-             * Format: date-time
-             * @description the deadline of its items that give none (before the queue's SLA)
-             */
-            due_at?: string | null;
-        };
-        /** @description Create body (the service layer validates it fully; this documents it). */
-        CaseOut: {
-            /** @description unique; letters, digits, '.', '_', ':', '-' */
-            case_number: string;
-            title?: string;
-            /** @description any JSON object */
-            data?: {
-                [key: string]: unknown;
-            };
-            /** @description data keys masked for callers not entitled */
-            sensitive_keys?: string[];
-            /** Format: date-time */
-            due_at: string | null;
-            id: number;
-            state: components["schemas"]["CaseStateEnum"];
-            /** @description the value of ETag */
-            version: number;
-            created_by: string | null;
-            /** Format: date-time */
-            created_at: string;
-            /** Format: date-time */
-            updated_at: string;
-            /** Format: date-time */
-            closed_at: string | null;
-        };
-        CasePageOut: {
-            results: components["schemas"]["CaseOut"][];
-            /** Format: uri */
-            next: string | null;
-            /** Format: uri */
-            previous: string | null;
-        };
-        /**
-         * @description * `open` - Open
-         *     * `closed` - Closed
-         * @enum {string}
-         */
-        CaseStateEnum: "open" | "closed";
         ChainReportOut: {
             ok: boolean;
             records_checked: number;
@@ -1519,8 +1385,10 @@ export interface components {
             checkpoint_at: string | null;
         };
         ClaimNextInRequest: {
-            /** @description only this queue */
-            queue?: string;
+            /** @description only this queue, or these queues (then ordered by score: weight × (priority + minutes waited)) */
+            queue?: string | string[];
+            /** @description these queues, by score (as `queue` with a list) */
+            queues?: string[];
         };
         DeliveryOut: {
             id: number;
@@ -1567,6 +1435,12 @@ export interface components {
         FieldErrorOut: {
             field: string;
             message: string;
+        };
+        ForwardInRequest: {
+            /** @description usernames: its new candidate users */
+            users?: string[];
+            /** @description group names: its new candidate groups */
+            groups?: string[];
         };
         GroupOut: {
             name: string;
@@ -1616,6 +1490,16 @@ export interface components {
             /** Format: uri */
             previous: string | null;
         };
+        /** @enum {unknown} */
+        NullEnum: null;
+        /**
+         * @description * `completed` - completed
+         *     * `failed` - failed
+         *     * `cancelled` - cancelled
+         *     * `skipped` - skipped
+         * @enum {string}
+         */
+        OutcomeEnum: "completed" | "failed" | "cancelled" | "skipped";
         PatchedCalendarPatchInRequest: {
             name?: string;
             /** @description an IANA time zone, e.g. Europe/Berlin */
@@ -1644,8 +1528,6 @@ export interface components {
             sensitive_keys?: string[];
             /** @description platform roles that read the sensitive keys unmasked (default, and null: admin, supervisor); the item's creating client always does */
             sensitive_roles?: components["schemas"]["PlatformRolesEnum"][] | null;
-            /** @description context_data keys stored encrypted (needs the WORKSTREAM_CONTEXT_KEYS key ring); read in clear only by those who read the sensitive keys, the rest and every event get ***encrypted*** */
-            encrypted_keys?: string[];
             /**
              * Format: duration
              * @description push with acceptance: ISO 8601 duration to accept, e.g. PT5M
@@ -1671,6 +1553,10 @@ export interface components {
             }[] | null;
             /** @description breaches and capacity alerts also page */
             critical?: boolean;
+            /** @description claim-next over several queues: its items' score is multiplied by this (default 1) */
+            weight?: number;
+            /** @description department code: new items are for members of it and its sub-departments only */
+            department?: string | null;
             active?: boolean;
         };
         /** @description PATCH /workitems/{id}: the members sent change (the service layer validates them). */
@@ -1784,8 +1670,6 @@ export interface components {
             sensitive_keys?: string[];
             /** @description platform roles that read the sensitive keys unmasked (default, and null: admin, supervisor); the item's creating client always does */
             sensitive_roles?: components["schemas"]["PlatformRolesEnum"][] | null;
-            /** @description context_data keys stored encrypted (needs the WORKSTREAM_CONTEXT_KEYS key ring); read in clear only by those who read the sensitive keys, the rest and every event get ***encrypted*** */
-            encrypted_keys?: string[];
             /**
              * Format: duration
              * @description push with acceptance: ISO 8601 duration to accept, e.g. PT5M
@@ -1811,6 +1695,10 @@ export interface components {
             }[] | null;
             /** @description breaches and capacity alerts also page */
             critical?: boolean;
+            /** @description claim-next over several queues: its items' score is multiplied by this (default 1) */
+            weight?: number;
+            /** @description department code: new items are for members of it and its sub-departments only */
+            department?: string | null;
             active?: boolean;
         };
         QueueOut: {
@@ -1830,8 +1718,6 @@ export interface components {
             sensitive_keys?: string[];
             /** @description platform roles that read the sensitive keys unmasked (default, and null: admin, supervisor); the item's creating client always does */
             sensitive_roles?: components["schemas"]["PlatformRolesEnum"][] | null;
-            /** @description context_data keys stored encrypted (needs the WORKSTREAM_CONTEXT_KEYS key ring); read in clear only by those who read the sensitive keys, the rest and every event get ***encrypted*** */
-            encrypted_keys?: string[];
             /**
              * Format: duration
              * @description push with acceptance: ISO 8601 duration to accept, e.g. PT5M
@@ -1857,6 +1743,10 @@ export interface components {
             }[] | null;
             /** @description breaches and capacity alerts also page */
             critical?: boolean;
+            /** @description claim-next over several queues: its items' score is multiplied by this (default 1) */
+            weight?: number;
+            /** @description department code: new items are for members of it and its sub-departments only */
+            department?: string | null;
             active?: boolean;
             /** Format: date-time */
             created_at: string;
@@ -1966,11 +1856,17 @@ export interface components {
          */
         SlaStateEnum: "none" | "on_track" | "at_risk" | "breached" | "met" | "missed";
         /**
-         * @description * `run` - run
-         *     * `case` - case
+         * @description * `CREATED` - Created
+         *     * `OFFERED` - Offered
+         *     * `ASSIGNED` - Assigned
+         *     * `IN_PROGRESS` - In Progress
+         *     * `SUSPENDED` - Suspended
+         *     * `COMPLETED` - Completed
+         *     * `FAILED` - Failed
+         *     * `CANCELLED` - Cancelled
          * @enum {string}
          */
-        SodScopeEnum: "run" | "case";
+        StateEnum: "CREATED" | "OFFERED" | "ASSIGNED" | "IN_PROGRESS" | "SUSPENDED" | "COMPLETED" | "FAILED" | "CANCELLED";
         SubStatusInRequest: {
             sub_status: string;
         };
@@ -2101,15 +1997,10 @@ export interface components {
             excluded_users?: string[];
             required_skills?: string[];
             sod_key?: string;
-            /**
-             * @description what the SoD key spans: the workflow run (default), or with `case` the case's items too
-             *
-             *     * `run` - run
-             *     * `case` - case
-             */
-            sod_scope?: components["schemas"]["SodScopeEnum"];
-            /** @description an open case's number: the item joins it (and its due_at) */
-            case?: string;
+            /** @description department code: only members of it and its sub-departments are candidates (else the queue's department, if it has one) */
+            department?: string | null;
+            /** @description may be skipped (skip); default false */
+            optional?: boolean;
             /** @description username (direct assignment) */
             assignee?: string | null;
             strategy?: components["schemas"]["ItemStrategyEnum"];
@@ -2138,13 +2029,14 @@ export interface components {
             excluded_users: string[];
             required_skills: string[];
             sod_key: string;
-            sod_scope: components["schemas"]["SodScopeEnum"];
-            /** @description the number of the case the item belongs to */
-            case: string | null;
+            /** @description code of the department whose subtree its candidates come from (routing) */
+            department: string | null;
+            /** @description may be skipped when no longer needed */
+            optional: boolean;
             strategy: string;
             callback_url: string;
             correlation_id: string;
-            state: components["schemas"]["WorkItemOutStateEnum"];
+            state: components["schemas"]["StateEnum"];
             sub_status: string;
             assignee: string | null;
             /** @description the user the item is reserved for (push with acceptance) */
@@ -2168,20 +2060,17 @@ export interface components {
             completed_at: string | null;
             result: unknown;
             outcome_reason: string;
+            /**
+             * @description how it ended; null while open
+             *
+             *     * `completed` - completed
+             *     * `failed` - failed
+             *     * `cancelled` - cancelled
+             *     * `skipped` - skipped
+             */
+            outcome: (components["schemas"]["OutcomeEnum"] | components["schemas"]["NullEnum"]) | null;
             allowed_actions: string[];
         };
-        /**
-         * @description * `CREATED` - Created
-         *     * `OFFERED` - Offered
-         *     * `ASSIGNED` - Assigned
-         *     * `IN_PROGRESS` - In Progress
-         *     * `SUSPENDED` - Suspended
-         *     * `COMPLETED` - Completed
-         *     * `FAILED` - Failed
-         *     * `CANCELLED` - Cancelled
-         * @enum {string}
-         */
-        WorkItemOutStateEnum: "CREATED" | "OFFERED" | "ASSIGNED" | "IN_PROGRESS" | "SUSPENDED" | "COMPLETED" | "FAILED" | "CANCELLED";
         WorkItemPageOut: {
             results: components["schemas"]["WorkItemOut"][];
             /** Format: uri */
@@ -2684,414 +2573,6 @@ export interface operations {
             };
             /** @description Payload too large */
             413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ProblemOut"];
-                };
-            };
-            /** @description Too many requests */
-            429: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ProblemOut"];
-                };
-            };
-        };
-    };
-    cases_list: {
-        parameters: {
-            query?: {
-                /** @description opaque cursor from next/previous */
-                cursor?: string;
-                /** @description 1–500, default 50 */
-                page_size?: number;
-            };
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["CasePageOut"];
-                };
-            };
-            /** @description Invalid input / Malformed request */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ProblemOut"];
-                };
-            };
-            /** @description Authentication required */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ProblemOut"];
-                };
-            };
-            /** @description Too many requests */
-            429: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ProblemOut"];
-                };
-            };
-        };
-    };
-    cases_create: {
-        parameters: {
-            query?: never;
-            header?: {
-                /** @description replays the first answer for the same key and body for 24 h */
-                "Idempotency-Key"?: string;
-            };
-            path?: never;
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["CaseInRequest"];
-            };
-        };
-        responses: {
-            201: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["CaseOut"];
-                };
-            };
-            /** @description Invalid input / Malformed request */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ProblemOut"];
-                };
-            };
-            /** @description Authentication required */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ProblemOut"];
-                };
-            };
-            /** @description Not allowed / Switched off in the configuration */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ProblemOut"];
-                };
-            };
-            /** @description Invalid transition / Already claimed / Conflict / Constraint violated / Request with this Idempotency-Key is in progress */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ProblemOut"];
-                };
-            };
-            /** @description Payload too large */
-            413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ProblemOut"];
-                };
-            };
-            /** @description Idempotency-Key reused with a different request */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ProblemOut"];
-                };
-            };
-            /** @description Too many requests */
-            429: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ProblemOut"];
-                };
-            };
-        };
-    };
-    cases_retrieve: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                case_number: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["CaseDetailOut"];
-                };
-            };
-            /** @description Authentication required */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ProblemOut"];
-                };
-            };
-            /** @description Not found */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ProblemOut"];
-                };
-            };
-            /** @description Too many requests */
-            429: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ProblemOut"];
-                };
-            };
-        };
-    };
-    cases_close: {
-        parameters: {
-            query?: never;
-            header?: {
-                /** @description replays the first answer for the same key and body for 24 h */
-                "Idempotency-Key"?: string;
-                "If-Match"?: string;
-            };
-            path: {
-                case_number: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: {
-            content: {
-                "application/json": components["schemas"]["CaseActionInRequest"];
-            };
-        };
-        responses: {
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["CaseOut"];
-                };
-            };
-            /** @description Invalid input / Malformed request */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ProblemOut"];
-                };
-            };
-            /** @description Authentication required */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ProblemOut"];
-                };
-            };
-            /** @description Not allowed / Switched off in the configuration */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ProblemOut"];
-                };
-            };
-            /** @description Not found */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ProblemOut"];
-                };
-            };
-            /** @description Invalid transition / Already claimed / Conflict / Constraint violated / Request with this Idempotency-Key is in progress */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ProblemOut"];
-                };
-            };
-            /** @description Precondition failed: stale version */
-            412: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ProblemOut"];
-                };
-            };
-            /** @description Payload too large */
-            413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ProblemOut"];
-                };
-            };
-            /** @description Idempotency-Key reused with a different request */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ProblemOut"];
-                };
-            };
-            /** @description Too many requests */
-            429: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ProblemOut"];
-                };
-            };
-        };
-    };
-    cases_reopen: {
-        parameters: {
-            query?: never;
-            header?: {
-                /** @description replays the first answer for the same key and body for 24 h */
-                "Idempotency-Key"?: string;
-                "If-Match"?: string;
-            };
-            path: {
-                case_number: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: {
-            content: {
-                "application/json": components["schemas"]["CaseActionInRequest"];
-            };
-        };
-        responses: {
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["CaseOut"];
-                };
-            };
-            /** @description Invalid input / Malformed request */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ProblemOut"];
-                };
-            };
-            /** @description Authentication required */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ProblemOut"];
-                };
-            };
-            /** @description Not allowed / Switched off in the configuration */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ProblemOut"];
-                };
-            };
-            /** @description Not found */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ProblemOut"];
-                };
-            };
-            /** @description Invalid transition / Already claimed / Conflict / Constraint violated / Request with this Idempotency-Key is in progress */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ProblemOut"];
-                };
-            };
-            /** @description Precondition failed: stale version */
-            412: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ProblemOut"];
-                };
-            };
-            /** @description Payload too large */
-            413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ProblemOut"];
-                };
-            };
-            /** @description Idempotency-Key reused with a different request */
-            422: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -7375,6 +6856,226 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": components["schemas"]["QueueArgInRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WorkItemOut"];
+                };
+            };
+            /** @description Invalid input / Malformed request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Authentication required */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Not allowed / Switched off in the configuration */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Invalid transition / Already claimed / Conflict / Constraint violated / Request with this Idempotency-Key is in progress */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Precondition failed: stale version */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Payload too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Idempotency-Key reused with a different request */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+        };
+    };
+    workitems_skip: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description replays the first answer for the same key and body for 24 h */
+                "Idempotency-Key"?: string;
+                "If-Match"?: string;
+            };
+            path: {
+                item_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["ReasonInRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WorkItemOut"];
+                };
+            };
+            /** @description Invalid input / Malformed request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Authentication required */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Not allowed / Switched off in the configuration */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Invalid transition / Already claimed / Conflict / Constraint violated / Request with this Idempotency-Key is in progress */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Precondition failed: stale version */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Payload too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Idempotency-Key reused with a different request */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+        };
+    };
+    workitems_forward: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description replays the first answer for the same key and body for 24 h */
+                "Idempotency-Key"?: string;
+                "If-Match"?: string;
+            };
+            path: {
+                item_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["ForwardInRequest"];
             };
         };
         responses: {

@@ -66,7 +66,8 @@ def action(item_id: int, name: str, body: Mapping[str, Any] | None, if_match: in
     )
 
 
-def claim_next(queue: str | None) -> Call:
+def claim_next(queue: str | list[str] | None) -> Call:
+    """One queue name, or several (then ordered by score: docs/api.md "claim-next")."""
     return Call("POST", "/workitems/claim-next", json=_body(queue=queue), parse=WorkItem.from_dict)
 
 

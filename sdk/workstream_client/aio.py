@@ -366,6 +366,46 @@ class AsyncWorkstreamClient(BaseClient):
             request_id=request_id,
         )
 
+    async def skip(
+        self,
+        item_id: int,
+        reason: str | None = None,
+        *,
+        if_match: int | None = None,
+        idempotency_key: str | None = None,
+        request_id: str | None = None,
+    ) -> WorkItem:
+        """End an ``optional`` item that is no longer needed: CANCELLED, ``outcome`` ``skipped``."""
+        return await self.action(
+            item_id,
+            "skip",
+            ep._body(reason=reason),
+            if_match=if_match,
+            idempotency_key=idempotency_key,
+            request_id=request_id,
+        )
+
+    async def forward(
+        self,
+        item_id: int,
+        *,
+        users: list[str] | None = None,
+        groups: list[str] | None = None,
+        if_match: int | None = None,
+        idempotency_key: str | None = None,
+        request_id: str | None = None,
+    ) -> WorkItem:
+        """Offer an OFFERED or ASSIGNED item to these users and groups instead (its candidates
+        become them; whoever held it lets it go)."""
+        return await self.action(
+            item_id,
+            "forward",
+            ep._body(users=users, groups=groups),
+            if_match=if_match,
+            idempotency_key=idempotency_key,
+            request_id=request_id,
+        )
+
     async def accept(
         self,
         item_id: int,
@@ -420,12 +460,13 @@ class AsyncWorkstreamClient(BaseClient):
 
     async def claim_next(
         self,
-        queue: str | None = None,
+        queue: str | list[str] | None = None,
         *,
         idempotency_key: str | None = None,
         request_id: str | None = None,
     ) -> WorkItem | None:
-        """``POST /workitems/claim-next``: the best item the caller may take, or ``None`` (204)."""
+        """``POST /workitems/claim-next``: the best item the caller may take, or ``None`` (204);
+        ``queue`` one name, or several (ordered by weight × (priority + minutes waited))."""
         return await self._call(self._with(ep.claim_next(queue), request_id, idempotency_key))
 
     async def history(self, item_id: int, *, request_id: str | None = None) -> list[dict[str, Any]]:

@@ -87,6 +87,8 @@ class WorkItem(_RawAccess):
     sod_key: str | None = None
     sod_scope: str | None = None
     case: str | None = None
+    department: str | None = None
+    optional: bool | None = None
     assignee: str | None = None
     strategy: str | None = None
     callback_url: str | None = None
@@ -99,6 +101,7 @@ class WorkItem(_RawAccess):
     started_at: datetime | None = None
     completed_at: datetime | None = None
     result: Any = None
+    outcome: str | None = None
     allowed_actions: list[str] | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 

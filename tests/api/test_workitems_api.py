@@ -431,8 +431,16 @@ def test_claim_next_by_a_service_client_is_403(api, svc, make_item):
 
 
 def test_claim_next_bad_body_is_400(api, alice):
-    resp = api(alice).post("/api/v1/workitems/claim-next", {"queue": ["a"]}, format="json")
-    assert_field_error(assert_problem(resp, 400, "validation-error"), "queue")
+    # a list of names is a claim-next over several queues; these are not names
+    for body, field in (
+        ({"queue": 5}, "queue"),
+        ({"queue": []}, "queue"),
+        ({"queue": ["a", 7]}, "queue"),
+        ({"queues": []}, "queues"),
+        ({"queue": "a", "queues": ["b"]}, "queues"),
+    ):
+        resp = api(alice).post("/api/v1/workitems/claim-next", body, format="json")
+        assert_field_error(assert_problem(resp, 400, "validation-error"), field)
 
 
 # --- GET /workitems/{id}/history -------------------------------------------------------------

@@ -63,7 +63,8 @@ def test_the_page_offers_exactly_the_actions_allowed_now(as_user, alice, sam, ma
     for user in (alice, sam):
         html = as_user(user).get(f"/console/items/{item.pk}").content.decode()
         expected = set(policy.allowed_actions_for(item, user))
-        shown = _actions(html) - {f"{a}-reason" for a in expected} - {"assign-user", "delegate-user", "move-queue"}
+        inputs = {"assign-user", "delegate-user", "move-queue", "forward-users", "forward-groups"}
+        shown = _actions(html) - {f"{a}-reason" for a in expected} - inputs
         assert shown == expected, user.username
     assert _actions(as_user(alice).get(f"/console/items/{item.pk}").content.decode()) == {"claim"}
 
@@ -208,3 +209,26 @@ def test_a_supervisor_changes_priority_and_due_date_from_the_item_page(as_user, 
     assert item.due_at is None
     # a worker cannot fire it by posting either
     assert as_user(alice).post(f"/console/items/{item.pk}/update", {"priority": "99"}).status_code == 403
+
+
+def test_skip_and_forward_through_their_forms(as_user, sam, bob, make_item, team_b):
+    optional = make_item(optional=True)
+    html = as_user(sam).get(f"/console/items/{optional.pk}").content.decode()
+    assert 'data-testid="action-skip-reason"' in html  # skip takes a reason, as cancel does
+    done = as_user(sam).post(f"/console/items/{optional.pk}/skip", {"version": 1, "reason": "obsolete"})
+    assert done.status_code == 302
+    optional.refresh_from_db()
+    assert (optional.outcome, optional.outcome_reason) == ("skipped", "obsolete")
+    assert "skip" not in _actions(as_user(sam).get(f"/console/items/{make_item().pk}").content.decode())
+
+    item = make_item()
+    client = as_user(sam)
+    assert 'data-testid="action-forward-users"' in client.get(f"/console/items/{item.pk}").content.decode()
+    refused = client.post(f"/console/items/{item.pk}/forward", {"version": 1, "users": "", "groups": ""})
+    assert refused.status_code == 400 and "at least one" in refused.content.decode()
+    done = client.post(f"/console/items/{item.pk}/forward", {"version": 1, "users": "bob", "groups": " team-b , "})
+    assert done.status_code == 302
+    item.refresh_from_db()
+    assert list(item.candidate_users.values_list("username", flat=True)) == ["bob"]
+    assert list(item.candidate_groups.values_list("name", flat=True)) == ["team-b"]
+    assert AuditRecord.objects.filter(work_item=item, action="forward", channel="console").exists()

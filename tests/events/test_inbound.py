@@ -16,6 +16,7 @@ from kombu import Connection
 from events import bus, inbound
 from events.consumers import CommandConsumer
 from events.models import InboxCommand, OutboxEvent
+from tests import factories
 from workitems.models import WorkItem
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -176,3 +177,47 @@ def test_consumers_do_not_start_when_subscribing_is_off(events_config):
         call_command("consume_commands")
     with pytest.raises(CommandError, match="subscribe is off"):
         call_command("consume_notifications")
+
+
+def test_skip_and_forward_come_through_the_bus(events_config, command_bus, background, names, svc, alice, bob, queue):
+    """The bus covers every caller action (models.CALLER_ACTIONS): skip and forward with their arguments."""
+    events_config({"relay": {"nudge": "none"}})
+    consumers = _start_consumers(background, names)
+    optional = factories.item(actor=svc, queue=queue, optional=True)
+    held = factories.item(actor=svc, queue=queue)
+    command_bus.send({"command_id": str(uuid.uuid4()), "command": "claim", "actor": "alice", "item_id": held.pk})
+    _wait(lambda: sum(c.handled for c in consumers) >= 1)
+    skip = {
+        "command_id": str(uuid.uuid4()),
+        "command": "skip",
+        "actor": "svc",
+        "item_id": optional.pk,
+        "reason": "not needed any more",
+    }
+    forward = {
+        "command_id": str(uuid.uuid4()),
+        "command": "forward",
+        "actor": "alice",
+        "item_id": held.pk,
+        "expected_version": 2,  # after the claim
+        "users": ["bob"],
+        "groups": [],
+    }
+    bad_forward = {**forward, "command_id": str(uuid.uuid4()), "users": "bob", "expected_version": None}
+    for cmd in (skip, forward, bad_forward):
+        command_bus.send(cmd)
+    _wait(lambda: sum(c.handled for c in consumers) >= 4)
+    optional.refresh_from_db()
+    held.refresh_from_db()
+    assert (optional.state, optional.outcome, optional.outcome_reason) == (
+        "CANCELLED",
+        "skipped",
+        "not needed any more",
+    )
+    assert (held.state, held.assignee_id) == ("OFFERED", None)
+    assert list(held.candidate_users.values_list("username", flat=True)) == ["bob"]
+    outcomes = dict(InboxCommand.objects.values_list("command_id", "outcome"))
+    assert outcomes[skip["command_id"]] == outcomes[forward["command_id"]] == "applied"
+    rejected = InboxCommand.objects.get(command_id=bad_forward["command_id"])
+    assert rejected.outcome == "rejected" and rejected.error["errors"][0]["field"] == "users"
+    assert command_bus.dead_letters() == []

@@ -287,3 +287,21 @@ def test_a_supervisor_updates_priority_and_dates(ws, worker_client, sam, alice, 
     with pytest.raises(wc.ValidationError) as exc:
         boss.update_work_item(item.id, priority=500)
     assert "priority" in str(exc.value)
+
+
+def test_skip_forward_and_claim_next_over_several_queues(ws, worker_client, alice, bob, team_a, team_b, queue):
+    optional = ws.create_work_item(**body(queue, optional=True))
+    assert optional.optional is True and "skip" in optional.allowed_actions
+    skipped = ws.skip(optional.id, reason="no longer needed", if_match=optional.version)
+    assert (skipped.state, skipped.outcome) == ("CANCELLED", "skipped")
+
+    other = factories.queue("sdk-other", groups=[team_a], weight=4)
+    low = ws.create_work_item(**body(other, priority=30))  # 4 × 30 beats 1 × 90
+    ws.create_work_item(**body(queue, priority=90))
+    w = worker_client(alice)
+    got = w.claim_next(queue=[queue.name, other.name])
+    assert got is not None and got.id == low.id
+
+    forwarded = w.forward(got.id, groups=["team-b"], if_match=got.version)
+    assert (forwarded.state, forwarded.assignee, forwarded.candidate_groups) == ("OFFERED", None, ["team-b"])
+    assert worker_client(bob).claim(forwarded.id).assignee == "bob"

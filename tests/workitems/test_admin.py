@@ -201,6 +201,7 @@ QUEUE_FORM = {
     "name": "billing",
     "description": "Billing disputes",
     "strategy": "offer",
+    "weight": 1,
     "capacity_per_user": "",
     "sla": "",
     "escalation_queue": "",

@@ -66,6 +66,8 @@ def command_for(action: str, item: WorkItem, cast):
         "delegate": (assignee, {"user": cast.carol}),
         "escalate": (cast.sam, {"reason": "late"}),
         "cancel": (cast.svc, {"reason": "withdrawn"}),
+        "skip": (cast.svc, {"reason": "no longer needed"}),  # an item not marked optional: never
+        "forward": (assignee if item.assignee_id else cast.sam, {"users": [cast.carol.username]}),
         "set_sub_status": (assignee, {"sub_status": "review"}),
         "accept": (assignee, {}),
         "reject": (assignee, {"reason": "too busy"}),

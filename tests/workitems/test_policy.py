@@ -13,7 +13,7 @@ import pytest
 from django.db import transaction
 from django.utils import timezone
 
-from directory.models import Role, RoleAssignment
+from directory.models import Department, Profile, Role, RoleAssignment
 from distribution.constraints import pool_user_ids
 from tests import factories
 from workitems import policy
@@ -43,9 +43,19 @@ def _world(rng: random.Random):
             valid_from=now - timedelta(days=3),
             valid_to=now - timedelta(days=1) if lapsed else None,
         )
+    # a department tree (a root, two children, a grandchild); most users in one of them
+    root = Department.objects.create(code="p-root", name="root")
+    left = Department.objects.create(code="p-left", name="left", parent=root)
+    right = Department.objects.create(code="p-right", name="right", parent=root)
+    deep = Department.objects.create(code="p-deep", name="deep", parent=left)
+    departments = [root, left, right, deep]
+    for u in users:
+        if rng.random() < 0.8:
+            Profile.objects.create(user=u, department=rng.choice(departments))
     items = []
     for _ in range(N_ITEMS):
-        item = factories.unrouted_item(queue=rng.choice(queues))
+        department = rng.choice(departments) if rng.random() < 0.5 else None
+        item = factories.unrouted_item(queue=rng.choice(queues), department=department)
         item.candidate_users.set(_sample(rng, users, 0.15))
         item.candidate_groups.set(_sample(rng, groups, 0.15))
         item.excluded_users.set(_sample(rng, users, 0.1))
@@ -76,7 +86,19 @@ def _facts(user, item) -> dict:
         "item_group_ids": set(item.candidate_groups.values_list("id", flat=True)),
         "excluded_ids": set(item.excluded_users.values_list("id", flat=True)),
         "reserved_for_id": item.reserved_for_id,
+        "item_department_id": item.department_id,
+        "user_department_ids": _up(user),
     }
+
+
+def _up(user) -> set[int]:
+    """The user's department and its ancestors, walked plainly one row at a time."""
+    profile = Profile.objects.filter(user=user).first()
+    found, department = set(), profile.department if profile else None
+    while department is not None:
+        found.add(department.pk)
+        department = department.parent
+    return found
 
 
 @pytest.mark.django_db
@@ -93,7 +115,7 @@ def test_python_orm_sql_and_pool_forms_of_candidacy_agree(seed):
                 WorkItem.objects.filter(policy.claimable_filter(user), pk__in=item_ids).values_list("id", flat=True)
             )
             sql = set(
-                claim_next_candidate_ids(actor=user, queue_ids=member_queue_ids(user), only_queue=None, k=10 * N_ITEMS)
+                claim_next_candidate_ids(actor=user, queue_ids=member_queue_ids(user), only_queues=None, k=10 * N_ITEMS)
             )
             assert orm == python, f"seed {seed}, {user.username}: ORM {sorted(orm)} vs rule {sorted(python)}"
             assert sql == python, f"seed {seed}, {user.username}: SQL {sorted(sql)} vs rule {sorted(python)}"
@@ -123,6 +145,8 @@ def test_may_claim_rule_by_hand():
         "item_group_ids": set(),
         "excluded_ids": set(),
         "reserved_for_id": None,
+        "item_department_id": None,
+        "user_department_ids": set(),
     }
     assert not policy.may_claim(**base)  # names nobody, not a member of its queue
     assert policy.may_claim(**{**base, "queue_member": True})
@@ -132,3 +156,7 @@ def test_may_claim_rule_by_hand():
     assert not policy.may_claim(**{**base, "queue_member": True, "reserved_for_id": 2})
     assert policy.may_claim(**{**base, "queue_member": True, "reserved_for_id": 1})
     assert not policy.may_claim(**{**base, "queue_member": True, "state": State.ASSIGNED})
+    # an item of department 5 is for its subtree: users whose chain up the tree passes 5
+    assert policy.may_claim(**{**base, "queue_member": True, "item_department_id": 5, "user_department_ids": {7, 5, 1}})
+    assert not policy.may_claim(**{**base, "queue_member": True, "item_department_id": 5, "user_department_ids": {1}})
+    assert not policy.may_claim(**{**base, "item_user_ids": {1}, "item_department_id": 5})

@@ -24,6 +24,9 @@ BUDGET = {
     "create (push strategy)": 5,
     "claim": 4,
     "claim-next": 4,
+    # the named queues' ids come with the caller's lock (selectors.claimer_lock)
+    "claim-next (one queue named)": 4,
+    "claim-next (several queues, by score)": 4,
     "start": 3,
     "complete": 3,
     "release": 3,
@@ -32,6 +35,10 @@ BUDGET = {
     # on it: the lock, the target by username (row, groups), the target's candidacy, its lock
     # and holding constraints (2), the change; 8 before, when the chosen command locked again
     "reassign": 7,
+    "skip": 3,
+    # forward: the targets' ids (users and groups, one statement), the lock, the change with
+    # the candidate lists' writes
+    "forward": 3,
 }
 
 
@@ -87,6 +94,23 @@ def test_claim_next(make_item, alice):
 
 
 @pytest.mark.django_db
+def test_claim_next_naming_queues(make_item, svc, alice, team_a, queue):
+    other = factories.queue("other-queue", groups=[team_a], weight=2)
+    make_item(priority=10)
+    best = factories.item(actor=svc, queue=other, priority=60)  # 2 × 60 beats 1 × 90
+    make_item(priority=90)
+    actor = fresh(alice)
+    item = counted(
+        "claim-next (several queues, by score)",
+        lambda: services.work_item_claim_next(actor=actor, queues=[queue.name, other.name]),
+    )
+    assert item.pk == best.pk
+    actor = fresh(alice)
+    item = counted("claim-next (one queue named)", lambda: services.work_item_claim_next(actor=actor, queue=queue.name))
+    assert item.priority == 90
+
+
+@pytest.mark.django_db
 def test_start_and_complete(make_item, alice):
     item = services.work_item_claim(item_id=make_item().pk, actor=alice)
     actor = fresh(alice)
@@ -128,3 +152,24 @@ def test_reassign(make_item, alice, carol, sam, held):
         lambda: services.work_item_reassign(item_id=item.pk, actor=actor, user="carol", expected_version=item.version),
     )
     assert item.state == "ASSIGNED" and item.assignee_id == carol.pk
+
+
+@pytest.mark.django_db
+def test_skip(make_item, svc):
+    item = make_item(optional=True)
+    actor = fresh(svc)
+    item = counted("skip", lambda: services.work_item_skip(item_id=item.pk, actor=actor, reason="not needed"))
+    assert item.outcome == "skipped"
+
+
+@pytest.mark.django_db
+def test_forward(make_item, alice, bob, team_b):
+    item = services.work_item_claim(item_id=make_item().pk, actor=alice)
+    actor = fresh(alice)
+    item = counted(
+        "forward",
+        lambda: services.work_item_forward(
+            item_id=item.pk, actor=actor, users=["bob"], groups=["team-b"], expected_version=2
+        ),
+    )
+    assert item.state == "OFFERED" and item.candidate_users.get() == bob

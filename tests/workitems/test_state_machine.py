@@ -104,7 +104,9 @@ def _machine(*, svc, alice, carol, sam, queue, tally: Counter):
                 kwargs["user"] = users[to_user]
             if action == "complete":
                 kwargs["result"] = {"done": True}
-            if action in ("fail", "cancel", "suspend", "escalate", "reject"):
+            if action == "forward":
+                kwargs["users"] = [to_user]
+            if action in ("fail", "cancel", "suspend", "escalate", "reject", "skip"):
                 kwargs["reason"] = f"{action} by {who}"
             if action == "set_sub_status":
                 kwargs["sub_status"] = "review" if item.sub_status == "drafting" else "drafting"

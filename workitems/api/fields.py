@@ -32,20 +32,31 @@ class ShareIn(serializers.FloatField):
     """A share strictly between 0 and 1 (a queue's `at_risk_ratio`)."""
 
 
+def _queue_names(description: str, **array) -> dict:
+    """A queue's name or a list of 1–20 names, as the document declares it."""
+    name = {"type": "string", "minLength": 1, "maxLength": 100}
+    many = {"type": "array", "items": name, "minItems": 1, "maxItems": 20, **array}
+    return {"oneOf": [name, many], "description": description}
+
+
 @extend_schema_field(
-    {
-        "oneOf": [
-            {"type": "string", "minLength": 1, "maxLength": 100},
-            {
-                "type": "array",
-                "items": {"type": "string", "minLength": 1, "maxLength": 100},
-                "minItems": 1,
-                "maxItems": 20,
-                "uniqueItems": True,
-            },
-        ],
-        "description": "a queue's name, or several: the item goes to the active one with the fewest open items",
-    }
+    _queue_names(
+        "a queue's name, or several: the item goes to the active one with the fewest open items", uniqueItems=True
+    )
 )
 class QueueChoiceIn(serializers.CharField):
     """A create's `queue` (workitems/schemas.py CREATE_SCHEMA is what the server checks)."""
+
+
+@extend_schema_field(
+    _queue_names("only this queue, or these queues (then ordered by score: weight × (priority + minutes waited))")
+)
+class QueuesIn(serializers.Field):
+    """claim-next's `queue`: a name or a list of names, passed as sent (the service checks it:
+    workitems.services.assignment._claim_next_names)."""
+
+    def to_internal_value(self, data):
+        return data
+
+    def to_representation(self, value):
+        return value

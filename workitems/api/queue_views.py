@@ -14,7 +14,7 @@ from directory.roles import ROLES
 from distribution.strategies import queue_strategy_choices
 from workitems import queues, services
 from workitems.api.fields import DurationIn, ShareIn, TimeZoneIn
-from workitems.models import Calendar
+from workitems.models import MAX_QUEUE_WEIGHT, Calendar
 
 QUEUE_STRATEGY_CHOICES = queue_strategy_choices()
 
@@ -71,6 +71,17 @@ class QueueIn(serializers.Serializer):
         "null = every channel switched on",
     )
     critical = serializers.BooleanField(required=False, help_text="breaches and capacity alerts also page")
+    weight = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=MAX_QUEUE_WEIGHT,
+        help_text="claim-next over several queues: its items' score is multiplied by this (default 1)",
+    )
+    department = serializers.CharField(
+        allow_null=True,
+        required=False,
+        help_text="department code: new items are for members of it and its sub-departments only",
+    )
     active = serializers.BooleanField(required=False)
 
 

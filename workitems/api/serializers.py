@@ -13,7 +13,7 @@ from rest_framework import serializers
 from config import wsconfig
 from config.timefmt import isoformat_z as _iso
 from distribution.strategies import strategy_choices
-from workitems.api.fields import QueueChoiceIn
+from workitems.api.fields import QueueChoiceIn, QueuesIn
 from workitems.models import SlaState, State, WorkItem
 from workitems.policy import allowed_actions_for, masked_context, sees_sensitive
 
@@ -46,6 +46,14 @@ class WorkItemCreateIn(serializers.Serializer):
     case = serializers.CharField(
         max_length=100, required=False, help_text="an open case's number: the item joins it (and its due_at)"
     )
+    department = serializers.CharField(
+        max_length=100,
+        required=False,
+        allow_null=True,
+        help_text="department code: only members of it and its sub-departments are candidates "
+        "(else the queue's department, if it has one)",
+    )
+    optional = serializers.BooleanField(required=False, help_text="may be skipped (skip); default false")
     assignee = serializers.CharField(required=False, allow_null=True, help_text="username (direct assignment)")
     strategy = serializers.ChoiceField(choices=ITEM_STRATEGY_CHOICES, required=False)
     callback_url = serializers.URLField(required=False)
@@ -77,6 +85,10 @@ class WorkItemOut(serializers.Serializer):
     sod_key = serializers.CharField()
     sod_scope = serializers.ChoiceField(choices=["run", "case"])
     case = serializers.CharField(allow_null=True, help_text="the number of the case the item belongs to")
+    department = serializers.CharField(
+        allow_null=True, help_text="code of the department whose subtree its candidates come from (routing)"
+    )
+    optional = serializers.BooleanField(help_text="may be skipped when no longer needed")
     strategy = serializers.CharField()
     callback_url = serializers.CharField()
     correlation_id = serializers.CharField()
@@ -98,6 +110,11 @@ class WorkItemOut(serializers.Serializer):
     completed_at = serializers.DateTimeField(allow_null=True)
     result = serializers.JSONField(allow_null=True)
     outcome_reason = serializers.CharField()
+    outcome = serializers.ChoiceField(
+        choices=["completed", "failed", "cancelled", "skipped"],
+        allow_null=True,
+        help_text="how it ended; null while open",
+    )
     allowed_actions = serializers.ListField(child=serializers.CharField())
 
 
@@ -193,8 +210,24 @@ class SubStatusIn(serializers.Serializer):
     sub_status = serializers.CharField()
 
 
+class ForwardIn(serializers.Serializer):
+    users = serializers.ListField(
+        child=serializers.CharField(max_length=150), required=False, help_text="usernames: its new candidate users"
+    )
+    groups = serializers.ListField(
+        child=serializers.CharField(max_length=150), required=False, help_text="group names: its new candidate groups"
+    )
+
+
 class ClaimNextIn(serializers.Serializer):
-    queue = serializers.CharField(required=False, help_text="only this queue")
+    queue = QueuesIn(required=False)
+    queues = serializers.ListField(
+        child=serializers.CharField(min_length=1, max_length=100),
+        min_length=1,
+        max_length=20,
+        required=False,
+        help_text="these queues, by score (as `queue` with a list)",
+    )
 
 
 class AuditRecordOut(serializers.Serializer):
@@ -245,6 +278,8 @@ def item_representation(item: WorkItem, actor) -> dict:
         "sod_key": item.sod_key,
         "sod_scope": item.sod_scope,
         "case": item.case_id,
+        "department": item.department_code,
+        "optional": item.optional,
         "strategy": item.strategy,
         "callback_url": item.callback_url,
         "correlation_id": item.correlation_id,
@@ -264,6 +299,7 @@ def item_representation(item: WorkItem, actor) -> dict:
         "completed_at": _iso(item.completed_at),
         "result": item.result,
         "outcome_reason": item.outcome_reason,
+        "outcome": item.outcome,
         "allowed_actions": allowed_actions_for(item, actor),
     }
 

@@ -42,6 +42,7 @@ ARG_BODIES = {
     "user": s.UserIn,
     "sub_status": s.SubStatusIn,
     "queue": s.QueueArgIn,  # move {queue}
+    "users": s.ForwardIn,  # forward {users, groups}
 }
 API_ACTIONS = tuple(ROUTED_ACTIONS)
 ACTION_BODIES = {
@@ -51,7 +52,7 @@ ACTION_BODIES = {
 
 def with_relations(qs):
     return qs.prefetch_related("candidate_users", "candidate_groups", "excluded_users").select_related(
-        "queue__lifecycle", "assignee", "reserved_for"
+        "queue__lifecycle", "assignee", "reserved_for", "department"
     )
 
 
@@ -294,7 +295,8 @@ class ClaimNextView(WorkstreamAPIView):
     def post(self, request):
         ser = s.ClaimNextIn(data=_body(request, allowed=s.ClaimNextIn().fields))
         ser.is_valid(raise_exception=True)
-        item = services.work_item_claim_next(actor=request.user, queue=ser.validated_data.get("queue"))
+        data = ser.validated_data
+        item = services.work_item_claim_next(actor=request.user, queue=data.get("queue"), queues=data.get("queues"))
         if item is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
         return item_response(item, request.user)

@@ -5,8 +5,8 @@ the command runner in `_core` (lock, version check, named validation pipeline,
 transition, audit record and outbox event in one transaction):
 
     create       work_item_create, work_item_create_many
-    assignment   offer, assign, claim, claim_next, release, accept, reject, delegate
-    lifecycle    start, complete, fail, suspend, resume, cancel, set_sub_status
+    assignment   offer, assign, claim, claim_next, release, accept, reject, delegate, forward
+    lifecycle    start, complete, fail, suspend, resume, cancel, skip, set_sub_status
     escalation   escalate; the SLA scan (work_item_sla_advance, sla_scan)
     moves        move to another queue; the capacity check (queue_rebalance, queues_capacity_check)
     absence      hand-over and return for absences, reservation expiry
@@ -41,6 +41,7 @@ from workitems.services.assignment import (
     work_item_claim,
     work_item_claim_next,
     work_item_delegate,
+    work_item_forward,
     work_item_offer,
     work_item_reject,
     work_item_release,
@@ -64,6 +65,7 @@ from workitems.services.lifecycle import (
     work_item_fail,
     work_item_resume,
     work_item_set_sub_status,
+    work_item_skip,
     work_item_start,
     work_item_suspend,
 )
@@ -117,6 +119,7 @@ __all__ = [
     "work_item_escalate",
     "work_item_expire_reservation",
     "work_item_fail",
+    "work_item_forward",
     "work_item_hand_over_for_absence",
     "work_item_move",
     "work_item_offer",
@@ -126,6 +129,7 @@ __all__ = [
     "work_item_resume",
     "work_item_return_to_owner",
     "work_item_set_sub_status",
+    "work_item_skip",
     "work_item_sla_advance",
     "work_item_start",
     "work_item_suspend",

@@ -351,6 +351,7 @@ def execute(
     prepare: Callable[[Command], None] | None = None,
     locked_item: WorkItem | None = None,
     skip: tuple[str, ...] = (),
+    writes: Callable[[Command, statements.Batch], None] | None = None,
 ) -> WorkItem:
     """Lock, check, validate, transition, save, audit, enqueue: the body of every command.
 
@@ -358,7 +359,8 @@ def execute(
     head, and for a claim the caller's candidacy), the holding constraints where the item
     goes to a user (one statement that locks that user), and ONE statement for the change:
     the item's UPDATE, the profile's last assignment, the audit record, the chain head and
-    the outbox event (config.statements.Batch)."""
+    the outbox event (config.statements.Batch), with `writes(cmd, batch)`'s own (a forward's
+    candidate lists)."""
     claimer = actor if action == "claim" and actor is not None else None
     item = locked_item or work_item_get_for(actor=actor, item_id=item_id, for_update=True, claimer=claimer)
     try:
@@ -382,6 +384,8 @@ def execute(
     audit_data = {**(audit_data or {}), **sla.bookkeep(item, action, item.updated_at)}
     batch = statements.Batch()
     save_changes(item, before, batch)
+    if writes is not None:
+        writes(cmd, batch)
     if item.assignee_id and item.assignee_id != before["assignee_id"]:
         touch_last_assigned(item.assignee_id, batch=batch)
     elif item.reserved_for_id and item.reserved_for_id != before["reserved_for_id"]:

@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from config import statements, wsconfig
 from config.observability import WORKITEM_CREATE_LATENCY_MS
+from directory.models import Department
 from distribution.engine import route_item
 from events import urlguard
 from stats.selectors import queue_figures
@@ -32,6 +33,7 @@ class _CreateLookups:
     queues: dict[str, Queue]
     users: dict[str, Any]
     groups: dict[str, Group]
+    departments: dict[str, Department] = field(default_factory=dict)
     url_refusals: dict[str, str | None] = field(default_factory=dict)
     cases: dict[str, Case] = field(default_factory=dict)
 
@@ -58,14 +60,17 @@ def _lookups_for(bodies: list[dict], *, reserve_id: bool = False) -> _CreateLook
         if body.get("assignee"):
             usernames.add(body["assignee"])
         group_names.update(body.get("candidate_groups", []))
-    found = Queue.objects.select_related("lifecycle", "calendar").filter(name__in=queue_names)
+    department_codes = {body["department"] for body in bodies if body.get("department")}
+    found = Queue.objects.select_related("lifecycle", "calendar", "department").filter(name__in=queue_names)
     if reserve_id and connection.vendor == "postgresql":
         next_id = RawSQL("nextval(pg_get_serial_sequence(%s, 'id'))", [WorkItem._meta.db_table])  # noqa: S611 - constant SQL
         found = found.annotate(_next_item_id=next_id)
     queues = {q.name: q for q in found}
     users = {u.username: u for u in User.objects.filter(username__in=usernames)}
     groups = {g.name: g for g in Group.objects.filter(name__in=group_names)}
-    return _CreateLookups(queues, users, groups, cases=_cases_named({b["case"] for b in bodies if b.get("case")}))
+    departments = {d.code: d for d in Department.objects.filter(code__in=department_codes)} if department_codes else {}
+    cases = _cases_named({b["case"] for b in bodies if b.get("case")})
+    return _CreateLookups(queues, users, groups, departments, cases=cases)
 
 
 def _cases_named(numbers: set[str]) -> dict[str, Case]:
@@ -137,6 +142,16 @@ def _build_item(body: dict, lookups: _CreateLookups, actor, prefix: str) -> tupl
             errors.append(
                 {"field": schemas.dotted(prefix, ["assignee"]), "message": f"unknown user {body['assignee']!r}"}
             )
+    department = queue.department if queue is not None else None
+    if body.get("department"):
+        department = lookups.departments.get(body["department"])
+        if department is None:
+            errors.append(
+                {
+                    "field": schemas.dotted(prefix, ["department"]),
+                    "message": f"unknown department {body['department']!r}",
+                }
+            )
     strategy = body.get("strategy", "")
     if strategy and not wsconfig.get().strategy_enabled(strategy):
         errors.append(
@@ -171,6 +186,8 @@ def _build_item(body: dict, lookups: _CreateLookups, actor, prefix: str) -> tupl
         sod_key=body.get("sod_key", ""),
         sod_scope=body.get("sod_scope", SodScope.RUN),
         case=case,
+        department=department,
+        optional=body.get("optional", False),
         strategy=strategy,
         callback_url=callback_url,
         correlation_id=body.get("correlation_id", ""),

@@ -12,12 +12,13 @@ from django.db import transaction
 
 from audit.services import audit_record
 from config import wsconfig
+from directory.models import Department
 from directory.roles import ADMIN, ROLES, roles_of
 from distribution.strategies import queue_strategy_choices
 from notifications.schemas import channels_errors
 from workitems import crypto, schemas, sla
 from workitems.errors import Conflict, NotAllowed, NotFound, ValidationFailed
-from workitems.models import Calendar, Lifecycle, Queue, default_sensitive_roles
+from workitems.models import MAX_QUEUE_WEIGHT, Calendar, Lifecycle, Queue, default_sensitive_roles
 from workitems.queues import calendar_snapshot, lifecycle_snapshot, queue_snapshot
 from workitems.services.moves import work_items_redistribute_queue_over_capacity
 
@@ -42,6 +43,8 @@ FIELDS = (
     "supervisor_groups",
     "channels",
     "critical",
+    "weight",
+    "department",
     "active",
 )
 
@@ -165,6 +168,7 @@ def _clean(data: dict, *, partial: bool, current: Queue | None) -> dict[str, Any
             out["channels"] = data["channels"]
     _clean_sla(data, out, errors)
     _clean_capacity(data, out, errors, current)
+    _clean_routing(data, out, errors)
     if errors:
         raise ValidationFailed(errors)
     return out
@@ -200,6 +204,24 @@ def _clean_sla(data: dict, out: dict[str, Any], errors: list[dict[str, str]]) ->
             errors.extend(problems)
         else:
             out["escalation_policy"] = policy
+
+
+def _clean_routing(data: dict, out: dict[str, Any], errors: list[dict[str, str]]) -> None:
+    """Routing: the queue's `weight` in claim-next over several queues, and the `department`
+    whose subtree its new items are for."""
+    if "weight" in data:
+        weight = data["weight"]
+        if isinstance(weight, bool) or not isinstance(weight, int) or not 1 <= weight <= MAX_QUEUE_WEIGHT:
+            errors.append({"field": "weight", "message": f"an integer from 1 to {MAX_QUEUE_WEIGHT}"})
+        else:
+            out["weight"] = weight
+    if "department" in data:
+        code = data["department"]
+        found = Department.objects.filter(code=code).first() if isinstance(code, str) else None
+        if code is not None and found is None:
+            errors.append({"field": "department", "message": f"unknown department {code!r}"})
+        else:
+            out["department"] = found
 
 
 def _clean_capacity(data: dict, out: dict[str, Any], errors: list[dict[str, str]], current: Queue | None) -> None:

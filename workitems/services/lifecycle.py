@@ -1,4 +1,4 @@
-"""Lifecycle: start, complete, fail, suspend, resume, cancel, set a sub-status."""
+"""Lifecycle: start, complete, fail, suspend, resume, cancel, skip, set a sub-status."""
 
 from __future__ import annotations
 
@@ -69,11 +69,10 @@ def work_item_resume(*, item_id: int, actor, expected_version: int | None = None
     return execute(action="resume", item_id=item_id, actor=actor, expected_version=expected_version)
 
 
-@transaction.atomic
-def work_item_cancel(*, item_id: int, actor, reason: str = "", expected_version: int | None = None) -> WorkItem:
-    """Withdraw an open item (the creating client or a supervisor)."""
+def _end(action: str, *, item_id: int, actor, reason: str, expected_version: int | None) -> WorkItem:
+    """cancel / skip: the item ends CANCELLED, with the caller's reason audited."""
     return execute(
-        action="cancel",
+        action=action,
         item_id=item_id,
         actor=actor,
         expected_version=expected_version,
@@ -81,6 +80,19 @@ def work_item_cancel(*, item_id: int, actor, reason: str = "", expected_version:
         transition_kwargs={"reason": reason},
         audit_data={"reason": reason} if reason else {},
     )
+
+
+@transaction.atomic
+def work_item_cancel(*, item_id: int, actor, reason: str = "", expected_version: int | None = None) -> WorkItem:
+    """Withdraw an open item (the creating client or a supervisor)."""
+    return _end("cancel", item_id=item_id, actor=actor, reason=reason, expected_version=expected_version)
+
+
+@transaction.atomic
+def work_item_skip(*, item_id: int, actor, reason: str = "", expected_version: int | None = None) -> WorkItem:
+    """End an open `optional` item that is no longer needed (WS-HumanTask's skip): CANCELLED
+    with outcome `skipped` (the creating client or a supervisor, as for cancel)."""
+    return _end("skip", item_id=item_id, actor=actor, reason=reason, expected_version=expected_version)
 
 
 @transaction.atomic
