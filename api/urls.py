@@ -9,6 +9,7 @@ from events import api as ev
 from notifications import api as n
 from stats import api as st
 from workitems.api import queue_views as q
+from workitems.api import task_type_views as tt
 from workitems.api import views as w
 
 urlpatterns = [
@@ -33,6 +34,9 @@ urlpatterns = [
     path("stats/timeseries", st.StatsTimeseriesView.as_view(), name="stats-timeseries"),
     path("calendars", q.CalendarListCreateView.as_view(), name="calendar-list"),
     path("calendars/<slug:name>", q.CalendarDetailView.as_view(), name="calendar-detail"),
+    path("task-types", tt.TaskTypeListCreateView.as_view(), name="task-type-list"),
+    path("task-types/<str:workflow_id>/<str:task_name>", tt.TaskTypeDetailView.as_view(), name="task-type-detail"),
+    path("workflows", tt.WorkflowRegisterView.as_view(), name="workflow-register"),
     path("audit", AuditListView.as_view(), name="audit-list"),
     path("audit/verify", AuditVerifyView.as_view(), name="audit-verify"),
     path("audit/access", AccessListView.as_view(), name="audit-access"),

@@ -23,7 +23,8 @@ _NAMES = {"type": "array", "items": {"type": "string", "minLength": 1, "maxLengt
 _OPT_STR = {"type": ["string", "null"]}
 CREATE_SCHEMA: dict[str, Any] = {
     "type": "object",
-    "required": ["workflow_id", "task_name", "queue"],
+    # `queue` too, unless the task type of (workflow_id, task_name) gives one: the create checks it
+    "required": ["workflow_id", "task_name"],
     "additionalProperties": False,
     "properties": {
         "workflow_id": {"type": "string", "minLength": 1, "maxLength": 200},
@@ -263,7 +264,8 @@ def check_reason(args: dict[str, Any]) -> None:
 
 
 def result_errors(result: Any, schema: dict | None) -> list[dict[str, str]]:
-    """Why `result` is not an acceptable outcome: not an object, or not valid for the lifecycle's schema."""
+    """Why `result` is not an acceptable outcome: not an object, or not valid for the item's
+    schema (its task type's, else its lifecycle's: WorkItem.result_schema)."""
     if not isinstance(result, dict):
         return [{"field": "result", "message": "must be a JSON object"}]
     if not schema:

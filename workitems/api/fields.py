@@ -44,7 +44,8 @@ class ShareIn(serializers.FloatField):
                 "uniqueItems": True,
             },
         ],
-        "description": "a queue's name, or several: the item goes to the active one with the fewest open items",
+        "description": "a queue's name, or several: the item goes to the active one with the fewest open items; "
+        "required unless the task type of (workflow_id, task_name) gives one",
     }
 )
 class QueueChoiceIn(serializers.CharField):
