@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import jsonschema
 from django.contrib.auth.models import Group
 from django.db import IntegrityError, transaction
 
@@ -168,16 +167,11 @@ def _clean(data: Any, *, allowed: tuple[str, ...], prefix: str = "") -> dict[str
                 out[name] = list(dict.fromkeys(data[name]))
     if "result_schema" in data:
         schema = data["result_schema"]
-        if schema is not None and not isinstance(schema, dict):
-            err("result_schema", "must be null or a JSON Schema (an object)")
-        elif schema is not None:
-            try:
-                jsonschema.Draft202012Validator.check_schema(schema)
-                out["result_schema"] = schema
-            except jsonschema.SchemaError as exc:
-                err("result_schema", f"not a valid JSON Schema: {exc.message}")
+        message = schemas.json_schema_error(schema) if schema is not None else None
+        if message:
+            err("result_schema", f"{message} (or null)")
         else:
-            out["result_schema"] = None
+            out["result_schema"] = schema
     if "form" in data:  # checked against the result schema the task type ends up with (_apply)
         out["form"] = data["form"]
     if "active" in data:
