@@ -1581,10 +1581,20 @@ export interface components {
             required_skills?: string[];
             /** @description context_data keys masked on top of the queue's sensitive_keys */
             sensitive_keys?: string[];
-            /** @description JSON Schema of complete's result; replaces the lifecycle's */
-            result_schema?: unknown;
-            /** @description the console's complete form: {"fields": [{"name", "label", "help"}]}: order, labels and help of the result's properties */
-            form?: unknown;
+            /** @description JSON Schema (2020-12) of complete's result, references only inside it; replaces the lifecycle's */
+            result_schema?: {
+                [key: string]: unknown;
+            } | null;
+            /** @description the console's complete form: order, labels and help of the result's properties */
+            form?: {
+                /** @description each property at most once */
+                fields?: {
+                    /** @description a property of the result */
+                    name: string;
+                    label?: string;
+                    help?: string;
+                }[];
+            } | null;
             /** @description false: no longer applied to new items */
             active?: boolean;
             workflow_name?: string;
@@ -1950,10 +1960,20 @@ export interface components {
             required_skills?: string[];
             /** @description context_data keys masked on top of the queue's sensitive_keys */
             sensitive_keys?: string[];
-            /** @description JSON Schema of complete's result; replaces the lifecycle's */
-            result_schema?: unknown;
-            /** @description the console's complete form: {"fields": [{"name", "label", "help"}]}: order, labels and help of the result's properties */
-            form?: unknown;
+            /** @description JSON Schema (2020-12) of complete's result, references only inside it; replaces the lifecycle's */
+            result_schema?: {
+                [key: string]: unknown;
+            } | null;
+            /** @description the console's complete form: order, labels and help of the result's properties */
+            form?: {
+                /** @description each property at most once */
+                fields?: {
+                    /** @description a property of the result */
+                    name: string;
+                    label?: string;
+                    help?: string;
+                }[];
+            } | null;
             /** @description false: no longer applied to new items */
             active?: boolean;
             /** @description no "/" */
@@ -1978,10 +1998,20 @@ export interface components {
             required_skills?: string[];
             /** @description context_data keys masked on top of the queue's sensitive_keys */
             sensitive_keys?: string[];
-            /** @description JSON Schema of complete's result; replaces the lifecycle's */
-            result_schema?: unknown;
-            /** @description the console's complete form: {"fields": [{"name", "label", "help"}]}: order, labels and help of the result's properties */
-            form?: unknown;
+            /** @description JSON Schema (2020-12) of complete's result, references only inside it; replaces the lifecycle's */
+            result_schema?: {
+                [key: string]: unknown;
+            } | null;
+            /** @description the console's complete form: order, labels and help of the result's properties */
+            form?: {
+                /** @description each property at most once */
+                fields?: {
+                    /** @description a property of the result */
+                    name: string;
+                    label?: string;
+                    help?: string;
+                }[];
+            } | null;
             /** @description false: no longer applied to new items */
             active?: boolean;
             /** @description no "/" */
@@ -2174,13 +2204,23 @@ export interface components {
             required_skills?: string[];
             /** @description context_data keys masked on top of the queue's sensitive_keys */
             sensitive_keys?: string[];
-            /** @description JSON Schema of complete's result; replaces the lifecycle's */
-            result_schema?: unknown;
-            /** @description the console's complete form: {"fields": [{"name", "label", "help"}]}: order, labels and help of the result's properties */
-            form?: unknown;
+            /** @description JSON Schema (2020-12) of complete's result, references only inside it; replaces the lifecycle's */
+            result_schema?: {
+                [key: string]: unknown;
+            } | null;
+            /** @description the console's complete form: order, labels and help of the result's properties */
+            form?: {
+                /** @description each property at most once */
+                fields?: {
+                    /** @description a property of the result */
+                    name: string;
+                    label?: string;
+                    help?: string;
+                }[];
+            } | null;
             /** @description false: no longer applied to new items */
             active?: boolean;
-            /** @description the task_name of its items */
+            /** @description the task_name of its items; each once */
             name: string;
         };
     };

@@ -279,6 +279,7 @@ def test_an_unknown_task_type_is_a_404(api_as, sam):
         ({"form": {"fields": [{"name": "a", "colour": "red"}]}}, "form.fields[0]", "name, label and help"),
         ({"workflow_id": "a/b"}, "workflow_id", '"/"'),
         ({"task_name": ""}, "task_name", "1 to 200"),
+        ({"task_name": "x" * 201}, "task_name", "1 to 200"),
         ({"colour": "red"}, "colour", "unknown field"),
     ],
 )

@@ -50,3 +50,33 @@ class ShareIn(serializers.FloatField):
 )
 class QueueChoiceIn(serializers.CharField):
     """A create's `queue` (workitems/schemas.py CREATE_SCHEMA is what the server checks)."""
+
+
+_FORM_TEXT = {"type": "string", "maxLength": 2000}
+
+
+@extend_schema_field(
+    {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "fields": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["name"],
+                    "properties": {
+                        "name": {"type": "string", "minLength": 1, "description": "a property of the result"},
+                        "label": _FORM_TEXT,
+                        "help": _FORM_TEXT,
+                    },
+                },
+                "description": "each property at most once",
+            }
+        },
+        "description": "the console's complete form: order, labels and help of the result's properties",
+    }
+)
+class TaskFormIn(serializers.JSONField):
+    """A task type's `form` (workitems/services/task_types.py form_errors is what the server checks)."""

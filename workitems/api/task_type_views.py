@@ -11,15 +11,17 @@ from rest_framework.response import Response
 from api.schema import PROBLEM_RESPONSES
 from api.views import WorkstreamAPIView
 from workitems import services
-from workitems.api.fields import DurationIn
+from workitems.api.fields import DurationIn, TaskFormIn
 from workitems.api.queue_views import _object_body
 from workitems.tasktypes import task_type_get_for, task_type_list_for, task_type_snapshot
+
+KEY = r"^[^/]+$"  # a path segment of /task-types/{workflow_id}/{task_name}
 
 
 class TaskDefaultsIn(serializers.Serializer):
     """The defaults of a task (the service layer validates them; this documents them)."""
 
-    description = serializers.CharField(required=False, allow_blank=True)
+    description = serializers.CharField(required=False, allow_blank=True, max_length=100_000)
     queue = serializers.CharField(
         allow_null=True, required=False, help_text="the queue of a create that names none (a queue's name)"
     )
@@ -31,28 +33,30 @@ class TaskDefaultsIn(serializers.Serializer):
         required=False,
         help_text="ISO 8601 duration to due_at, in the queue's calendar; wins over the queue's",
     )
-    candidate_groups = serializers.ListField(child=serializers.CharField(), required=False)
-    required_skills = serializers.ListField(child=serializers.CharField(), required=False)
+    candidate_groups = serializers.ListField(
+        child=serializers.CharField(min_length=1, max_length=150), required=False, max_length=1000
+    )
+    required_skills = serializers.ListField(
+        child=serializers.CharField(min_length=1, max_length=100), required=False, max_length=1000
+    )
     sensitive_keys = serializers.ListField(
-        child=serializers.CharField(),
+        child=serializers.CharField(min_length=1, max_length=200),
         required=False,
+        max_length=1000,
         help_text="context_data keys masked on top of the queue's sensitive_keys",
     )
-    result_schema = serializers.JSONField(
-        allow_null=True, required=False, help_text="JSON Schema of complete's result; replaces the lifecycle's"
-    )
-    form = serializers.JSONField(
+    result_schema = serializers.DictField(
         allow_null=True,
         required=False,
-        help_text='the console\'s complete form: {"fields": [{"name", "label", "help"}]}: order, labels and help '
-        "of the result's properties",
+        help_text="JSON Schema (2020-12) of complete's result, references only inside it; replaces the lifecycle's",
     )
+    form = TaskFormIn(allow_null=True, required=False)
     active = serializers.BooleanField(required=False, help_text="false: no longer applied to new items")
 
 
 class TaskTypeIn(TaskDefaultsIn):
-    workflow_id = serializers.CharField(max_length=200, help_text='no "/"')
-    task_name = serializers.CharField(max_length=200, help_text='no "/"')
+    workflow_id = serializers.RegexField(KEY, max_length=200, help_text='no "/"')
+    task_name = serializers.RegexField(KEY, max_length=200, help_text='no "/"')
     workflow_name = serializers.CharField(max_length=200, required=False, allow_blank=True)
 
 
@@ -66,13 +70,13 @@ class TaskTypeOut(TaskTypeIn):
 
 
 class WorkflowTaskIn(TaskDefaultsIn):
-    name = serializers.CharField(max_length=200, help_text="the task_name of its items")
+    name = serializers.RegexField(KEY, max_length=200, help_text="the task_name of its items; each once")
 
 
 class WorkflowIn(serializers.Serializer):
-    id = serializers.CharField(max_length=200, help_text="the workflow_id of its items")
+    id = serializers.RegexField(KEY, max_length=200, help_text="the workflow_id of its items")
     name = serializers.CharField(max_length=200, required=False, allow_blank=True)
-    tasks = WorkflowTaskIn(many=True)
+    tasks = serializers.ListField(child=WorkflowTaskIn(), min_length=1, max_length=1000)
 
 
 class WorkflowOut(serializers.Serializer):

@@ -55,7 +55,7 @@ def _check_may_define(actor) -> None:
 
 
 def _key_error(value: Any) -> str | None:
-    if not isinstance(value, str) or not value.strip() or len(value) > TASK_KEY_MAX:
+    if not isinstance(value, str) or not value or len(value) > TASK_KEY_MAX:
         return f"required: a string of 1 to {TASK_KEY_MAX} characters"
     if "/" in value:
         return 'must not contain "/" (it is a segment of /task-types/{workflow_id}/{task_name})'
