@@ -10,6 +10,7 @@ from notifications import api as n
 from stats import api as st
 from workitems.api import case_views as c
 from workitems.api import queue_views as q
+from workitems.api import task_type_views as tt
 from workitems.api import views as w
 
 urlpatterns = [
@@ -40,6 +41,9 @@ urlpatterns = [
     ),
     path("calendars", q.CalendarListCreateView.as_view(), name="calendar-list"),
     path("calendars/<slug:name>", q.CalendarDetailView.as_view(), name="calendar-detail"),
+    path("task-types", tt.TaskTypeListCreateView.as_view(), name="task-type-list"),
+    path("task-types/<str:workflow_id>/<str:task_name>", tt.TaskTypeDetailView.as_view(), name="task-type-detail"),
+    path("workflows", tt.WorkflowRegisterView.as_view(), name="workflow-register"),
     path("audit", AuditListView.as_view(), name="audit-list"),
     path("audit/verify", AuditVerifyView.as_view(), name="audit-verify"),
     path("audit/access", AccessListView.as_view(), name="audit-access"),

@@ -182,7 +182,7 @@ def _breach_query(actor, queue_ids) -> QuerySet:
     return (
         work_item_list_for(actor=actor)
         .filter(queue_id__in=queue_ids, state__in=OPEN_STATES, sla_state__in=(SlaState.BREACHED, SlaState.AT_RISK))
-        .select_related("queue__lifecycle", "assignee")
+        .select_related("queue__lifecycle", "task_type", "assignee")
         # by deadline alone: breached items are the ones due first, and this order walks the
         # open-state partial index on due_at (wi_open_due_idx) and stops at the list's size
         .order_by(F("due_at").asc(nulls_last=True), "id")

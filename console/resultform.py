@@ -1,4 +1,5 @@
-"""The `complete` form, rendered from the lifecycle's `result` JSON Schema.
+"""The `complete` form, rendered from the item's `result` JSON Schema (its task type's, else
+its lifecycle's: WorkItem.result_schema), laid out by its task type's `form` when it has one.
 
 A small renderer: each top-level property of an object schema becomes one input (an `enum` a
 select, a string a text box, an integer or number a number box, a boolean a checkbox, anything
@@ -6,6 +7,11 @@ else a JSON text area). What comes back is parsed by the same types; the schema 
 checked by the service (`work_item_complete`), whose errors are shown next to their inputs.
 Without a schema (or with one that is not an object of properties) the form is one JSON text
 area for the whole result.
+
+A task type's `form` (`{"fields": [{"name", "label", "help"}]}`) puts the properties it lists
+first, in its order, with its label and help text in place of the schema's `title` and
+`description`; the properties it does not list follow in the schema's order. It changes the
+layout only: what is required and what is valid stay the schema's.
 """
 
 from __future__ import annotations
@@ -62,10 +68,23 @@ def _kind(prop: dict) -> str:
     return "json"
 
 
-def inputs(schema: dict | None, posted=None, errors: list[dict] | None = None) -> tuple[list[Input], list[str]]:
-    """The form's inputs for `schema`, filled from `posted` (the submitted QueryDict, if any),
-    with `errors` (the service's or the parser's `{"field", "message"}`) placed on their
-    inputs; returns (inputs, the errors that belong to no input)."""
+def _laid_out(props: dict, form: dict | None) -> list[tuple[str, dict, dict]]:
+    """(name, property, its form entry) in the form's order, then the rest in the schema's."""
+    entries = {}
+    for entry in (form or {}).get("fields") or []:
+        if isinstance(entry, dict) and entry.get("name") in props:
+            entries.setdefault(entry["name"], entry)
+    names = [*entries, *(n for n in props if n not in entries)]
+    return [(n, props[n] if isinstance(props[n], dict) else {}, entries.get(n, {})) for n in names]
+
+
+def inputs(
+    schema: dict | None, posted=None, errors: list[dict] | None = None, form: dict | None = None
+) -> tuple[list[Input], list[str]]:
+    """The form's inputs for `schema` laid out by `form` (a task type's), filled from `posted`
+    (the submitted QueryDict, if any), with `errors` (the service's or the parser's
+    `{"field", "message"}`) placed on their inputs; returns (inputs, the errors that belong to
+    no input)."""
     props = _properties(schema)
     if props is None:
         whole = Input(name=WHOLE, label="Result (JSON object)", kind="json", value="{}")
@@ -75,14 +94,13 @@ def inputs(schema: dict | None, posted=None, errors: list[dict] | None = None) -
     else:
         required = set(schema.get("required") or [])
         fields = []
-        for name, prop in props.items():
-            prop = prop if isinstance(prop, dict) else {}
+        for name, prop, entry in _laid_out(props, form):
             f = Input(
                 name=name,
-                label=str(prop.get("title") or name.replace("_", " ").capitalize()),
+                label=str(entry.get("label") or prop.get("title") or name.replace("_", " ").capitalize()),
                 kind=_kind(prop),
                 required=name in required,
-                help=str(prop.get("description") or ""),
+                help=str(entry.get("help") or prop.get("description") or ""),
                 choices=[_as_text(v) for v in prop.get("enum") or []],
                 minimum=prop.get("minimum"),
                 maximum=prop.get("maximum"),

@@ -166,7 +166,10 @@ def _item_context(request, item: WorkItem, **extra) -> dict:
     result_errors = extra.pop("result_errors", None)
     posted = extra.pop("posted", None)
     result_inputs, result_general = resultform.inputs(
-        lifecycle.result_schema, posted if posted is not None else None, result_errors
+        item.result_schema,
+        posted if posted is not None else None,
+        result_errors,
+        item.task_type.form if item.task_type_id else None,
     )
     sub_moves = []
     if "set_sub_status" in allowed:
@@ -232,7 +235,7 @@ def item_action(request, item_id: int, action: str):
     item = work_item_get_for(actor=actor, item_id=item_id)  # 404 for what the caller may not see
     args = {}
     if action == "complete":
-        result, parse_errors = resultform.parse(item.lifecycle.result_schema, request.POST)
+        result, parse_errors = resultform.parse(item.result_schema, request.POST)
         if parse_errors:
             return _refused(request, item, 400, result_errors=parse_errors, posted=request.POST)
         args["result"] = result

@@ -251,7 +251,7 @@ class WorkItemsServicer(pb_grpc.WorkItemsServicer):
         if request.cursor:
             qs = qs.filter(pk__lt=decode_cursor(request.cursor))
         qs = qs.prefetch_related("candidate_users", "candidate_groups", "excluded_users").select_related(
-            "queue__lifecycle", "assignee", "reserved_for"
+            "queue__lifecycle", "task_type", "assignee", "reserved_for"
         )
         page = list(qs.order_by("-id")[: size + 1])
         more, page = len(page) > size, page[:size]

@@ -1,13 +1,13 @@
-"""Operators' view of work items, queues and lifecycles.
+"""Operators' view of work items, queues, lifecycles and task types.
 
 Work items are read-only here: their page shows the audit trail and the actions allowed
 now, and every change goes through a bulk action that calls the service layer (audited
-with channel "admin"). Queues and lifecycle definitions are created and changed through
-their commands (`services.queue_create` / `queue_update`, `lifecycle_create` /
-`lifecycle_update`), never written directly; they are not deleted here (items PROTECT
-them, and a deletion would leave no audit record). Cases are opened with `case_create` and
-closed and reopened by actions that call `case_close` / `case_reopen`; their fields do not
-change afterwards.
+with channel "admin"). Queues, lifecycle definitions and task types are created and changed
+through their commands (`services.queue_create` / `queue_update`, `lifecycle_create` /
+`lifecycle_update`, `task_type_create` / `task_type_update`), never written directly;
+they are not deleted here (items PROTECT them, and a deletion would leave no audit record).
+Cases are opened with `case_create` and closed and reopened by actions that call
+`case_close` / `case_reopen`; their fields do not change afterwards.
 """
 
 from __future__ import annotations
@@ -39,9 +39,10 @@ from directory.admin import _errors_to_form
 from stats import selectors as stats_selectors
 from workitems import services
 from workitems.errors import FeatureDisabled, StaleVersion, ValidationFailed, WorkstreamError
-from workitems.models import ACTIONS, OPEN_STATES, Calendar, Case, Lifecycle, Queue, SlaState, WorkItem
+from workitems.models import ACTIONS, OPEN_STATES, Calendar, Case, Lifecycle, Queue, SlaState, TaskType, WorkItem
 from workitems.services.cases import CASE_FIELDS
 from workitems.services.definitions import CALENDAR_FIELDS, FIELDS, LIFECYCLE_FIELDS
+from workitems.services.task_types import KEY_FIELDS, TASK_TYPE_FIELDS
 
 # --- queues and lifecycle definitions: saved by their commands ---------------------------
 
@@ -69,9 +70,11 @@ class CommandForm(forms.ModelForm):
     write nothing themselves.
     """
 
-    # Set per request by CommandAdmin.get_form: the admin user and the model's commands.
+    # Set per request by CommandAdmin.get_form: the admin user, the model's commands and the
+    # key its update command takes (a name; a task type's workflow_id and task_name).
     actor = None
     commands: tuple[Callable[..., models.Model], Callable[..., models.Model]]
+    key_fields: tuple[str, ...] = ("name",)
 
     def full_clean(self) -> None:
         super().full_clean()
@@ -89,7 +92,8 @@ class CommandForm(forms.ModelForm):
                 if new:
                     self.saved = create(actor=self.actor, data=data)
                 else:
-                    self.saved = update(actor=self.actor, name=self.instance.name, data=data)
+                    key = {k: getattr(self.instance, k) for k in self.key_fields}
+                    self.saved = update(actor=self.actor, **key, data=data)
         except WorkstreamError as exc:
             _errors_to_form(self, exc)
 
@@ -100,13 +104,15 @@ class CommandAdmin(admin.ModelAdmin):
 
     form = CommandForm
     commands: tuple[Callable[..., models.Model], Callable[..., models.Model]]
+    key_fields: tuple[str, ...] = ("name",)
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         form = super().get_form(request, obj, change, **kwargs)
-        return type(form.__name__, (form,), {"actor": request.user, "commands": self.commands})
+        attrs = {"actor": request.user, "commands": self.commands, "key_fields": self.key_fields}
+        return type(form.__name__, (form,), attrs)
 
     def get_readonly_fields(self, request, obj=None):
-        return ("name",) if obj is not None else ()
+        return self.key_fields if obj is not None else ()
 
     def save_form(self, request, form, change):
         return form.saved
@@ -184,6 +190,21 @@ class CaseAdmin(CommandAdmin):
     @admin.action(description="Reopen selected cases")
     def reopen_cases(self, request, queryset):
         self._transition(request, queryset, "Reopened", services.case_reopen)
+
+
+@admin.register(TaskType)
+class TaskTypeAdmin(CommandAdmin):
+    """Task types, created and changed by their commands (services.task_type_create /
+    task_type_update), audited like queue changes; deactivate one instead of deleting it."""
+
+    fields = TASK_TYPE_FIELDS
+    commands = (services.task_type_create, services.task_type_update)
+    key_fields = KEY_FIELDS
+    list_display = ("workflow_id", "task_name", "workflow_name", "queue", "priority", "sla", "active")
+    list_filter = ("active",)
+    list_select_related = ("queue",)
+    search_fields = ("workflow_id", "task_name", "workflow_name")
+    filter_horizontal = ("candidate_groups",)
 
 
 def queue_figures(queue: Queue) -> dict[str, Any]:

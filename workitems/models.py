@@ -381,6 +381,63 @@ class SodScope(models.TextChoices):
     CASE = "case"  # and the items of the same case
 
 
+# What a task type's workflow_id and task_name may be: a path segment of
+# /task-types/{workflow_id}/{task_name}, so no "/" (and nothing PostgreSQL cannot store).
+TASK_KEY_MAX = 200
+
+
+class TaskType(models.Model):
+    """The defaults of one task of a workflow, keyed by (`workflow_id`, `task_name`): a create
+    of that task takes them for every field it leaves out (queue, priority, SLA, candidate
+    groups, required skills); its items mask its `sensitive_keys` on top of their queue's, and
+    their `complete` is checked against its `result_schema` (which replaces the lifecycle's)
+    and rendered in the console with its `form`. Changed only through the task-type commands
+    (workitems.services.task_types); an inactive one is no longer applied to new items."""
+
+    workflow_id = models.CharField(max_length=TASK_KEY_MAX)
+    task_name = models.CharField(max_length=TASK_KEY_MAX)
+    workflow_name = models.CharField(max_length=200, blank=True, help_text="the workflow's display name")
+    description = models.TextField(blank=True)
+    queue = models.ForeignKey(
+        Queue,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="task_types",
+        help_text="the queue of a create that names none",
+    )
+    priority = models.PositiveSmallIntegerField(
+        null=True, blank=True, validators=[MaxValueValidator(100)], help_text="0-100; empty = the create's default (50)"
+    )
+    sla = models.DurationField(
+        null=True, blank=True, help_text="time to due_at, in the queue's calendar; wins over the queue's sla"
+    )
+    candidate_groups = models.ManyToManyField(Group, blank=True, related_name="workstream_task_types")
+    required_skills = models.JSONField(default=list, blank=True)
+    sensitive_keys = models.JSONField(
+        default=list, blank=True, help_text="context_data keys masked on top of the queue's sensitive_keys"
+    )
+    result_schema = models.JSONField(
+        null=True, blank=True, help_text="JSON Schema of the result of `complete`; replaces the lifecycle's"
+    )
+    form = models.JSONField(
+        null=True,
+        blank=True,
+        help_text='the console\'s complete form: {"fields": [{"name": property, "label": ..., "help": ...}]} '
+        "(order, labels and help of the result's properties)",
+    )
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["workflow_id", "task_name"]
+        constraints = [models.UniqueConstraint(fields=["workflow_id", "task_name"], name="tasktype_key_uniq")]
+
+    def __str__(self) -> str:
+        return f"{self.workflow_id}/{self.task_name}"
+
+
 def _lifecycle_of(item: WorkItem) -> Lifecycle:
     if item.queue.lifecycle_id and wsconfig.get().features.lifecycle.custom:
         return item.queue.lifecycle
@@ -459,6 +516,11 @@ class WorkItem(ConcurrentTransitionMixin, models.Model):
     title = models.CharField(max_length=500, blank=True)
     description = models.TextField(blank=True)
     queue = models.ForeignKey(Queue, on_delete=models.PROTECT, related_name="work_items")
+    # The task type whose defaults the create took (its sensitive keys and result schema stay
+    # the item's). No index: task types are never deleted (nothing looks items up by it).
+    task_type = models.ForeignKey(
+        TaskType, null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False
+    )
     priority = models.PositiveSmallIntegerField(default=50, validators=[MaxValueValidator(100)])
     due_at = models.DateTimeField(null=True, blank=True, validators=[validate_time_range])
     follow_up_at = models.DateTimeField(null=True, blank=True, validators=[validate_time_range])
@@ -598,6 +660,22 @@ class WorkItem(ConcurrentTransitionMixin, models.Model):
     @property
     def lifecycle(self) -> Lifecycle:
         return _lifecycle_of(self)
+
+    @property
+    def result_schema(self) -> dict | None:
+        """The JSON Schema `complete` checks the result against: the item's task type's when it
+        sets one (it replaces the lifecycle's), else its lifecycle's."""
+        if self.task_type_id is not None and self.task_type.result_schema is not None:
+            return self.task_type.result_schema
+        return self.lifecycle.result_schema
+
+    @property
+    def sensitive_keys(self) -> list[str]:
+        """The context_data keys masked for readers not entitled: the queue's and the task type's."""
+        keys = list(self.queue.sensitive_keys or [])
+        if self.task_type_id is not None:
+            keys += [k for k in self.task_type.sensitive_keys or [] if k not in keys]
+        return keys
 
     @property
     def is_terminal(self) -> bool:

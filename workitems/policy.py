@@ -64,6 +64,9 @@ DEFAULT_ACTION_ROLES: dict[str, frozenset[str]] = {
 }
 
 SEES_EVERYTHING = frozenset({ADMIN, SUPERVISOR, SERVICE})
+# Who defines task types (POST/PATCH /task-types, POST /workflows): whoever may create items. A
+# task type's defaults are what a create could name itself; its sensitive keys only mask more.
+DEFINES_TASK_TYPES = DEFAULT_ACTION_ROLES[CREATE]
 SUPERVISING = _STAFF
 
 
@@ -75,6 +78,11 @@ def roles_for(actor) -> frozenset[str]:
 def sees_everything(actor) -> bool:
     """The system, admins, supervisors and service clients see every item, user and queue."""
     return actor is None or bool(roles_of(actor) & SEES_EVERYTHING)
+
+
+def may_define_task_types(actor) -> bool:
+    """Admins, supervisors and service clients (the roles that create items) define task types."""
+    return actor is None or bool(roles_of(actor) & DEFINES_TASK_TYPES)
 
 
 def is_supervisor(actor) -> bool:
@@ -512,7 +520,7 @@ MASK = "***"
 
 
 def sees_sensitive(actor, item: WorkItem) -> bool:
-    """Who reads the item's sensitive context keys (its queue's `sensitive_keys`) unmasked: the
+    """Who reads the item's sensitive context keys (its queue's and its task type's) unmasked: the
     system, the client that created the item, and holders of a platform role the queue names
     in `sensitive_roles` (default admin and supervisor). Events always carry them masked
     (`masked_context(..., unmasked=False)`): the bus and webhooks have no single entitled reader."""
@@ -524,11 +532,11 @@ def sees_sensitive(actor, item: WorkItem) -> bool:
 
 
 def masked_context(item: WorkItem, *, unmasked: bool) -> dict:
-    """The item's context_data, with its queue's sensitive keys (top level) replaced by MASK and
-    its encrypted ones by crypto.ENCRYPTED_MARK unless `unmasked`; `unmasked`, the encrypted
-    values decrypted (EncryptionUnavailable when the key ring cannot)."""
+    """The item's context_data, with its sensitive keys (top level: its queue's and its task
+    type's, WorkItem.sensitive_keys) replaced by MASK and its encrypted ones by
+    crypto.ENCRYPTED_MARK unless `unmasked`; `unmasked`, the encrypted values decrypted
+    (EncryptionUnavailable when the key ring cannot)."""
     data = item.context_data or {}
     if unmasked:
         return crypto.open_context(item.pk, data)
-    queue = item.queue
-    return crypto.masked(data, sensitive=queue.sensitive_keys or [], encrypted=queue.encrypted_keys or [], mask=MASK)
+    return crypto.masked(data, sensitive=item.sensitive_keys, encrypted=item.queue.encrypted_keys or [], mask=MASK)

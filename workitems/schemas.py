@@ -12,6 +12,9 @@ from typing import Any
 import jsonschema
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.utils.dateparse import parse_datetime, parse_duration
+from referencing import Registry
+from referencing.exceptions import Unresolvable
+from referencing.jsonschema import DRAFT202012
 
 from distribution.strategies import strategy_names
 from workitems.errors import ValidationFailed
@@ -23,7 +26,8 @@ _NAMES = {"type": "array", "items": {"type": "string", "minLength": 1, "maxLengt
 _OPT_STR = {"type": ["string", "null"]}
 CREATE_SCHEMA: dict[str, Any] = {
     "type": "object",
-    "required": ["workflow_id", "task_name", "queue"],
+    # `queue` too, unless the task type of (workflow_id, task_name) gives one: the create checks it
+    "required": ["workflow_id", "task_name"],
     "additionalProperties": False,
     "properties": {
         "workflow_id": {"type": "string", "minLength": 1, "maxLength": 200},
@@ -267,8 +271,47 @@ def check_reason(args: dict[str, Any]) -> None:
             raise ValidationFailed([{"field": "reason", "message": f"must be a string of at most {MAX_REASON} chars"}])
 
 
+_ROOT_URI = "urn:workstream:result-schema"
+
+
+def json_schema_error(schema: Any) -> str | None:
+    """Why `schema` cannot check results, or None: not a valid JSON Schema (2020-12), or a
+    reference that would not resolve when a result is checked. References stay inside the
+    document (`#` or `#/…` JSON pointers, no `$id` below the root, no `$dynamicRef`): a result
+    is never checked against a schema fetched from elsewhere, and an unresolvable one would
+    fail every `complete`."""
+    if not isinstance(schema, dict):
+        return "must be a JSON Schema (an object)"
+    try:
+        jsonschema.Draft202012Validator.check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        return f"not a valid JSON Schema: {exc.message}"
+    resolver = Registry().with_resource(_ROOT_URI, DRAFT202012.create_resource(schema)).resolver(_ROOT_URI)
+    stack: list[tuple[Any, bool]] = [(schema, True)]
+    while stack:
+        node, root = stack.pop()
+        if isinstance(node, list):
+            stack.extend((child, False) for child in node)
+            continue
+        if not isinstance(node, dict):
+            continue
+        if "$dynamicRef" in node or (not root and "$id" in node):
+            return "not supported: $dynamicRef and $id below the root (references stay inside the schema)"
+        ref = node.get("$ref")
+        if isinstance(ref, str):
+            if ref != "#" and not ref.startswith("#/"):
+                return f"$ref {ref!r}: only references inside the schema (#/…) are supported"
+            try:
+                resolver.lookup(ref)
+            except Unresolvable:
+                return f"$ref {ref!r} does not resolve"
+        stack.extend((child, False) for key, child in node.items() if key not in ("enum", "const", "default"))
+    return None
+
+
 def result_errors(result: Any, schema: dict | None) -> list[dict[str, str]]:
-    """Why `result` is not an acceptable outcome: not an object, or not valid for the lifecycle's schema."""
+    """Why `result` is not an acceptable outcome: not an object, or not valid for the item's
+    schema (its task type's, else its lifecycle's: WorkItem.result_schema)."""
     if not isinstance(result, dict):
         return [{"field": "result", "message": "must be a JSON object"}]
     if not schema:

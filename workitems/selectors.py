@@ -43,7 +43,7 @@ def visibility_filter(actor) -> Q | None:
 
 def work_item_list_for(*, actor) -> QuerySet[WorkItem]:
     """All items `actor` may see (filters are applied on top by the caller)."""
-    qs = WorkItem.objects.select_related("queue", "assignee", "department")
+    qs = WorkItem.objects.select_related("queue", "assignee", "department", "task_type")
     if actor is not None and not actor.is_authenticated:
         return qs.none()
     q = visibility_filter(actor)
@@ -86,7 +86,9 @@ def _as_bool(q: Q) -> ExpressionWrapper:
 
 def _get_for_queryset(actor, item_id, *, for_update: bool, claimer, visibility: Q | None) -> QuerySet[WorkItem]:
     """work_item_get_for's statement (see there)."""
-    qs = WorkItem.objects.select_related("queue__lifecycle", "assignee", "created_by", "reserved_for", "department")
+    qs = WorkItem.objects.select_related(
+        "queue__lifecycle", "task_type", "assignee", "created_by", "reserved_for", "department"
+    )
     extra = _list_columns()
     if visibility is not None:
         extra["_visible"] = _as_bool(visibility)
@@ -272,7 +274,9 @@ def _score(now) -> RawSQL:
 
 
 def _claim_next_queryset(walk, *, scored: bool = False, now=None) -> QuerySet[WorkItem]:
-    qs = WorkItem.objects.select_related("queue__lifecycle", "assignee", "created_by", "reserved_for", "department")
+    qs = WorkItem.objects.select_related(
+        "queue__lifecycle", "task_type", "assignee", "created_by", "reserved_for", "department"
+    )
     qs = qs.select_for_update(skip_locked=True, of=("self",)).annotate(
         _head_seq=_head("seq"), _head_hash=_head("hash"), **_list_columns()
     )

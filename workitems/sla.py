@@ -34,11 +34,13 @@ def calendar_of(queue: Queue) -> BusinessCalendar:
     return queue.calendar.business() if queue.calendar_id else AROUND_THE_CLOCK
 
 
-def due_from(queue: Queue, start: datetime) -> datetime | None:
-    """The deadline of an item created at `start` in `queue` (None without an SLA)."""
-    if not queue.sla:
+def due_from(queue: Queue, start: datetime, allowed: timedelta | None = None) -> datetime | None:
+    """The deadline of an item created at `start` in `queue`: `allowed` (its task type's SLA)
+    or else the queue's `sla` later, in the queue's calendar (None without either)."""
+    allowed = allowed or queue.sla
+    if not allowed:
         return None
-    return calendar_of(queue).add(start, queue.sla)
+    return calendar_of(queue).add(start, allowed)
 
 
 def default_policy(queue: Queue) -> list[dict[str, Any]]:

@@ -152,6 +152,92 @@ export interface paths {
         patch: operations["calendars_partial_update"];
         trace?: never;
     };
+    "/api/v1/cases": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The cases the caller sees, newest first
+         * @description APIView plus Idempotency-Key handling on POST (one transaction with the change) and
+         *     transient database conflicts retried around the outermost transaction.
+         */
+        get: operations["cases_list"];
+        put?: never;
+        /**
+         * Open a case
+         * @description APIView plus Idempotency-Key handling on POST (one transaction with the change) and
+         *     transient database conflicts retried around the outermost transaction.
+         */
+        post: operations["cases_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/cases/{case_number}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * One case, its items and its routing history
+         * @description `{case_number}` is the case's number. A caller who sees every item sees every case; anyone else a case holding an item they see, with only those items and their audit records.
+         */
+        get: operations["cases_retrieve"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/cases/{case_number}/close": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Close a case (refused with 409 while any of its items is open)
+         * @description Admins, supervisors and service clients. Send `If-Match: "<version>"` to guard against concurrent changes (412 when stale).
+         */
+        post: operations["cases_close"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/cases/{case_number}/reopen": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Reopen a closed case
+         * @description Admins, supervisors and service clients. Send `If-Match: "<version>"` to guard against concurrent changes (412 when stale).
+         */
+        post: operations["cases_reopen"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/departments": {
         parameters: {
             query?: never;
@@ -580,6 +666,54 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/task-types": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Every task type
+         * @description Admins, supervisors and service clients; filter by `workflow_id`.
+         */
+        get: operations["task_types_list"];
+        put?: never;
+        /**
+         * @description APIView plus Idempotency-Key handling on POST (one transaction with the change) and
+         *     transient database conflicts retried around the outermost transaction.
+         */
+        post: operations["task_types_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/task-types/{workflow_id}/{task_name}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * @description APIView plus Idempotency-Key handling on POST (one transaction with the change) and
+         *     transient database conflicts retried around the outermost transaction.
+         */
+        get: operations["task_types_retrieve"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        /**
+         * @description APIView plus Idempotency-Key handling on POST (one transaction with the change) and
+         *     transient database conflicts retried around the outermost transaction.
+         */
+        patch: operations["task_types_partial_update"];
+        trace?: never;
+    };
     "/api/v1/users": {
         parameters: {
             query?: never;
@@ -660,6 +794,26 @@ export interface paths {
          * @description While the grant is in force the user is a member of the role's group, so every check of roles sees it; when it ends (beat, within a minute) the membership goes again unless the user held it before. A directory sync keeps a granted membership while the grant lasts.
          */
         post: operations["users_role_grants_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/workflows": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Register a workflow's task types in one call
+         * @description Creates each task's type, or replaces its definition (a field left out goes back to its default; a re-post of the same body changes nothing), in one transaction: one bad task writes nothing. The workflow's task types the body does not list are kept as they are (deactivate one with PATCH {"active": false}). Admins, supervisors and service clients.
+         */
+        post: operations["workflows_register"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1371,6 +1525,94 @@ export interface components {
             country?: string;
             subdivision?: string;
         };
+        CaseActionInRequest: {
+            /** @description for the audit trail */
+            reason?: string;
+        };
+        /** @description Create body (the service layer validates it fully; this documents it). */
+        CaseDetailOut: {
+            /** @description unique; letters, digits, '.', '_', ':', '-' */
+            case_number: string;
+            title?: string;
+            /** @description any JSON object */
+            data?: {
+                [key: string]: unknown;
+            };
+            /** @description data keys masked for callers not entitled */
+            sensitive_keys?: string[];
+            /** Format: date-time */
+            due_at: string | null;
+            id: number;
+            state: components["schemas"]["CaseStateEnum"];
+            /** @description the value of ETag */
+            version: number;
+            created_by: string | null;
+            /** Format: date-time */
+            created_at: string;
+            /** Format: date-time */
+            updated_at: string;
+            /** Format: date-time */
+            closed_at: string | null;
+            /** @description the case's items the caller sees, oldest first */
+            items: components["schemas"]["WorkItemOut"][];
+            /** @description the audit records of those items and of the case itself, in the order written */
+            history: components["schemas"]["AuditRecordOut"][];
+        };
+        /** @description Create body (the service layer validates it fully; this documents it). */
+        CaseInRequest: {
+            /** @description unique; letters, digits, '.', '_', ':', '-' */
+            case_number: string;
+            title?: string;
+            /** @description any JSON object */
+            data?: {
+                [key: string]: unknown;
+            };
+            /** @description data keys masked for callers not entitled */
+            sensitive_keys?: string[];
+            /**
+             * Format: date-time
+             * @description the deadline of its items that give none (before the queue's SLA)
+             */
+            due_at?: string | null;
+        };
+        /** @description Create body (the service layer validates it fully; this documents it). */
+        CaseOut: {
+            /** @description unique; letters, digits, '.', '_', ':', '-' */
+            case_number: string;
+            title?: string;
+            /** @description any JSON object */
+            data?: {
+                [key: string]: unknown;
+            };
+            /** @description data keys masked for callers not entitled */
+            sensitive_keys?: string[];
+            /** Format: date-time */
+            due_at: string | null;
+            id: number;
+            state: components["schemas"]["CaseStateEnum"];
+            /** @description the value of ETag */
+            version: number;
+            created_by: string | null;
+            /** Format: date-time */
+            created_at: string;
+            /** Format: date-time */
+            updated_at: string;
+            /** Format: date-time */
+            closed_at: string | null;
+        };
+        CasePageOut: {
+            results: components["schemas"]["CaseOut"][];
+            /** Format: uri */
+            next: string | null;
+            /** Format: uri */
+            previous: string | null;
+        };
+        /**
+         * @description * `open` - Open
+         *     * `closed` - Closed
+         * @enum {string}
+         */
+        CaseStateEnum: "open" | "closed";
         ChainReportOut: {
             ok: boolean;
             records_checked: number;
@@ -1528,6 +1770,8 @@ export interface components {
             sensitive_keys?: string[];
             /** @description platform roles that read the sensitive keys unmasked (default, and null: admin, supervisor); the item's creating client always does */
             sensitive_roles?: components["schemas"]["PlatformRolesEnum"][] | null;
+            /** @description context_data keys stored encrypted (needs the WORKSTREAM_CONTEXT_KEYS key ring); read in clear only by those who read the sensitive keys, the rest and every event get ***encrypted*** */
+            encrypted_keys?: string[];
             /**
              * Format: duration
              * @description push with acceptance: ISO 8601 duration to accept, e.g. PT5M
@@ -1558,6 +1802,40 @@ export interface components {
             /** @description department code: new items are for members of it and its sub-departments only */
             department?: string | null;
             active?: boolean;
+        };
+        /** @description The defaults of a task (the service layer validates them; this documents them). */
+        PatchedTaskTypePatchInRequest: {
+            description?: string;
+            /** @description the queue of a create that names none (a queue's name) */
+            queue?: string | null;
+            /** @description null: the create's default, 50 */
+            priority?: number | null;
+            /**
+             * Format: duration
+             * @description ISO 8601 duration to due_at, in the queue's calendar; wins over the queue's
+             */
+            sla?: string | null;
+            candidate_groups?: string[];
+            required_skills?: string[];
+            /** @description context_data keys masked on top of the queue's sensitive_keys */
+            sensitive_keys?: string[];
+            /** @description JSON Schema (2020-12) of complete's result, references only inside it; replaces the lifecycle's */
+            result_schema?: {
+                [key: string]: unknown;
+            } | null;
+            /** @description the console's complete form: order, labels and help of the result's properties */
+            form?: {
+                /** @description each property at most once */
+                fields?: {
+                    /** @description a property of the result */
+                    name: string;
+                    label?: string;
+                    help?: string;
+                }[];
+            } | null;
+            /** @description false: no longer applied to new items */
+            active?: boolean;
+            workflow_name?: string;
         };
         /** @description PATCH /workitems/{id}: the members sent change (the service layer validates them). */
         PatchedWorkItemUpdateInRequest: {
@@ -1670,6 +1948,8 @@ export interface components {
             sensitive_keys?: string[];
             /** @description platform roles that read the sensitive keys unmasked (default, and null: admin, supervisor); the item's creating client always does */
             sensitive_roles?: components["schemas"]["PlatformRolesEnum"][] | null;
+            /** @description context_data keys stored encrypted (needs the WORKSTREAM_CONTEXT_KEYS key ring); read in clear only by those who read the sensitive keys, the rest and every event get ***encrypted*** */
+            encrypted_keys?: string[];
             /**
              * Format: duration
              * @description push with acceptance: ISO 8601 duration to accept, e.g. PT5M
@@ -1718,6 +1998,8 @@ export interface components {
             sensitive_keys?: string[];
             /** @description platform roles that read the sensitive keys unmasked (default, and null: admin, supervisor); the item's creating client always does */
             sensitive_roles?: components["schemas"]["PlatformRolesEnum"][] | null;
+            /** @description context_data keys stored encrypted (needs the WORKSTREAM_CONTEXT_KEYS key ring); read in clear only by those who read the sensitive keys, the rest and every event get ***encrypted*** */
+            encrypted_keys?: string[];
             /**
              * Format: duration
              * @description push with acceptance: ISO 8601 duration to accept, e.g. PT5M
@@ -1856,17 +2138,11 @@ export interface components {
          */
         SlaStateEnum: "none" | "on_track" | "at_risk" | "breached" | "met" | "missed";
         /**
-         * @description * `CREATED` - Created
-         *     * `OFFERED` - Offered
-         *     * `ASSIGNED` - Assigned
-         *     * `IN_PROGRESS` - In Progress
-         *     * `SUSPENDED` - Suspended
-         *     * `COMPLETED` - Completed
-         *     * `FAILED` - Failed
-         *     * `CANCELLED` - Cancelled
+         * @description * `run` - run
+         *     * `case` - case
          * @enum {string}
          */
-        StateEnum: "CREATED" | "OFFERED" | "ASSIGNED" | "IN_PROGRESS" | "SUSPENDED" | "COMPLETED" | "FAILED" | "CANCELLED";
+        SodScopeEnum: "run" | "case";
         SubStatusInRequest: {
             sub_status: string;
         };
@@ -1911,6 +2187,86 @@ export interface components {
             next: string | null;
             /** Format: uri */
             previous: string | null;
+        };
+        /** @description The defaults of a task (the service layer validates them; this documents them). */
+        TaskTypeInRequest: {
+            description?: string;
+            /** @description the queue of a create that names none (a queue's name) */
+            queue?: string | null;
+            /** @description null: the create's default, 50 */
+            priority?: number | null;
+            /**
+             * Format: duration
+             * @description ISO 8601 duration to due_at, in the queue's calendar; wins over the queue's
+             */
+            sla?: string | null;
+            candidate_groups?: string[];
+            required_skills?: string[];
+            /** @description context_data keys masked on top of the queue's sensitive_keys */
+            sensitive_keys?: string[];
+            /** @description JSON Schema (2020-12) of complete's result, references only inside it; replaces the lifecycle's */
+            result_schema?: {
+                [key: string]: unknown;
+            } | null;
+            /** @description the console's complete form: order, labels and help of the result's properties */
+            form?: {
+                /** @description each property at most once */
+                fields?: {
+                    /** @description a property of the result */
+                    name: string;
+                    label?: string;
+                    help?: string;
+                }[];
+            } | null;
+            /** @description false: no longer applied to new items */
+            active?: boolean;
+            /** @description no "/" */
+            workflow_id: string;
+            /** @description no "/" */
+            task_name: string;
+            workflow_name?: string;
+        };
+        /** @description The defaults of a task (the service layer validates them; this documents them). */
+        TaskTypeOut: {
+            description?: string;
+            /** @description the queue of a create that names none (a queue's name) */
+            queue?: string | null;
+            /** @description null: the create's default, 50 */
+            priority?: number | null;
+            /**
+             * Format: duration
+             * @description ISO 8601 duration to due_at, in the queue's calendar; wins over the queue's
+             */
+            sla?: string | null;
+            candidate_groups?: string[];
+            required_skills?: string[];
+            /** @description context_data keys masked on top of the queue's sensitive_keys */
+            sensitive_keys?: string[];
+            /** @description JSON Schema (2020-12) of complete's result, references only inside it; replaces the lifecycle's */
+            result_schema?: {
+                [key: string]: unknown;
+            } | null;
+            /** @description the console's complete form: order, labels and help of the result's properties */
+            form?: {
+                /** @description each property at most once */
+                fields?: {
+                    /** @description a property of the result */
+                    name: string;
+                    label?: string;
+                    help?: string;
+                }[];
+            } | null;
+            /** @description false: no longer applied to new items */
+            active?: boolean;
+            /** @description no "/" */
+            workflow_id: string;
+            /** @description no "/" */
+            task_name: string;
+            workflow_name?: string;
+            /** Format: date-time */
+            created_at: string;
+            /** Format: date-time */
+            updated_at: string;
         };
         /** @enum {string} */
         TimeZoneEnum: "Africa/Abidjan" | "Africa/Accra" | "Africa/Addis_Ababa" | "Africa/Algiers" | "Africa/Asmara" | "Africa/Asmera" | "Africa/Bamako" | "Africa/Bangui" | "Africa/Banjul" | "Africa/Bissau" | "Africa/Blantyre" | "Africa/Brazzaville" | "Africa/Bujumbura" | "Africa/Cairo" | "Africa/Casablanca" | "Africa/Ceuta" | "Africa/Conakry" | "Africa/Dakar" | "Africa/Dar_es_Salaam" | "Africa/Djibouti" | "Africa/Douala" | "Africa/El_Aaiun" | "Africa/Freetown" | "Africa/Gaborone" | "Africa/Harare" | "Africa/Johannesburg" | "Africa/Juba" | "Africa/Kampala" | "Africa/Khartoum" | "Africa/Kigali" | "Africa/Kinshasa" | "Africa/Lagos" | "Africa/Libreville" | "Africa/Lome" | "Africa/Luanda" | "Africa/Lubumbashi" | "Africa/Lusaka" | "Africa/Malabo" | "Africa/Maputo" | "Africa/Maseru" | "Africa/Mbabane" | "Africa/Mogadishu" | "Africa/Monrovia" | "Africa/Nairobi" | "Africa/Ndjamena" | "Africa/Niamey" | "Africa/Nouakchott" | "Africa/Ouagadougou" | "Africa/Porto-Novo" | "Africa/Sao_Tome" | "Africa/Timbuktu" | "Africa/Tripoli" | "Africa/Tunis" | "Africa/Windhoek" | "America/Adak" | "America/Anchorage" | "America/Anguilla" | "America/Antigua" | "America/Araguaina" | "America/Argentina/Buenos_Aires" | "America/Argentina/Catamarca" | "America/Argentina/ComodRivadavia" | "America/Argentina/Cordoba" | "America/Argentina/Jujuy" | "America/Argentina/La_Rioja" | "America/Argentina/Mendoza" | "America/Argentina/Rio_Gallegos" | "America/Argentina/Salta" | "America/Argentina/San_Juan" | "America/Argentina/San_Luis" | "America/Argentina/Tucuman" | "America/Argentina/Ushuaia" | "America/Aruba" | "America/Asuncion" | "America/Atikokan" | "America/Atka" | "America/Bahia" | "America/Bahia_Banderas" | "America/Barbados" | "America/Belem" | "America/Belize" | "America/Blanc-Sablon" | "America/Boa_Vista" | "America/Bogota" | "America/Boise" | "America/Buenos_Aires" | "America/Cambridge_Bay" | "America/Campo_Grande" | "America/Cancun" | "America/Caracas" | "America/Catamarca" | "America/Cayenne" | "America/Cayman" | "America/Chicago" | "America/Chihuahua" | "America/Ciudad_Juarez" | "America/Coral_Harbour" | "America/Cordoba" | "America/Costa_Rica" | "America/Coyhaique" | "America/Creston" | "America/Cuiaba" | "America/Curacao" | "America/Danmarkshavn" | "America/Dawson" | "America/Dawson_Creek" | "America/Denver" | "America/Detroit" | "America/Dominica" | "America/Edmonton" | "America/Eirunepe" | "America/El_Salvador" | "America/Ensenada" | "America/Fort_Nelson" | "America/Fort_Wayne" | "America/Fortaleza" | "America/Glace_Bay" | "America/Godthab" | "America/Goose_Bay" | "America/Grand_Turk" | "America/Grenada" | "America/Guadeloupe" | "America/Guatemala" | "America/Guayaquil" | "America/Guyana" | "America/Halifax" | "America/Havana" | "America/Hermosillo" | "America/Indiana/Indianapolis" | "America/Indiana/Knox" | "America/Indiana/Marengo" | "America/Indiana/Petersburg" | "America/Indiana/Tell_City" | "America/Indiana/Vevay" | "America/Indiana/Vincennes" | "America/Indiana/Winamac" | "America/Indianapolis" | "America/Inuvik" | "America/Iqaluit" | "America/Jamaica" | "America/Jujuy" | "America/Juneau" | "America/Kentucky/Louisville" | "America/Kentucky/Monticello" | "America/Knox_IN" | "America/Kralendijk" | "America/La_Paz" | "America/Lima" | "America/Los_Angeles" | "America/Louisville" | "America/Lower_Princes" | "America/Maceio" | "America/Managua" | "America/Manaus" | "America/Marigot" | "America/Martinique" | "America/Matamoros" | "America/Mazatlan" | "America/Mendoza" | "America/Menominee" | "America/Merida" | "America/Metlakatla" | "America/Mexico_City" | "America/Miquelon" | "America/Moncton" | "America/Monterrey" | "America/Montevideo" | "America/Montreal" | "America/Montserrat" | "America/Nassau" | "America/New_York" | "America/Nipigon" | "America/Nome" | "America/Noronha" | "America/North_Dakota/Beulah" | "America/North_Dakota/Center" | "America/North_Dakota/New_Salem" | "America/Nuuk" | "America/Ojinaga" | "America/Panama" | "America/Pangnirtung" | "America/Paramaribo" | "America/Phoenix" | "America/Port-au-Prince" | "America/Port_of_Spain" | "America/Porto_Acre" | "America/Porto_Velho" | "America/Puerto_Rico" | "America/Punta_Arenas" | "America/Rainy_River" | "America/Rankin_Inlet" | "America/Recife" | "America/Regina" | "America/Resolute" | "America/Rio_Branco" | "America/Rosario" | "America/Santa_Isabel" | "America/Santarem" | "America/Santiago" | "America/Santo_Domingo" | "America/Sao_Paulo" | "America/Scoresbysund" | "America/Shiprock" | "America/Sitka" | "America/St_Barthelemy" | "America/St_Johns" | "America/St_Kitts" | "America/St_Lucia" | "America/St_Thomas" | "America/St_Vincent" | "America/Swift_Current" | "America/Tegucigalpa" | "America/Thule" | "America/Thunder_Bay" | "America/Tijuana" | "America/Toronto" | "America/Tortola" | "America/Vancouver" | "America/Virgin" | "America/Whitehorse" | "America/Winnipeg" | "America/Yakutat" | "America/Yellowknife" | "Antarctica/Casey" | "Antarctica/Davis" | "Antarctica/DumontDUrville" | "Antarctica/Macquarie" | "Antarctica/Mawson" | "Antarctica/McMurdo" | "Antarctica/Palmer" | "Antarctica/Rothera" | "Antarctica/South_Pole" | "Antarctica/Syowa" | "Antarctica/Troll" | "Antarctica/Vostok" | "Arctic/Longyearbyen" | "Asia/Aden" | "Asia/Almaty" | "Asia/Amman" | "Asia/Anadyr" | "Asia/Aqtau" | "Asia/Aqtobe" | "Asia/Ashgabat" | "Asia/Ashkhabad" | "Asia/Atyrau" | "Asia/Baghdad" | "Asia/Bahrain" | "Asia/Baku" | "Asia/Bangkok" | "Asia/Barnaul" | "Asia/Beirut" | "Asia/Bishkek" | "Asia/Brunei" | "Asia/Calcutta" | "Asia/Chita" | "Asia/Choibalsan" | "Asia/Chongqing" | "Asia/Chungking" | "Asia/Colombo" | "Asia/Dacca" | "Asia/Damascus" | "Asia/Dhaka" | "Asia/Dili" | "Asia/Dubai" | "Asia/Dushanbe" | "Asia/Famagusta" | "Asia/Gaza" | "Asia/Harbin" | "Asia/Hebron" | "Asia/Ho_Chi_Minh" | "Asia/Hong_Kong" | "Asia/Hovd" | "Asia/Irkutsk" | "Asia/Istanbul" | "Asia/Jakarta" | "Asia/Jayapura" | "Asia/Jerusalem" | "Asia/Kabul" | "Asia/Kamchatka" | "Asia/Karachi" | "Asia/Kashgar" | "Asia/Kathmandu" | "Asia/Katmandu" | "Asia/Khandyga" | "Asia/Kolkata" | "Asia/Krasnoyarsk" | "Asia/Kuala_Lumpur" | "Asia/Kuching" | "Asia/Kuwait" | "Asia/Macao" | "Asia/Macau" | "Asia/Magadan" | "Asia/Makassar" | "Asia/Manila" | "Asia/Muscat" | "Asia/Nicosia" | "Asia/Novokuznetsk" | "Asia/Novosibirsk" | "Asia/Omsk" | "Asia/Oral" | "Asia/Phnom_Penh" | "Asia/Pontianak" | "Asia/Pyongyang" | "Asia/Qatar" | "Asia/Qostanay" | "Asia/Qyzylorda" | "Asia/Rangoon" | "Asia/Riyadh" | "Asia/Saigon" | "Asia/Sakhalin" | "Asia/Samarkand" | "Asia/Seoul" | "Asia/Shanghai" | "Asia/Singapore" | "Asia/Srednekolymsk" | "Asia/Taipei" | "Asia/Tashkent" | "Asia/Tbilisi" | "Asia/Tehran" | "Asia/Tel_Aviv" | "Asia/Thimbu" | "Asia/Thimphu" | "Asia/Tokyo" | "Asia/Tomsk" | "Asia/Ujung_Pandang" | "Asia/Ulaanbaatar" | "Asia/Ulan_Bator" | "Asia/Urumqi" | "Asia/Ust-Nera" | "Asia/Vientiane" | "Asia/Vladivostok" | "Asia/Yakutsk" | "Asia/Yangon" | "Asia/Yekaterinburg" | "Asia/Yerevan" | "Atlantic/Azores" | "Atlantic/Bermuda" | "Atlantic/Canary" | "Atlantic/Cape_Verde" | "Atlantic/Faeroe" | "Atlantic/Faroe" | "Atlantic/Jan_Mayen" | "Atlantic/Madeira" | "Atlantic/Reykjavik" | "Atlantic/South_Georgia" | "Atlantic/St_Helena" | "Atlantic/Stanley" | "Australia/ACT" | "Australia/Adelaide" | "Australia/Brisbane" | "Australia/Broken_Hill" | "Australia/Canberra" | "Australia/Currie" | "Australia/Darwin" | "Australia/Eucla" | "Australia/Hobart" | "Australia/LHI" | "Australia/Lindeman" | "Australia/Lord_Howe" | "Australia/Melbourne" | "Australia/NSW" | "Australia/North" | "Australia/Perth" | "Australia/Queensland" | "Australia/South" | "Australia/Sydney" | "Australia/Tasmania" | "Australia/Victoria" | "Australia/West" | "Australia/Yancowinna" | "Brazil/Acre" | "Brazil/DeNoronha" | "Brazil/East" | "Brazil/West" | "CET" | "CST6CDT" | "Canada/Atlantic" | "Canada/Central" | "Canada/Eastern" | "Canada/Mountain" | "Canada/Newfoundland" | "Canada/Pacific" | "Canada/Saskatchewan" | "Canada/Yukon" | "Chile/Continental" | "Chile/EasterIsland" | "Cuba" | "EET" | "EST" | "EST5EDT" | "Egypt" | "Eire" | "Etc/GMT" | "Etc/GMT+0" | "Etc/GMT+1" | "Etc/GMT+10" | "Etc/GMT+11" | "Etc/GMT+12" | "Etc/GMT+2" | "Etc/GMT+3" | "Etc/GMT+4" | "Etc/GMT+5" | "Etc/GMT+6" | "Etc/GMT+7" | "Etc/GMT+8" | "Etc/GMT+9" | "Etc/GMT-0" | "Etc/GMT-1" | "Etc/GMT-10" | "Etc/GMT-11" | "Etc/GMT-12" | "Etc/GMT-13" | "Etc/GMT-14" | "Etc/GMT-2" | "Etc/GMT-3" | "Etc/GMT-4" | "Etc/GMT-5" | "Etc/GMT-6" | "Etc/GMT-7" | "Etc/GMT-8" | "Etc/GMT-9" | "Etc/GMT0" | "Etc/Greenwich" | "Etc/UCT" | "Etc/UTC" | "Etc/Universal" | "Etc/Zulu" | "Europe/Amsterdam" | "Europe/Andorra" | "Europe/Astrakhan" | "Europe/Athens" | "Europe/Belfast" | "Europe/Belgrade" | "Europe/Berlin" | "Europe/Bratislava" | "Europe/Brussels" | "Europe/Bucharest" | "Europe/Budapest" | "Europe/Busingen" | "Europe/Chisinau" | "Europe/Copenhagen" | "Europe/Dublin" | "Europe/Gibraltar" | "Europe/Guernsey" | "Europe/Helsinki" | "Europe/Isle_of_Man" | "Europe/Istanbul" | "Europe/Jersey" | "Europe/Kaliningrad" | "Europe/Kiev" | "Europe/Kirov" | "Europe/Kyiv" | "Europe/Lisbon" | "Europe/Ljubljana" | "Europe/London" | "Europe/Luxembourg" | "Europe/Madrid" | "Europe/Malta" | "Europe/Mariehamn" | "Europe/Minsk" | "Europe/Monaco" | "Europe/Moscow" | "Europe/Nicosia" | "Europe/Oslo" | "Europe/Paris" | "Europe/Podgorica" | "Europe/Prague" | "Europe/Riga" | "Europe/Rome" | "Europe/Samara" | "Europe/San_Marino" | "Europe/Sarajevo" | "Europe/Saratov" | "Europe/Simferopol" | "Europe/Skopje" | "Europe/Sofia" | "Europe/Stockholm" | "Europe/Tallinn" | "Europe/Tirane" | "Europe/Tiraspol" | "Europe/Ulyanovsk" | "Europe/Uzhgorod" | "Europe/Vaduz" | "Europe/Vatican" | "Europe/Vienna" | "Europe/Vilnius" | "Europe/Volgograd" | "Europe/Warsaw" | "Europe/Zagreb" | "Europe/Zaporozhye" | "Europe/Zurich" | "Factory" | "GB" | "GB-Eire" | "GMT" | "GMT+0" | "GMT-0" | "GMT0" | "Greenwich" | "HST" | "Hongkong" | "Iceland" | "Indian/Antananarivo" | "Indian/Chagos" | "Indian/Christmas" | "Indian/Cocos" | "Indian/Comoro" | "Indian/Kerguelen" | "Indian/Mahe" | "Indian/Maldives" | "Indian/Mauritius" | "Indian/Mayotte" | "Indian/Reunion" | "Iran" | "Israel" | "Jamaica" | "Japan" | "Kwajalein" | "Libya" | "MET" | "MST" | "MST7MDT" | "Mexico/BajaNorte" | "Mexico/BajaSur" | "Mexico/General" | "NZ" | "NZ-CHAT" | "Navajo" | "PRC" | "PST8PDT" | "Pacific/Apia" | "Pacific/Auckland" | "Pacific/Bougainville" | "Pacific/Chatham" | "Pacific/Chuuk" | "Pacific/Easter" | "Pacific/Efate" | "Pacific/Enderbury" | "Pacific/Fakaofo" | "Pacific/Fiji" | "Pacific/Funafuti" | "Pacific/Galapagos" | "Pacific/Gambier" | "Pacific/Guadalcanal" | "Pacific/Guam" | "Pacific/Honolulu" | "Pacific/Johnston" | "Pacific/Kanton" | "Pacific/Kiritimati" | "Pacific/Kosrae" | "Pacific/Kwajalein" | "Pacific/Majuro" | "Pacific/Marquesas" | "Pacific/Midway" | "Pacific/Nauru" | "Pacific/Niue" | "Pacific/Norfolk" | "Pacific/Noumea" | "Pacific/Pago_Pago" | "Pacific/Palau" | "Pacific/Pitcairn" | "Pacific/Pohnpei" | "Pacific/Ponape" | "Pacific/Port_Moresby" | "Pacific/Rarotonga" | "Pacific/Saipan" | "Pacific/Samoa" | "Pacific/Tahiti" | "Pacific/Tarawa" | "Pacific/Tongatapu" | "Pacific/Truk" | "Pacific/Wake" | "Pacific/Wallis" | "Pacific/Yap" | "Poland" | "Portugal" | "ROC" | "ROK" | "Singapore" | "Turkey" | "UCT" | "US/Alaska" | "US/Aleutian" | "US/Arizona" | "US/Central" | "US/East-Indiana" | "US/Eastern" | "US/Hawaii" | "US/Indiana-Starke" | "US/Michigan" | "US/Mountain" | "US/Pacific" | "US/Samoa" | "UTC" | "Universal" | "W-SU" | "WET" | "Zulu" | "localtime";
@@ -1978,13 +2334,13 @@ export interface components {
             task_name: string;
             title?: string;
             description?: string;
-            /** @description a queue's name, or several: the item goes to the active one with the fewest open items */
-            queue: string | string[];
-            /** @default 50 */
-            priority: number;
+            /** @description a queue's name, or several: the item goes to the active one with the fewest open items; required unless the task type of (workflow_id, task_name) gives one */
+            queue?: string | string[];
+            /** @description else the task type's, else 50 */
+            priority?: number;
             /**
              * Format: date-time
-             * @description else now + the queue's SLA
+             * @description else now + the task type's SLA, else + the queue's
              */
             due_at?: string | null;
             /** Format: date-time */
@@ -1997,6 +2353,15 @@ export interface components {
             excluded_users?: string[];
             required_skills?: string[];
             sod_key?: string;
+            /**
+             * @description what the SoD key spans: the workflow run (default), or with `case` the case's items too
+             *
+             *     * `run` - run
+             *     * `case` - case
+             */
+            sod_scope?: components["schemas"]["SodScopeEnum"];
+            /** @description an open case's number: the item joins it (and its due_at) */
+            case?: string;
             /** @description department code: only members of it and its sub-departments are candidates (else the queue's department, if it has one) */
             department?: string | null;
             /** @description may be skipped (skip); default false */
@@ -2029,6 +2394,9 @@ export interface components {
             excluded_users: string[];
             required_skills: string[];
             sod_key: string;
+            sod_scope: components["schemas"]["SodScopeEnum"];
+            /** @description the number of the case the item belongs to */
+            case: string | null;
             /** @description code of the department whose subtree its candidates come from (routing) */
             department: string | null;
             /** @description may be skipped when no longer needed */
@@ -2036,7 +2404,7 @@ export interface components {
             strategy: string;
             callback_url: string;
             correlation_id: string;
-            state: components["schemas"]["StateEnum"];
+            state: components["schemas"]["WorkItemOutStateEnum"];
             sub_status: string;
             assignee: string | null;
             /** @description the user the item is reserved for (push with acceptance) */
@@ -2071,12 +2439,74 @@ export interface components {
             outcome: (components["schemas"]["OutcomeEnum"] | components["schemas"]["NullEnum"]) | null;
             allowed_actions: string[];
         };
+        /**
+         * @description * `CREATED` - Created
+         *     * `OFFERED` - Offered
+         *     * `ASSIGNED` - Assigned
+         *     * `IN_PROGRESS` - In Progress
+         *     * `SUSPENDED` - Suspended
+         *     * `COMPLETED` - Completed
+         *     * `FAILED` - Failed
+         *     * `CANCELLED` - Cancelled
+         * @enum {string}
+         */
+        WorkItemOutStateEnum: "CREATED" | "OFFERED" | "ASSIGNED" | "IN_PROGRESS" | "SUSPENDED" | "COMPLETED" | "FAILED" | "CANCELLED";
         WorkItemPageOut: {
             results: components["schemas"]["WorkItemOut"][];
             /** Format: uri */
             next: string | null;
             /** Format: uri */
             previous: string | null;
+        };
+        WorkflowInRequest: {
+            /** @description the workflow_id of its items */
+            id: string;
+            name?: string;
+            tasks: components["schemas"]["WorkflowTaskInRequest"][];
+        };
+        WorkflowOut: {
+            id: string;
+            name: string;
+            /** @description the task types posted, as they are now */
+            task_types: components["schemas"]["TaskTypeOut"][];
+            created: string[];
+            updated: string[];
+            unchanged: string[];
+        };
+        /** @description The defaults of a task (the service layer validates them; this documents them). */
+        WorkflowTaskInRequest: {
+            description?: string;
+            /** @description the queue of a create that names none (a queue's name) */
+            queue?: string | null;
+            /** @description null: the create's default, 50 */
+            priority?: number | null;
+            /**
+             * Format: duration
+             * @description ISO 8601 duration to due_at, in the queue's calendar; wins over the queue's
+             */
+            sla?: string | null;
+            candidate_groups?: string[];
+            required_skills?: string[];
+            /** @description context_data keys masked on top of the queue's sensitive_keys */
+            sensitive_keys?: string[];
+            /** @description JSON Schema (2020-12) of complete's result, references only inside it; replaces the lifecycle's */
+            result_schema?: {
+                [key: string]: unknown;
+            } | null;
+            /** @description the console's complete form: order, labels and help of the result's properties */
+            form?: {
+                /** @description each property at most once */
+                fields?: {
+                    /** @description a property of the result */
+                    name: string;
+                    label?: string;
+                    help?: string;
+                }[];
+            } | null;
+            /** @description false: no longer applied to new items */
+            active?: boolean;
+            /** @description the task_name of its items; each once */
+            name: string;
         };
     };
     responses: never;
@@ -2573,6 +3003,414 @@ export interface operations {
             };
             /** @description Payload too large */
             413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+        };
+    };
+    cases_list: {
+        parameters: {
+            query?: {
+                /** @description opaque cursor from next/previous */
+                cursor?: string;
+                /** @description 1–500, default 50 */
+                page_size?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CasePageOut"];
+                };
+            };
+            /** @description Invalid input / Malformed request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Authentication required */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+        };
+    };
+    cases_create: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description replays the first answer for the same key and body for 24 h */
+                "Idempotency-Key"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CaseInRequest"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CaseOut"];
+                };
+            };
+            /** @description Invalid input / Malformed request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Authentication required */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Not allowed / Switched off in the configuration */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Invalid transition / Already claimed / Conflict / Constraint violated / Request with this Idempotency-Key is in progress */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Payload too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Idempotency-Key reused with a different request */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+        };
+    };
+    cases_retrieve: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                case_number: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CaseDetailOut"];
+                };
+            };
+            /** @description Authentication required */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+        };
+    };
+    cases_close: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description replays the first answer for the same key and body for 24 h */
+                "Idempotency-Key"?: string;
+                "If-Match"?: string;
+            };
+            path: {
+                case_number: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["CaseActionInRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CaseOut"];
+                };
+            };
+            /** @description Invalid input / Malformed request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Authentication required */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Not allowed / Switched off in the configuration */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Invalid transition / Already claimed / Conflict / Constraint violated / Request with this Idempotency-Key is in progress */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Precondition failed: stale version */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Payload too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Idempotency-Key reused with a different request */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+        };
+    };
+    cases_reopen: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description replays the first answer for the same key and body for 24 h */
+                "Idempotency-Key"?: string;
+                "If-Match"?: string;
+            };
+            path: {
+                case_number: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["CaseActionInRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CaseOut"];
+                };
+            };
+            /** @description Invalid input / Malformed request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Authentication required */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Not allowed / Switched off in the configuration */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Invalid transition / Already claimed / Conflict / Constraint violated / Request with this Idempotency-Key is in progress */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Precondition failed: stale version */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Payload too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Idempotency-Key reused with a different request */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3987,6 +4825,276 @@ export interface operations {
             };
         };
     };
+    task_types_list: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TaskTypeOut"][];
+                };
+            };
+            /** @description Authentication required */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Not allowed / Switched off in the configuration */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+        };
+    };
+    task_types_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["TaskTypeInRequest"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TaskTypeOut"];
+                };
+            };
+            /** @description Invalid input / Malformed request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Authentication required */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Not allowed / Switched off in the configuration */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Invalid transition / Already claimed / Conflict / Constraint violated / Request with this Idempotency-Key is in progress */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Payload too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Idempotency-Key reused with a different request */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+        };
+    };
+    task_types_retrieve: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                task_name: string;
+                workflow_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TaskTypeOut"];
+                };
+            };
+            /** @description Authentication required */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Not allowed / Switched off in the configuration */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+        };
+    };
+    task_types_partial_update: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                task_name: string;
+                workflow_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["PatchedTaskTypePatchInRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TaskTypeOut"];
+                };
+            };
+            /** @description Invalid input / Malformed request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Authentication required */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Not allowed / Switched off in the configuration */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Payload too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+        };
+    };
     users_list: {
         parameters: {
             query?: {
@@ -4319,6 +5427,92 @@ export interface operations {
             };
             /** @description Payload too large */
             413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+        };
+    };
+    workflows_register: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["WorkflowInRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WorkflowOut"];
+                };
+            };
+            /** @description Invalid input / Malformed request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Authentication required */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Not allowed / Switched off in the configuration */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Invalid transition / Already claimed / Conflict / Constraint violated / Request with this Idempotency-Key is in progress */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Payload too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Idempotency-Key reused with a different request */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };

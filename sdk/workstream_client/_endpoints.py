@@ -112,6 +112,24 @@ def case_action(case_number: str, name: str, reason: str | None, if_match: int |
     return Call("POST", f"/cases/{segment(case_number)}/{name}", json=_body(reason=reason), if_match=if_match)
 
 
+# -- task types and workflows --------------------------------------------------------------
+def task_type_path(workflow_id: str, task_name: str) -> str:
+    return f"/task-types/{segment(workflow_id)}/{segment(task_name)}"
+
+
+def create_task_type(fields: Mapping[str, Any]) -> Call:
+    return Call("POST", "/task-types", json=dict(fields))
+
+
+def update_task_type(workflow_id: str, task_name: str, fields: Mapping[str, Any]) -> Call:
+    return Call("PATCH", task_type_path(workflow_id, task_name), json=dict(fields))
+
+
+def register_workflow(workflow_id: str, name: str | None, tasks: list[Mapping[str, Any]]) -> Call:
+    body = {"id": workflow_id, "tasks": [dict(t) for t in tasks], **_body(name=name)}
+    return Call("POST", "/workflows", json=body)
+
+
 # -- lists of plain objects (directory, audit, subscriptions) --------------------------------
 def dict_list(path: str, filters: Mapping[str, Any] | None = None, page_url: str | None = None) -> Call:
     if page_url:

@@ -148,7 +148,7 @@ class WorkstreamClient(BaseClient):
         self, *, idempotency_key: str | None = None, request_id: str | None = None, **fields: Any
     ) -> WorkItem:
         """``POST /workitems``: create and distribute one item. Required fields:
-        ``workflow_id``, ``task_name``, ``queue``."""
+        ``workflow_id``, ``task_name``, and ``queue`` unless their task type gives one."""
         return self._call(self._with(ep.create_work_item(fields), request_id, idempotency_key))
 
     def create_work_items(
@@ -519,6 +519,51 @@ class WorkstreamClient(BaseClient):
     def reopen_case(self, case_number: str, **options: Any) -> dict[str, Any]:
         """``case_action(case_number, "reopen", ...)``."""
         return self.case_action(case_number, "reopen", **options)
+
+    # -- task types and workflows -----------------------------------------------------------
+    def list_task_types(
+        self, *, workflow_id: str | None = None, request_id: str | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """``GET /task-types`` (admins, supervisors, service clients), optionally of one workflow."""
+        filters = {"workflow_id": workflow_id} if workflow_id is not None else {}
+        return self._iterate(self._with(ep.dict_list("/task-types", filters), request_id))
+
+    def get_task_type(self, workflow_id: str, task_name: str, *, request_id: str | None = None) -> dict[str, Any]:
+        return self._call(self._with(ep.get(ep.task_type_path(workflow_id, task_name)), request_id))
+
+    def create_task_type(
+        self,
+        workflow_id: str,
+        task_name: str,
+        *,
+        idempotency_key: str | None = None,
+        request_id: str | None = None,
+        **defaults: Any,
+    ) -> dict[str, Any]:
+        """``POST /task-types``: the defaults of one task (docs/api.md, "Task types and workflows")."""
+        call = ep.create_task_type({"workflow_id": workflow_id, "task_name": task_name, **defaults})
+        return self._call(self._with(call, request_id, idempotency_key))
+
+    def update_task_type(
+        self, workflow_id: str, task_name: str, *, request_id: str | None = None, **fields: Any
+    ) -> dict[str, Any]:
+        """``PATCH /task-types/{workflow_id}/{task_name}``: the fields given change."""
+        return self._call(self._with(ep.update_task_type(workflow_id, task_name, fields), request_id))
+
+    def register_workflow(
+        self,
+        workflow_id: str,
+        tasks: list[Mapping[str, Any]],
+        *,
+        name: str | None = None,
+        idempotency_key: str | None = None,
+        request_id: str | None = None,
+    ) -> dict[str, Any]:
+        """``POST /workflows``: create or replace the task types of ``tasks`` (each ``{"name", …defaults}``)
+        in one transaction; the workflow's task types not listed are kept. Returns ``{id, name,
+        task_types, created, updated, unchanged}``."""
+        call = ep.register_workflow(workflow_id, name, tasks)
+        return self._call(self._with(call, request_id, idempotency_key))
 
     # -- directory --------------------------------------------------------------------------
     def list_users(self, *, request_id: str | None = None, **filters: Any) -> Iterator[dict[str, Any]]:

@@ -176,6 +176,18 @@ def _existing_references(queue):
         body = case.body
         if case.meta is None or not case.meta.generation.mode.is_positive or not isinstance(body, dict):
             return case
+        body = references(body)
+        if isinstance(body.get("tasks"), list):  # POST /workflows: each task a task type's body, each name once
+            tasks = [references(t) if isinstance(t, dict) else t for t in body["tasks"]]
+            names = [t.get("name") if isinstance(t, dict) else None for t in tasks]
+            body["tasks"] = [t for i, t in enumerate(tasks) if names[i] not in names[:i]]
+        case.body = body
+        # A client sends a fresh key with each distinct request (a reused one is a 422).
+        if case.headers and "Idempotency-Key" in case.headers:
+            case.headers["Idempotency-Key"] = f"{case.headers['Idempotency-Key'][:200]}-{uuid.uuid4().hex}"
+        return case
+
+    def references(body: dict) -> dict:
         body = dict(body)
         if isinstance(body.get("queue"), str):
             body["queue"] = queue.name
@@ -205,11 +217,12 @@ def _existing_references(queue):
             body["url"] = "https://93.184.215.14/hooks/workstream"
         if body.get("available") is False:
             body.update(out_of_office_from=None, out_of_office_until=None)
-        case.body = body
-        # A client sends a fresh key with each distinct request (a reused one is a 422).
-        if case.headers and "Idempotency-Key" in case.headers:
-            case.headers["Idempotency-Key"] = f"{case.headers['Idempotency-Key'][:200]}-{uuid.uuid4().hex}"
-        return case
+        # a task type's result schema (a JSON Schema, not any object) and its form (each property once)
+        if isinstance(body.get("result_schema"), dict):
+            body["result_schema"] = {"type": "object"}
+        if isinstance(body.get("form"), dict):
+            body["form"] = {"fields": [{"name": "approved", "label": "Approved?"}]}
+        return body
 
     return fix
 

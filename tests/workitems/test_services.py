@@ -196,7 +196,11 @@ def test_create_validation_names_the_field(overrides, field, message, svc, queue
 def test_create_requires_the_required_fields(svc):
     with pytest.raises(ValidationFailed) as info:
         services.work_item_create(actor=svc, data={})
-    assert {e["field"] for e in info.value.errors} == {"workflow_id", "task_name", "queue"}
+    assert {e["field"] for e in info.value.errors} == {"workflow_id", "task_name"}
+    # the queue is required too, unless the task type gives one (tests/workitems/test_task_types.py)
+    with pytest.raises(ValidationFailed) as info:
+        services.work_item_create(actor=svc, data={"workflow_id": "wf", "task_name": "t"})
+    assert info.value.errors == [{"field": "queue", "message": "this field is required"}]
 
 
 def test_create_in_an_unknown_or_inactive_queue(svc, queue):

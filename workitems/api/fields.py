@@ -41,7 +41,9 @@ def _queue_names(description: str, **array) -> dict:
 
 @extend_schema_field(
     _queue_names(
-        "a queue's name, or several: the item goes to the active one with the fewest open items", uniqueItems=True
+        "a queue's name, or several: the item goes to the active one with the fewest open items; "
+        "required unless the task type of (workflow_id, task_name) gives one",
+        uniqueItems=True,
     )
 )
 class QueueChoiceIn(serializers.CharField):
@@ -60,3 +62,33 @@ class QueuesIn(serializers.Field):
 
     def to_representation(self, value):
         return value
+
+
+_FORM_TEXT = {"type": "string", "maxLength": 2000}
+
+
+@extend_schema_field(
+    {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "fields": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["name"],
+                    "properties": {
+                        "name": {"type": "string", "minLength": 1, "description": "a property of the result"},
+                        "label": _FORM_TEXT,
+                        "help": _FORM_TEXT,
+                    },
+                },
+                "description": "each property at most once",
+            }
+        },
+        "description": "the console's complete form: order, labels and help of the result's properties",
+    }
+)
+class TaskFormIn(serializers.JSONField):
+    """A task type's `form` (workitems/services/task_types.py form_errors is what the server checks)."""

@@ -28,9 +28,13 @@ class WorkItemCreateIn(serializers.Serializer):
     task_name = serializers.CharField(max_length=200)
     title = serializers.CharField(max_length=500, required=False)
     description = serializers.CharField(required=False)
-    queue = QueueChoiceIn()
-    priority = serializers.IntegerField(min_value=0, max_value=100, required=False, default=50)
-    due_at = serializers.DateTimeField(required=False, allow_null=True, help_text="else now + the queue's SLA")
+    queue = QueueChoiceIn(required=False)
+    priority = serializers.IntegerField(
+        min_value=0, max_value=100, required=False, help_text="else the task type's, else 50"
+    )
+    due_at = serializers.DateTimeField(
+        required=False, allow_null=True, help_text="else now + the task type's SLA, else + the queue's"
+    )
     follow_up_at = serializers.DateTimeField(required=False, allow_null=True)
     context_data = serializers.DictField(required=False)
     candidate_users = serializers.ListField(child=serializers.CharField(), required=False)

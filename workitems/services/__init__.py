@@ -13,6 +13,7 @@ transition, audit record and outbox event in one transaction):
     definitions  queue and lifecycle-definition commands
     encryption   re-encryption of the encrypted context keys (context_keys_rotate)
     cases        case_create, case_close, case_reopen (items join a case on create)
+    task_types   task types (a workflow's task defaults) and workflow registration
     supervision  update (priority, due and follow-up dates), reassign (assign or delegate)
     bulk         claim, reassign, cancel or move many items (per item, or all or nothing)
 
@@ -76,6 +77,7 @@ from workitems.services.moves import (
     work_items_redistribute_over_capacity,
 )
 from workitems.services.supervision import work_item_reassign, work_item_update
+from workitems.services.task_types import task_type_create, task_type_update, workflow_register
 
 # The command of each action, keyed by the action table's names (the system's own steps,
 # `reserve` inside push and the SLA scan's state changes, have none). A name missing here is
@@ -107,6 +109,8 @@ __all__ = [
     "queues_capacity_check",
     "work_items_redistribute_over_capacity",
     "sla_scan",
+    "task_type_create",
+    "task_type_update",
     "work_item_accept",
     "work_item_assign",
     "work_item_cancel",
@@ -138,4 +142,5 @@ __all__ = [
     "work_items_expire_reservations",
     "work_items_hand_over",
     "work_items_return_to",
+    "workflow_register",
 ]

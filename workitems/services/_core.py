@@ -96,7 +96,7 @@ def validate_input_shape(cmd: Command) -> None:
     if nul:
         raise ValidationFailed(nul)
     if cmd.action == "complete":
-        errors = schemas.result_errors(args.get("result"), cmd.item.lifecycle.result_schema)
+        errors = schemas.result_errors(args.get("result"), cmd.item.result_schema)
         if errors:
             raise ValidationFailed(errors)
     if cmd.action == "set_sub_status":

@@ -9,6 +9,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db import DEFAULT_DB_ALIAS, connection, transaction
+from django.db.models import Q, Subquery
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
@@ -20,7 +21,7 @@ from events import urlguard
 from stats.selectors import queue_figures
 from workitems import crypto, policy, schemas, sla
 from workitems.errors import Conflict, ConstraintViolated, NotAllowed, NotFound, ValidationFailed
-from workitems.models import CREATE, Case, CaseState, Queue, SodScope, WorkItem
+from workitems.models import CREATE, Case, CaseState, Queue, SodScope, TaskType, WorkItem
 from workitems.services._core import emit_unassigned, record_change, touch_last_assigned
 
 User = get_user_model()
@@ -34,6 +35,7 @@ class _CreateLookups:
     users: dict[str, Any]
     groups: dict[str, Group]
     departments: dict[str, Department] = field(default_factory=dict)
+    task_types: dict[tuple[str, str], TaskType] = field(default_factory=dict)
     url_refusals: dict[str, str | None] = field(default_factory=dict)
     cases: dict[str, Case] = field(default_factory=dict)
 
@@ -50,27 +52,51 @@ class _CreateLookups:
 
 
 def _lookups_for(bodies: list[dict], *, reserve_id: bool = False) -> _CreateLookups:
-    """The queues, users and groups the bodies name. With `reserve_id` (one body, PostgreSQL), the
-    queue's row comes with a fresh work-item id (`_next_item_id`, the table's own sequence), so
-    the item's INSERT can go with the rest of the create as one statement (_insert_item)."""
+    """The queues, users, groups and active task types the bodies name. With `reserve_id` (one
+    body, PostgreSQL), the queue's row comes with a fresh work-item id (`_next_item_id`, the
+    table's own sequence), so the item's INSERT can go with the rest of the create as one
+    statement (_insert_item).
+
+    Bodies of one (workflow_id, task_name), a single create always, learn whether it has a task
+    type from the queue's read itself (`_task_type_id`, and a body without a queue reads the
+    task type's): a create without a task type costs no statement more. With one, it is read
+    with its groups (two statements). Bodies of several tasks read their task types first."""
     queue_names, usernames, group_names = set(), set(), set()
     for body in bodies:
-        queue_names.update(body["queue"] if isinstance(body["queue"], list) else [body["queue"]])
+        if "queue" in body:
+            queue_names.update(body["queue"] if isinstance(body["queue"], list) else [body["queue"]])
         usernames.update(body.get("candidate_users", []), body.get("excluded_users", []))
         if body.get("assignee"):
             usernames.add(body["assignee"])
         group_names.update(body.get("candidate_groups", []))
     department_codes = {body["department"] for body in bodies if body.get("department")}
-    found = Queue.objects.select_related("lifecycle", "calendar", "department").filter(name__in=queue_names)
+    pairs = {(body["workflow_id"], body["task_name"]) for body in bodies}
+    found = Queue.objects.select_related("lifecycle", "calendar", "department")
+    task_types: dict[tuple[str, str], TaskType] = {}
+    if len(pairs) == 1:
+        [(workflow_id, task_name)] = pairs
+        matching = TaskType.objects.filter(workflow_id=workflow_id, task_name=task_name, active=True)
+        where = Q(name__in=queue_names)
+        if any("queue" not in body for body in bodies):
+            where |= Q(pk__in=matching.values("queue_id"))
+        found = found.filter(where).annotate(_task_type_id=Subquery(matching.values("pk")[:1]))
+    else:
+        task_types = _task_types_for(_pairs_filter(pairs))
+        queue_names.update(t.queue.name for t in task_types.values() if t.queue_id)
+        found = found.filter(name__in=queue_names)
     if reserve_id and connection.vendor == "postgresql":
         next_id = RawSQL("nextval(pg_get_serial_sequence(%s, 'id'))", [WorkItem._meta.db_table])  # noqa: S611 - constant SQL
         found = found.annotate(_next_item_id=next_id)
     queues = {q.name: q for q in found}
+    if len(pairs) == 1 and any(getattr(q, "_task_type_id", None) for q in queues.values()):
+        task_types = _task_types_for(Q(pk__in={q._task_type_id for q in queues.values()}))
     users = {u.username: u for u in User.objects.filter(username__in=usernames)}
     groups = {g.name: g for g in Group.objects.filter(name__in=group_names)}
+    for task_type in task_types.values():  # the task types' groups, for the bodies that name none
+        groups.update((g.name, g) for g in task_type.candidate_groups.all())
     departments = {d.code: d for d in Department.objects.filter(code__in=department_codes)} if department_codes else {}
     cases = _cases_named({b["case"] for b in bodies if b.get("case")})
-    return _CreateLookups(queues, users, groups, departments, cases=cases)
+    return _CreateLookups(queues, users, groups, departments, task_types, cases=cases)
 
 
 def _cases_named(numbers: set[str]) -> dict[str, Case]:
@@ -104,8 +130,39 @@ def _resolve_case(body: dict, lookups: _CreateLookups, prefix: str, errors: list
     return case
 
 
+def _pairs_filter(pairs: set[tuple[str, str]]) -> Q:
+    where = Q(pk__in=[])
+    for workflow_id, task_name in pairs:
+        where |= Q(workflow_id=workflow_id, task_name=task_name)
+    return where
+
+
+def _task_types_for(where: Q) -> dict[tuple[str, str], TaskType]:
+    found = TaskType.objects.filter(where, active=True).select_related("queue").prefetch_related("candidate_groups")
+    return {(t.workflow_id, t.task_name): t for t in found}
+
+
+def _with_task_type(body: dict, lookups: _CreateLookups, prefix: str) -> tuple[dict, TaskType | None]:
+    """The create body with its task type's defaults for every field it leaves out (queue,
+    priority, candidate groups, required skills; the SLA is _build_item's), and the task type.
+    A body naming no queue whose task type gives none is the 400 it always was."""
+    task_type = lookups.task_types.get((body["workflow_id"], body["task_name"]))
+    if task_type is not None:
+        defaults: dict[str, Any] = {
+            "queue": task_type.queue.name if task_type.queue_id else None,
+            "priority": task_type.priority,
+            "candidate_groups": sorted(g.name for g in task_type.candidate_groups.all()) or None,
+            "required_skills": task_type.required_skills or None,
+        }
+        body = {**{k: v for k, v in defaults.items() if v is not None}, **body}
+    if "queue" not in body:
+        raise ValidationFailed([{"field": schemas.dotted(prefix, ["queue"]), "message": "this field is required"}])
+    return body, task_type
+
+
 def _build_item(body: dict, lookups: _CreateLookups, actor, prefix: str) -> tuple[WorkItem, dict]:
     """Validate the semantics of one create body and build the unsaved item."""
+    body, task_type = _with_task_type(body, lookups, prefix)
     errors: list[dict[str, str]] = []
     choice = None
     if isinstance(body["queue"], list):
@@ -168,9 +225,9 @@ def _build_item(body: dict, lookups: _CreateLookups, actor, prefix: str) -> tupl
     crypto.check_ring_for(queue)
     now = timezone.now()
     if due_at is None and case is not None:
-        due_at = case.due_at  # the case's deadline comes before the queue's SLA
-    if due_at is None:
-        due_at = sla.due_from(queue, now)  # in the queue's business calendar, if it has one
+        due_at = case.due_at  # the case's deadline comes before the task type's and queue's SLA
+    if due_at is None:  # in the queue's business calendar, if it has one
+        due_at = sla.due_from(queue, now, task_type.sla if task_type is not None else None)
     item = WorkItem(
         workflow_id=body["workflow_id"],
         run_id=body.get("run_id", ""),
@@ -178,6 +235,7 @@ def _build_item(body: dict, lookups: _CreateLookups, actor, prefix: str) -> tupl
         title=body.get("title", ""),
         description=body.get("description", ""),
         queue=queue,
+        task_type=task_type,
         priority=body.get("priority", 50),
         due_at=due_at,
         follow_up_at=follow_up_at,

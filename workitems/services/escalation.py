@@ -198,7 +198,9 @@ def sla_scan(*, now=None, batch: int = 500, max_batches: int = 100) -> int:
             with transaction.atomic():
                 # One statement claims and reads the row; a row another scanner holds is skipped.
                 item = (
-                    WorkItem.objects.select_related("queue__lifecycle", "assignee", "created_by", "reserved_for")
+                    WorkItem.objects.select_related(
+                        "queue__lifecycle", "task_type", "assignee", "created_by", "reserved_for"
+                    )
                     .select_for_update(skip_locked=True, of=("self",))
                     .filter(pk=item_id, sla_next_at__lte=now)
                     .first()
