@@ -177,6 +177,20 @@ def _existing_references(queue):
         if case.meta is None or not case.meta.generation.mode.is_positive or not isinstance(body, dict):
             return case
         body = references(body)
+        path = case.operation.path
+        if path == "/api/v1/workitems" and "queue" not in body:  # no task type is seeded: a create names its queue
+            body["queue"] = queue.name
+        if path == "/api/v1/workitems/bulk" and isinstance(body.get("items"), list):
+            body["items"] = [
+                {"queue": queue.name, **references(i), **({"sod_scope": "run"} if not i.get("case") else {})}
+                if isinstance(i, dict)
+                else i
+                for i in body["items"]
+            ]
+        if body.get("sod_scope") == "case" and not body.get("case"):
+            body["sod_scope"] = "run"  # case scope needs a case (a documented 400); none is seeded
+        if path == "/api/v1/workitems/claim-next" and "queue" in body and "queues" in body:
+            del body["queues"]  # one or the other (docs/api.md); both is a documented 400
         if isinstance(body.get("tasks"), list):  # POST /workflows: each task a task type's body, each name once
             tasks = [references(t) if isinstance(t, dict) else t for t in body["tasks"]]
             names = [t.get("name") if isinstance(t, dict) else None for t in tasks]
@@ -191,7 +205,10 @@ def _existing_references(queue):
         body = dict(body)
         if isinstance(body.get("queue"), str):
             body["queue"] = queue.name
-        for key in ("calendar", "lifecycle", "escalation_queue", "overflow_queue"):
+        for key in ("queue", "queues"):  # several names: the seeded queue, once
+            if isinstance(body.get(key), list):
+                body[key] = [queue.name][: len(body[key])]
+        for key in ("calendar", "lifecycle", "escalation_queue", "overflow_queue", "department"):
             if isinstance(body.get(key), str):
                 body[key] = None
         for key in PEOPLE:

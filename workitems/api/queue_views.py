@@ -24,7 +24,7 @@ class QueueIn(serializers.Serializer):
     description = serializers.CharField(required=False, allow_blank=True)
     strategy = serializers.ChoiceField(choices=QUEUE_STRATEGY_CHOICES, required=False)
     candidate_groups = serializers.ListField(child=serializers.CharField(), required=False)
-    capacity_per_user = serializers.IntegerField(allow_null=True, required=False, min_value=1)
+    capacity_per_user = serializers.IntegerField(allow_null=True, required=False, min_value=1, max_value=100_000)
     sla = DurationIn(allow_null=True, required=False, help_text="ISO 8601 duration, e.g. PT4H")
     escalation_queue = serializers.CharField(allow_null=True, required=False)
     lifecycle = serializers.CharField(allow_null=True, required=False)
@@ -53,7 +53,11 @@ class QueueIn(serializers.Serializer):
         child=serializers.DictField(), allow_null=True, required=False, help_text="levels [{at, actions}]"
     )
     max_open = serializers.IntegerField(
-        allow_null=True, required=False, min_value=1, help_text="open items the queue should hold; null = no limit"
+        allow_null=True,
+        required=False,
+        min_value=1,
+        max_value=10_000_000,
+        help_text="open items the queue should hold; null = no limit",
     )
     overflow_queue = serializers.CharField(
         allow_null=True, required=False, help_text="where the capacity check moves the excess above max_open"

@@ -9,7 +9,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class WorkItem(_message.Message):
-    __slots__ = ("id", "workflow_id", "run_id", "task_name", "title", "description", "queue", "priority", "due_at", "follow_up_at", "context_data", "candidate_users", "candidate_groups", "excluded_users", "required_skills", "sod_key", "strategy", "callback_url", "correlation_id", "state", "sub_status", "assignee", "reserved_for", "reserved_until", "version", "escalation_level", "sla_state", "breached_at", "created_at", "updated_at", "assigned_at", "started_at", "completed_at", "result", "outcome_reason", "allowed_actions", "department", "optional", "outcome")
+    __slots__ = ("id", "workflow_id", "run_id", "task_name", "title", "description", "queue", "priority", "due_at", "follow_up_at", "context_data", "candidate_users", "candidate_groups", "excluded_users", "required_skills", "sod_key", "strategy", "callback_url", "correlation_id", "state", "sub_status", "assignee", "reserved_for", "reserved_until", "version", "escalation_level", "sla_state", "breached_at", "created_at", "updated_at", "assigned_at", "started_at", "completed_at", "result", "outcome_reason", "allowed_actions", "department", "optional", "outcome", "case", "sod_scope")
     ID_FIELD_NUMBER: _ClassVar[int]
     WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
@@ -49,6 +49,8 @@ class WorkItem(_message.Message):
     DEPARTMENT_FIELD_NUMBER: _ClassVar[int]
     OPTIONAL_FIELD_NUMBER: _ClassVar[int]
     OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    CASE_FIELD_NUMBER: _ClassVar[int]
+    SOD_SCOPE_FIELD_NUMBER: _ClassVar[int]
     id: int
     workflow_id: str
     run_id: str
@@ -88,7 +90,9 @@ class WorkItem(_message.Message):
     department: str
     optional: bool
     outcome: str
-    def __init__(self, id: _Optional[int] = ..., workflow_id: _Optional[str] = ..., run_id: _Optional[str] = ..., task_name: _Optional[str] = ..., title: _Optional[str] = ..., description: _Optional[str] = ..., queue: _Optional[str] = ..., priority: _Optional[int] = ..., due_at: _Optional[str] = ..., follow_up_at: _Optional[str] = ..., context_data: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., candidate_users: _Optional[_Iterable[str]] = ..., candidate_groups: _Optional[_Iterable[str]] = ..., excluded_users: _Optional[_Iterable[str]] = ..., required_skills: _Optional[_Iterable[str]] = ..., sod_key: _Optional[str] = ..., strategy: _Optional[str] = ..., callback_url: _Optional[str] = ..., correlation_id: _Optional[str] = ..., state: _Optional[str] = ..., sub_status: _Optional[str] = ..., assignee: _Optional[str] = ..., reserved_for: _Optional[str] = ..., reserved_until: _Optional[str] = ..., version: _Optional[int] = ..., escalation_level: _Optional[int] = ..., sla_state: _Optional[str] = ..., breached_at: _Optional[str] = ..., created_at: _Optional[str] = ..., updated_at: _Optional[str] = ..., assigned_at: _Optional[str] = ..., started_at: _Optional[str] = ..., completed_at: _Optional[str] = ..., result: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., outcome_reason: _Optional[str] = ..., allowed_actions: _Optional[_Iterable[str]] = ..., department: _Optional[str] = ..., optional: _Optional[bool] = ..., outcome: _Optional[str] = ...) -> None: ...
+    case: str
+    sod_scope: str
+    def __init__(self, id: _Optional[int] = ..., workflow_id: _Optional[str] = ..., run_id: _Optional[str] = ..., task_name: _Optional[str] = ..., title: _Optional[str] = ..., description: _Optional[str] = ..., queue: _Optional[str] = ..., priority: _Optional[int] = ..., due_at: _Optional[str] = ..., follow_up_at: _Optional[str] = ..., context_data: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., candidate_users: _Optional[_Iterable[str]] = ..., candidate_groups: _Optional[_Iterable[str]] = ..., excluded_users: _Optional[_Iterable[str]] = ..., required_skills: _Optional[_Iterable[str]] = ..., sod_key: _Optional[str] = ..., strategy: _Optional[str] = ..., callback_url: _Optional[str] = ..., correlation_id: _Optional[str] = ..., state: _Optional[str] = ..., sub_status: _Optional[str] = ..., assignee: _Optional[str] = ..., reserved_for: _Optional[str] = ..., reserved_until: _Optional[str] = ..., version: _Optional[int] = ..., escalation_level: _Optional[int] = ..., sla_state: _Optional[str] = ..., breached_at: _Optional[str] = ..., created_at: _Optional[str] = ..., updated_at: _Optional[str] = ..., assigned_at: _Optional[str] = ..., started_at: _Optional[str] = ..., completed_at: _Optional[str] = ..., result: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., outcome_reason: _Optional[str] = ..., allowed_actions: _Optional[_Iterable[str]] = ..., department: _Optional[str] = ..., optional: _Optional[bool] = ..., outcome: _Optional[str] = ..., case: _Optional[str] = ..., sod_scope: _Optional[str] = ...) -> None: ...
 
 class CreateWorkItemRequest(_message.Message):
     __slots__ = ("workflow_id", "run_id", "task_name", "title", "description", "queue", "priority", "due_at", "follow_up_at", "context_data", "candidate_users", "candidate_groups", "excluded_users", "required_skills", "sod_key", "assignee", "strategy", "callback_url", "correlation_id")
