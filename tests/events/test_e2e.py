@@ -14,7 +14,7 @@ import pytest
 from kombu import Connection
 from rest_framework.test import APIClient
 
-from events import notifications, webhooks
+from events import bus, notifications, webhooks
 from events.consumers import NotificationConsumer
 from events.models import ProcessedEvent
 from events.nudge import redis_client
@@ -98,11 +98,10 @@ def test_create_claim_complete_reaches_exchange_webhook_and_notifications(
         _wait(lambda: ProcessedEvent.objects.count() == 4, what="4 events recorded")
         with Connection("amqp://guest:guest@127.0.0.1:5672//") as conn:
             ch = conn.channel()
+            ch.confirm_select()  # the broker holds both before the wait starts (none lost with the close)
             for env in envs[:2]:  # a redelivery, as after a relay crash: same event_id
-                ch.basic_publish(
-                    amqp.Message(json.dumps(env).encode(), delivery_mode=2),
-                    exchange=names["exchange"],
-                    routing_key=env["event_type"],
+                bus.publish_confirmed(
+                    ch, exchange=names["exchange"], routing_key=env["event_type"], body=json.dumps(env).encode()
                 )
         _wait(lambda: consumer.handled >= 6, what="duplicates consumed")
         assert ProcessedEvent.objects.count() == 4
