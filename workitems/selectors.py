@@ -498,7 +498,9 @@ def claim_next_candidate_ids(
         rows = qs.values_list("id", "queue__weight", "priority", "created_at")
         ranked = sorted(rows, key=lambda r: -r[1] * (r[2] + (now - r[3]).total_seconds() / CLAIM_NEXT_AGING_SECONDS))
         return [r[0] for r in ranked[:k]]
-    with connection.cursor() as cur:
+    # Prepared (one plan per connection): claim-next runs this after every lock that found
+    # nothing, the common answer of a busy queue with many callers.
+    with sqlcache.prepared_cursor() as cur:
         cur.execute(_CLAIM_NEXT_SQL[scored], params)
         return [row[0] for row in cur.fetchall()]
 
