@@ -337,17 +337,27 @@ def throughput_floor(db_url: str, users, queue_id: int, threads: int, duration: 
 def claim_next_sql(user, queue_name: str) -> str:
     """The SELECT … FOR UPDATE SKIP LOCKED that claim-next issues (captured, then rolled back)."""
     from django.db import connection, transaction
-    from django.test.utils import CaptureQueriesContext
+    from psycopg import ClientCursor
 
     from workitems import services
 
-    with CaptureQueriesContext(connection) as ctx, transaction.atomic():
+    seen: list[tuple[str, object]] = []
+
+    def capture(execute, sql, params, many, context):
+        seen.append((sql, params))
+        return execute(sql, params, many, context)
+
+    # An execute wrapper, not Django's query log: the log has no text for a prepared statement.
+    with connection.execute_wrapper(capture), transaction.atomic():
         services.work_item_claim_next(actor=user, queue=queue_name)
         transaction.set_rollback(True)
-    picks = [q["sql"] for q in ctx.captured_queries if "SKIP LOCKED" in q["sql"]]
+    picks = [(sql, params) for sql, params in seen if "SKIP LOCKED" in sql]
     if not picks:
         raise RuntimeError("claim-next issued no SKIP LOCKED query")
-    return picks[0]
+    sql, params = picks[0]
+    # The values written in (EXPLAIN plans them as a custom plan; the service's prepared
+    # statement runs its generic plan, whose cost the latency runs measure).
+    return ClientCursor(connection.connection).mogrify(sql, params)
 
 
 def explain(sql: str) -> str:
