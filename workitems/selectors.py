@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field, replace
 
@@ -208,14 +209,20 @@ _SCORE_SQL = (
 )
 
 
-def _claim_next_sql(scored: bool) -> str:
+@functools.cache
+def _claim_next_sql(scored: bool, k: int) -> str:
     """claim-next's candidate walk: for each of the caller's queues, the first rows of the
     partial index wi_claim_next_idx (queue, priority desc, due_at, created_at) that the
     caller may take, merged; plus OFFERED items that name the caller outside those queues.
     Unscored (no queue named, or one), the best by the index's order; `scored` (several
     queues named), the best by _SCORE_SQL of each queue's first rows. Nothing is locked
-    here: the caller locks the chosen ids with SKIP LOCKED."""
+    here: the caller locks the chosen ids with SKIP LOCKED.
+
+    `k` is written into the text, not bound: the statement is prepared with one generic plan
+    (DB_PLAN_CACHE_MODE), and a generic plan of `LIMIT $n` assumes a tenth of the rows, which
+    at a million open items chose to sort them all (2.7 s a call, bench/claim_next.py)."""
     score = _SCORE_SQL if scored else "0"
+    k = int(k)
     return f"""
 SELECT id FROM (
   SELECT c.id, c.score, c.priority, c.due_at, c.created_at
@@ -227,7 +234,7 @@ SELECT id FROM (
       AND (w.follow_up_at IS NULL OR w.follow_up_at <= %(now)s)
       AND NOT (w.id = ANY(%(skip)s::bigint[]))
     ORDER BY w.priority DESC, w.due_at ASC NULLS LAST, w.created_at ASC
-    LIMIT %(k)s
+    LIMIT {k}
   ) c
   WHERE q.id = ANY(%(qids)s::bigint[])
   UNION
@@ -239,11 +246,8 @@ SELECT id FROM (
     AND NOT (w.id = ANY(%(skip)s::bigint[]))
 ) best
 ORDER BY score DESC, priority DESC, due_at ASC NULLS LAST, created_at ASC, id ASC
-LIMIT %(k)s
+LIMIT {k}
 """
-
-
-_CLAIM_NEXT_SQL = {scored: _claim_next_sql(scored) for scored in (False, True)}
 
 
 def _positional(sql: str, params: dict) -> tuple[str, list]:
@@ -280,23 +284,30 @@ def _claim_next_queryset(walk, *, scored: bool = False, now=None) -> QuerySet[Wo
     qs = qs.select_for_update(skip_locked=True, of=("self",)).annotate(
         _head_seq=_head("seq"), _head_hash=_head("hash"), **_list_columns()
     )
-    qs = qs.filter(pk__in=walk, state=State.OFFERED)
+    # `id = ANY(ARRAY(walk))`, not `id IN (walk)`: the walk runs first, once (an InitPlan), and
+    # its k ids are fetched by the primary key. As a semi-join at the end of the seven joins
+    # above (past join_collapse_limit) PostgreSQL hash-joined every OFFERED row first: 2.5 s a
+    # call at a million open items (bench/claim_next.py).
+    chosen = RawSQL(  # noqa: S611 - the walk's constant SQL, bound parameters
+        f'"workitems_workitem"."id" = ANY(ARRAY({walk.sql}))', walk.params, output_field=BooleanField()
+    )
+    qs = qs.filter(chosen, state=State.OFFERED)
     if scored:
         return qs.annotate(_score=_score(now)).order_by("-_score", *CLAIM_ORDER)[:1]
     return qs.order_by(*CLAIM_ORDER)[:1]
 
 
 def _claim_next_walk(params: dict, scored: bool) -> RawSQL:
-    return RawSQL(*_positional(_CLAIM_NEXT_SQL[scored], params))  # noqa: S611 - a constant query, bound parameters
+    return RawSQL(*_positional(_claim_next_sql(scored, params["k"]), params))  # noqa: S611 - a constant query, bound parameters
 
 
-def _claim_next_stand_ins(stand: sqlcache.Stand) -> dict:
+def _claim_next_stand_ins(stand: sqlcache.Stand, k: int) -> dict:
     return {
+        "k": k,  # in the text (_claim_next_sql), not a parameter
         "uid": stand.value("uid"),
         "gids": stand.array("gids"),
         "qids": stand.array("qids"),
         "only": stand.array("only"),
-        "k": stand.value("k"),
         "now": timezone.now(),
         "skip": stand.array("skip"),
     }
@@ -315,10 +326,10 @@ def claim_next_lock(
 
         def build(stand: sqlcache.Stand):
             return _claim_next_queryset(
-                _claim_next_walk(_claim_next_stand_ins(stand), scored), scored=scored, now=timezone.now()
+                _claim_next_walk(_claim_next_stand_ins(stand, k), scored), scored=scored, now=timezone.now()
             )
 
-        template = sqlcache.template(("claim_next_lock", scored), build)
+        template = sqlcache.template(("claim_next_lock", scored, k), build)
         if template is not None:
             found = template.fetch(params)
             item = found[0] if found else None
@@ -501,7 +512,7 @@ def claim_next_candidate_ids(
     # Prepared (one plan per connection): claim-next runs this after every lock that found
     # nothing, the common answer of a busy queue with many callers.
     with sqlcache.prepared_cursor() as cur:
-        cur.execute(_CLAIM_NEXT_SQL[scored], params)
+        cur.execute(_claim_next_sql(scored, k), params)
         return [row[0] for row in cur.fetchall()]
 
 
