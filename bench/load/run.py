@@ -47,6 +47,9 @@ from claim_next import bench_main, make_users  # noqa: E402
 MODELS = {
     "gthread": ["-k", "gthread", "--threads", "20", "-w", "2", "--keep-alive", "75"],
     "sync": ["-k", "sync", "-w", "4"],
+    # Four processes (both cores, less GIL contention than two) that still hold keep-alive
+    # connections in threads: up to 40 database connections, as gthread's.
+    "gthread4": ["-k", "gthread", "--threads", "10", "-w", "4", "--keep-alive", "75"],
 }
 OPS = ("create", "claim-next", "start", "complete", "stats/queues", "console/live/tiles", "auth/token")
 SENTINEL = 987654321
@@ -67,6 +70,12 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=800, help="worker accounts seeded")
     p.add_argument("--login", action="store_true", help="every user logs in (auth/token, console form)")
     p.add_argument("--out", default="", help="directory for locust's CSV files (default: a temporary one)")
+    p.add_argument(
+        "--steady",
+        action="store_true",
+        help="report the steady state: Locust's --reset-stats zeroes the figures once every user is "
+        "started (users / rate seconds), so the ramp-up and the server's cold start are left out",
+    )
     return p.parse_args()
 
 
@@ -207,6 +216,8 @@ def run_locust(args, host: str, users: int, user_class: str, csv_prefix: Path, e
     cmd = [locust, "-f", str(HERE / "locustfile.py"), "--headless", "-u", str(users), "-r", str(args.rate)]
     cmd += ["-t", f"{args.duration}s", "--host", host, "--csv", str(csv_prefix), "--only-summary"]
     cmd += ["--stop-timeout", "5"]
+    if args.steady:
+        cmd += ["--reset-stats"]
     cmd += user_class.split()
     pids = _tree(server.pid)
     cpu0, _ = _cpu_rss(pids)
