@@ -20,6 +20,7 @@ so per thread, like the connection.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Hashable
 from datetime import datetime
 from typing import Any
@@ -32,6 +33,7 @@ from django.utils import timezone
 
 try:
     from django.db.backends.postgresql.base import ServerBindingCursor
+    from psycopg import sql as pgsql
 except (ImportError, ImproperlyConfigured):  # no psycopg 3 (the embedded SQLite default needs none)
     ServerBindingCursor = object
 
@@ -68,19 +70,24 @@ class Template:
     def __init__(self, queryset: QuerySet, stand: Stand) -> None:
         compiler = queryset.query.get_compiler(using=DEFAULT_DB_ALIAS)
         sql, params = compiler.as_sql()
-        self.compiler, self.sql, self.params = compiler, sql, list(params)
-        self.slots: list[tuple[int, str]] = []
-        found = set()
-        for i, p in enumerate(self.params):
+        self.compiler = compiler
+        slots: dict[int, str] = {}
+        for i, p in enumerate(params):
             name = _slot(p, stand)
             if name is not None:
-                self.slots.append((i, name))
-                found.add(name)
+                slots[i] = name
             elif _MARK in repr(p):
                 raise Unfit(f"a stand-in came through changed: {p!r}")
-        missing = {n.strip("[]") for n in stand.by_value.values()} - {n.strip("[]") for n in found}
+        missing = {n.strip("[]") for n in stand.by_value.values()} - {n.strip("[]") for n in slots.values()}
         if missing:
             raise Unfit(f"stand-ins not among the parameters: {sorted(missing)}")
+        # Every other value is the same on every call (states, roles, flags): written into the
+        # text, so the statement's one generic plan (DB_PLAN_CACHE_MODE) sees them as PostgreSQL
+        # sees constants. A bound `state IN ($1, $2)` cannot prove a partial index's predicate:
+        # the breach list's walk of the open items' due-date index became a sort of all of them.
+        keep = {i for i, p in enumerate(params) if i in slots or isinstance(p, datetime)}
+        self.sql, self.params, where = _inline(sql, list(params), keep)
+        self.slots = [(where[i], name) for i, name in slots.items()]
         select, klass_info = compiler.select, compiler.klass_info
         start, end = klass_info["select_fields"][0], klass_info["select_fields"][-1] + 1
         self.model = klass_info["model"]
@@ -117,6 +124,34 @@ class Template:
                 setattr(obj, attr, row[pos])
             objs.append(obj)
         return objs
+
+
+_PLACEHOLDER = re.compile(r"%%|%s")
+
+
+def _inline(sql: str, params: list, keep: set[int]) -> tuple[str, list, dict[int, int]]:
+    """`sql` with each parameter not in `keep` written in as a literal (psycopg's quoting, `%`
+    doubled for the placeholder syntax); the kept parameters and where each went."""
+    connection.ensure_connection()
+    conn = connection.connection
+    out: list = []
+    where: dict[int, int] = {}
+    position = iter(range(len(params)))
+
+    def place(match: re.Match) -> str:
+        if match.group() == "%%":
+            return "%%"
+        i = next(position)
+        if i in keep:
+            where[i] = len(out)
+            out.append(params[i])
+            return "%s"
+        return pgsql.Literal(params[i]).as_string(conn).replace("%", "%%")
+
+    text = _PLACEHOLDER.sub(place, sql)
+    if next(position, None) is not None:
+        raise Unfit("the SQL has fewer placeholders than parameters")
+    return text, out, where
 
 
 class _Prepared(ServerBindingCursor):

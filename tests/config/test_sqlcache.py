@@ -150,3 +150,24 @@ def test_start_up_refuses_an_unknown_plan_cache_mode():
     ok = settings_of("DATABASES", DATABASE_URL="postgres://postgres@127.0.0.1:5432/x", DB_PLAN_CACHE_MODE="auto")
     assert ok.returncode == 0, ok.stderr[-2000:]
     assert "-c plan_cache_mode=auto" in ok.stdout
+
+
+def test_a_templates_constants_are_written_into_its_text(world):
+    """Only the stand-ins (and the clock) stay parameters; every other value is in the SQL
+    text, so the one generic plan sees it as a constant. A `%` in a value survives (psycopg's
+    placeholder syntax doubles it), and the template reads what the ORM reads."""
+    item = world["items"][0]
+    WorkItem.objects.filter(pk=item.pk).update(title="50% done, 'quoted'")
+
+    def build(stand):
+        return WorkItem.objects.filter(
+            pk=stand.value("item"), state__in=["OFFERED", "ASSIGNED"], title__contains="50% done"
+        )
+
+    template = sqlcache.template(("test-inlined",), build)
+    assert template is not None
+    assert "'OFFERED'" in template.sql and "'ASSIGNED'" in template.sql
+    assert [name for _, name in template.slots] == ["item"] and len(template.params) == 1
+    (got,) = template.fetch({"item": item.pk})
+    assert got.title == "50% done, 'quoted'"
+    assert template.fetch({"item": world["items"][1].pk}) == []
