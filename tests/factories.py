@@ -162,3 +162,21 @@ def observed(item_id: int) -> dict:
         "audit": AuditRecord.objects.filter(work_item_id=item_id).count(),
         "outbox": OutboxEvent.objects.filter(aggregate_type="workitem", aggregate_id=str(item_id)).count(),
     }
+
+
+def copies(item: WorkItem, n: int, *, vary: dict[str, str] | None = None) -> None:
+    """`n` copies of `item` in one set-based INSERT (each with its own run id; `vary`: column →
+    SQL expression of the series number g), then ANALYZE, as autovacuum keeps the statistics:
+    for the tests that read a statement's plan at a size."""
+    from django.db import connection
+
+    exprs = {"run_id": "w.run_id || '-' || g", **(vary or {})}
+    cols = [f.column for f in WorkItem._meta.concrete_fields if not f.primary_key]
+    picked = [exprs.get(c, f"w.{c}") for c in cols]
+    with connection.cursor() as cur:
+        cur.execute(
+            f"INSERT INTO workitems_workitem ({', '.join(cols)}) "  # noqa: S608 - the model's own columns
+            f"SELECT {', '.join(picked)} FROM workitems_workitem w, generate_series(1, %s) g WHERE w.id = %s",
+            [n, item.pk],
+        )
+        cur.execute("ANALYZE")

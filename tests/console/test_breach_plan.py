@@ -18,27 +18,12 @@ from workitems.models import WorkItem
 pytestmark = pytest.mark.django_db
 
 
-def _grow(item: WorkItem, n: int) -> None:
-    cols = [f.column for f in WorkItem._meta.concrete_fields if not f.primary_key]
-    picked = [
-        f"w.{c} || '-' || g" if c == "run_id" else "now() + g * interval '1 minute'" if c == "due_at" else f"w.{c}"
-        for c in cols
-    ]
-    with connection.cursor() as cur:
-        cur.execute(
-            f"INSERT INTO workitems_workitem ({', '.join(cols)}) "  # noqa: S608 - the model's own columns
-            f"SELECT {', '.join(picked)} FROM workitems_workitem w, generate_series(1, %s) g WHERE w.id = %s",
-            [n, item.pk],
-        )
-        cur.execute("ANALYZE")
-
-
 def test_the_breach_lists_generic_plan_walks_the_due_date_index(db):
     svc = factories.user("bp-svc", roles=["service"])
     queue = factories.queue("bp-queue")
     item = factories.item(actor=svc, queue=queue)
     WorkItem.objects.filter(pk=item.pk).update(sla_state="at_risk")
-    _grow(item, 20_000)
+    factories.copies(item, 20_000, vary={"due_at": "now() + g * interval '1 minute'"})
     ids = [queue.pk]
     template = dashboard.sqlcache.template(
         ("console-breaches", len(ids)),

@@ -12,26 +12,12 @@ from psycopg import ClientCursor
 
 from tests import factories
 from workitems import services
-from workitems.models import WorkItem
 
 pytestmark = pytest.mark.django_db
 
 ROWS = 20_000
 # The lock's own read of the item table (unaliased; the walk's reads are aliased w, w_1).
 SEQ_SCAN = re.compile(r"Seq Scan on workitems_workitem\s+\(")
-
-
-def _grow(item: WorkItem, n: int) -> None:
-    """`n` copies of `item` (OFFERED, same queue), each with its own run id, then ANALYZE."""
-    cols = [f.column for f in WorkItem._meta.concrete_fields if not f.primary_key]
-    picked = [f"w.{c} || '-' || g" if c == "run_id" else f"w.{c}" for c in cols]
-    with connection.cursor() as cur:
-        cur.execute(
-            f"INSERT INTO workitems_workitem ({', '.join(cols)}) "  # noqa: S608 - the model's own columns
-            f"SELECT {', '.join(picked)} FROM workitems_workitem w, generate_series(1, %s) g WHERE w.id = %s",
-            [n, item.pk],
-        )
-        cur.execute("ANALYZE")  # every table's statistics, as autovacuum keeps them
 
 
 def _lock_statement(actor, **kwargs) -> str:
@@ -52,7 +38,7 @@ def _lock_statement(actor, **kwargs) -> str:
 def test_the_lock_reads_no_work_item_table_by_scanning_it(svc, alice, team_a, kwargs):
     a = factories.queue("plan-a", groups=[team_a])
     factories.queue("plan-b", groups=[team_a])
-    _grow(factories.item(actor=svc, queue=a), ROWS)
+    factories.copies(factories.item(actor=svc, queue=a), ROWS)
     sql = _lock_statement(alice, **kwargs)
     with connection.cursor() as cur:
         cur.execute("EXPLAIN " + sql)
