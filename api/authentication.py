@@ -100,10 +100,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         key = key.strip()
         if not key:
             raise exceptions.AuthenticationFailed("empty API key")
-        # One statement: the key by its prefix (as the manager's get_from_key), its user and the
-        # user's groups; the hash is checked here.
-        keys = ServiceApiKey.objects.get_usable_keys().select_related("user")
-        api_key = with_groups(keys, "user_id").filter(prefix=key.partition(".")[0]).first()
+        api_key = self._key_with_user(key.partition(".")[0])
         if api_key is None:
             raise exceptions.AuthenticationFailed("invalid API key")
         remember_groups(api_key.user, carrier=api_key)
@@ -112,6 +109,20 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         if not api_key.user.is_active:
             raise exceptions.AuthenticationFailed("the key's user is inactive")
         return api_key.user, api_key
+
+    @staticmethod
+    def _key_with_user(prefix: str):
+        """One statement: the usable key by its prefix (as the manager's get_from_key), its user
+        and the user's groups; the hash is checked by the caller. Compiled once per connection
+        (config.sqlcache), as the JWT user's read."""
+
+        def keys(prefix):
+            usable = ServiceApiKey.objects.get_usable_keys().select_related("user")
+            return with_groups(usable, "user_id").filter(prefix=prefix).order_by("pk")[:1]
+
+        template = sqlcache.template(("api-key",), lambda stand: keys(stand.text("prefix")))
+        found = keys(prefix) if template is None else template.fetch({"prefix": prefix})
+        return next(iter(found), None)
 
     def authenticate_header(self, request):
         return self.keyword

@@ -8,7 +8,8 @@ still comes from the ORM and the policy's own filters, so a model or policy chan
 edit here; only the values differ from call to call.
 
 How a value finds its place: the query is built with stand-ins (`Stand.value(name)`: negative
-integers no real id can be, or a list holding one), and each compiled parameter
+integers no real id can be, or a list holding one; `Stand.text(name)`: a string starting with a
+control character no name holds, for a lookup by name), and each compiled parameter
 equal to a stand-in becomes that name's slot. Every datetime parameter is the clock (`now`):
 a template is only for queries whose times are all "now" (role validity, follow-up). A shape
 whose stand-ins did not come through as parameters unchanged (one of them missing, or turned
@@ -41,6 +42,7 @@ except (ImportError, ImproperlyConfigured):  # no psycopg 3 (the embedded SQLite
 # lookup whose value is out of its field's range (EmptyResultSet), which would change the SQL.
 _BASE = -2_061_000_000
 _MARK = str(-_BASE)[:5]  # a stand-in's digits, to catch one that was turned into text
+_TEXT = "\x1fstand-in:"  # a text stand-in's start (a unit separator: no name or key holds one)
 
 
 class Stand:
@@ -57,6 +59,11 @@ class Stand:
 
     def values(self, name: str, n: int) -> list[int]:
         return [self.value(f"{name}{i}") for i in range(n)]
+
+    def text(self, name: str) -> str:
+        v = f"{_TEXT}{len(self.by_value)}"
+        self.by_value[v] = name
+        return v
 
     def array(self, name: str) -> list[int]:
         v = self.value(name)
@@ -76,7 +83,7 @@ class Template:
             name = _slot(p, stand)
             if name is not None:
                 slots[i] = name
-            elif _MARK in repr(p):
+            elif _MARK in repr(p) or _TEXT[1:] in repr(p):
                 raise Unfit(f"a stand-in came through changed: {p!r}")
         missing = {n.strip("[]") for n in stand.by_value.values()} - {n.strip("[]") for n in slots.values()}
         if missing:
@@ -188,7 +195,7 @@ def _slot(p: Any, stand: Stand) -> str | None:
     if isinstance(p, list) and len(p) == 1 and isinstance(p[0], int) and not isinstance(p[0], bool):
         name = stand.by_value.get(p[0])
         return name.strip("[]") if name and name.startswith("[") else None
-    if isinstance(p, int) and not isinstance(p, bool):
+    if isinstance(p, str) or (isinstance(p, int) and not isinstance(p, bool)):
         name = stand.by_value.get(p)
         return name if name and not name.startswith("[") else None
     return None

@@ -93,6 +93,28 @@ def test_a_stand_in_turned_into_text_is_refused(world):
     assert sqlcache.template(("test-unfit-text",), build) is None
 
 
+def test_a_text_stand_in_is_a_parameter_of_the_statement(world):
+    """`Stand.text` (a lookup by name): the value is bound per call, not the first caller's."""
+    plain, naming = world["items"]
+    WorkItem.objects.filter(pk=plain.pk).update(title="first % title")
+    WorkItem.objects.filter(pk=naming.pk).update(title="second")
+    template = sqlcache.template(("test-text",), lambda stand: WorkItem.objects.filter(title=stand.text("title")))
+    assert template is not None
+    assert "first" not in template.sql and "%s" in template.sql
+    assert [i.pk for i in template.fetch({"title": "first % title"})] == [plain.pk]
+    assert [i.pk for i in template.fetch({"title": "second"})] == [naming.pk]
+    assert template.fetch({"title": "third"}) == []
+
+
+def test_a_text_stand_in_changed_by_its_lookup_is_refused(world):
+    """icontains wraps the value in `%…%`: the parameter is no longer the stand-in, so the ORM is kept."""
+
+    def build(stand):
+        return WorkItem.objects.filter(title__icontains=stand.text("title"))
+
+    assert sqlcache.template(("test-unfit-text-lookup",), build) is None
+
+
 def test_a_stand_in_that_never_reaches_the_sql_is_refused(world):
     def build(stand):
         stand.value("unused")

@@ -13,7 +13,7 @@ from django.db.models import Q, Subquery
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
-from config import statements, wsconfig
+from config import sqlcache, statements, wsconfig
 from config.observability import WORKITEM_CREATE_LATENCY_MS
 from directory.models import Department
 from distribution.engine import route_item
@@ -71,32 +71,62 @@ def _lookups_for(bodies: list[dict], *, reserve_id: bool = False) -> _CreateLook
         group_names.update(body.get("candidate_groups", []))
     department_codes = {body["department"] for body in bodies if body.get("department")}
     pairs = {(body["workflow_id"], body["task_name"]) for body in bodies}
-    found = Queue.objects.select_related("lifecycle", "calendar", "department")
     task_types: dict[tuple[str, str], TaskType] = {}
+    reserve = reserve_id and connection.vendor == "postgresql"
     if len(pairs) == 1:
-        [(workflow_id, task_name)] = pairs
-        matching = TaskType.objects.filter(workflow_id=workflow_id, task_name=task_name, active=True)
-        where = Q(name__in=queue_names)
-        if any("queue" not in body for body in bodies):
-            where |= Q(pk__in=matching.values("queue_id"))
-        found = found.filter(where).annotate(_task_type_id=Subquery(matching.values("pk")[:1]))
+        [pair] = pairs
+        by_task = any("queue" not in body for body in bodies)
+        queues = _queues_of_one_task(sorted(queue_names), pair, by_task=by_task, reserve=reserve)
+        if any(getattr(q, "_task_type_id", None) for q in queues.values()):
+            task_types = _task_types_for(Q(pk__in={q._task_type_id for q in queues.values()}))
     else:
         task_types = _task_types_for(_pairs_filter(pairs))
         queue_names.update(t.queue.name for t in task_types.values() if t.queue_id)
-        found = found.filter(name__in=queue_names)
-    if reserve_id and connection.vendor == "postgresql":
-        next_id = RawSQL("nextval(pg_get_serial_sequence(%s, 'id'))", [WorkItem._meta.db_table])  # noqa: S611 - constant SQL
-        found = found.annotate(_next_item_id=next_id)
-    queues = {q.name: q for q in found}
-    if len(pairs) == 1 and any(getattr(q, "_task_type_id", None) for q in queues.values()):
-        task_types = _task_types_for(Q(pk__in={q._task_type_id for q in queues.values()}))
-    users = {u.username: u for u in User.objects.filter(username__in=usernames)}
-    groups = {g.name: g for g in Group.objects.filter(name__in=group_names)}
+        queues = {q.name: q for q in _queues_query(Q(name__in=queue_names), reserve=reserve)}
+    users = {u.username: u for u in User.objects.filter(username__in=usernames)} if usernames else {}
+    groups = {g.name: g for g in Group.objects.filter(name__in=group_names)} if group_names else {}
     for task_type in task_types.values():  # the task types' groups, for the bodies that name none
         groups.update((g.name, g) for g in task_type.candidate_groups.all())
     departments = {d.code: d for d in Department.objects.filter(code__in=department_codes)} if department_codes else {}
     cases = _cases_named({b["case"] for b in bodies if b.get("case")})
     return _CreateLookups(queues, users, groups, departments, task_types, cases=cases)
+
+
+def _queues_query(where: Q, *, reserve: bool, task_type=None):
+    """The queues `where` selects with what a create uses of them (lifecycle, calendar,
+    department), the id of `task_type`'s active task type (a queryset of one) as `_task_type_id`,
+    and with `reserve` a fresh work-item id as `_next_item_id`."""
+    found = Queue.objects.select_related("lifecycle", "calendar", "department").filter(where)
+    if task_type is not None:
+        found = found.annotate(_task_type_id=Subquery(task_type.values("pk")[:1]))
+    if reserve:
+        next_id = RawSQL("nextval(pg_get_serial_sequence(%s, 'id'))", [WorkItem._meta.db_table])  # noqa: S611 - constant SQL
+        found = found.annotate(_next_item_id=next_id)
+    return found
+
+
+def _queues_of_one_task(names: list[str], pair: tuple[str, str], *, by_task: bool, reserve: bool) -> dict:
+    """The named queues of bodies that are all one (workflow_id, task_name), each with that
+    task's active task type id (and with `by_task` the task type's own queue too): one statement,
+    compiled once per shape and connection (config.sqlcache): building it through the ORM cost
+    more than its round trip on every create."""
+
+    def build(names, workflow_id, task_name):
+        matching = TaskType.objects.filter(workflow_id=workflow_id, task_name=task_name, active=True)
+        where = Q(name__in=names)
+        if by_task:
+            where |= Q(pk__in=matching.values("queue_id"))
+        return _queues_query(where, reserve=reserve, task_type=matching)
+
+    def stand_ins(stand):
+        return build([stand.text(f"q{i}") for i in range(len(names))], stand.text("wf"), stand.text("task"))
+
+    template = sqlcache.template(("create-queues", len(names), by_task, reserve), stand_ins) if names else None
+    if template is None:
+        found = build(names, *pair)
+    else:
+        found = template.fetch({"wf": pair[0], "task": pair[1], **{f"q{i}": n for i, n in enumerate(names)}})
+    return {q.name: q for q in found}
 
 
 def _cases_named(numbers: set[str]) -> dict[str, Case]:
