@@ -28,9 +28,12 @@ from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DEFAULT_DB_ALIAS, connection
+from django.db.backends.utils import CursorDebugWrapper
 from django.db.models import QuerySet
 from django.db.models.query import get_related_populators
 from django.utils import timezone
+
+from config import tracing
 
 try:
     from django.db.backends.postgresql.base import ServerBindingCursor
@@ -165,7 +168,18 @@ class _Prepared(ServerBindingCursor):
     """psycopg 3's server-side binding, each statement prepared (once per connection)."""
 
     def execute(self, query, params=None, **kwargs):
-        return super().execute(query, params, prepare=True)
+        with tracing.sql_span(query, self.connection.info):
+            return super().execute(query, params, prepare=True)
+
+
+class _PreparedDebug(CursorDebugWrapper):
+    """Django's query log for a prepared statement: its SQL as sent (with `%s` placeholders).
+    Django asks the cursor for the query it executed, which psycopg does not keep for a
+    prepared one: the log held None."""
+
+    def execute(self, sql, params=None):
+        with self.debug_sql(sql, params):
+            return super(CursorDebugWrapper, self).execute(sql, params)  # the wrappers, not the log twice
 
 
 def prepared_cursor(conn=None):
@@ -184,7 +198,7 @@ def prepared_cursor(conn=None):
     if ServerBindingCursor is object or getattr(raw, "prepare_threshold", None) is None:
         return conn.cursor()
     cursor = _Prepared(raw)
-    return conn.make_debug_cursor(cursor) if conn.queries_logged else conn.make_cursor(cursor)
+    return _PreparedDebug(cursor, conn) if conn.queries_logged else conn.make_cursor(cursor)
 
 
 class Unfit(Exception):

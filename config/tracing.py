@@ -163,6 +163,23 @@ def tracer() -> trace.Tracer:
     return (_provider or trace.get_tracer_provider()).get_tracer(TRACER_NAME)
 
 
+@contextlib.contextmanager
+def sql_span(statement: str, conn_info=None) -> Iterator[None]:
+    """A client span for one SQL statement sent outside psycopg's instrumented cursors (the
+    prepared statements of config.sqlcache): named and attributed as the instrumentation names
+    its own (first word; `db.system`, `db.statement` without the values, `db.name`). Nothing
+    when tracing is off."""
+    if _provider is None:
+        yield
+        return
+    attributes = {"db.system": "postgresql", "db.statement": statement}
+    if conn_info is not None:
+        attributes.update({"db.name": conn_info.dbname, "net.peer.name": conn_info.host})
+    name = statement.split(None, 1)[0] if statement.strip() else "postgresql"
+    with tracer().start_as_current_span(name, kind=SpanKind.CLIENT, attributes=attributes):
+        yield
+
+
 # --- W3C trace context ------------------------------------------------------------------------
 
 

@@ -193,3 +193,13 @@ def test_a_templates_constants_are_written_into_its_text(world):
     (got,) = template.fetch({"item": item.pk})
     assert got.title == "50% done, 'quoted'"
     assert template.fetch({"item": world["items"][1].pk}) == []
+
+
+def test_the_query_log_shows_a_prepared_statements_sql(world):
+    """Django's query log (DEBUG, CaptureQueriesContext) holds a prepared statement's text, not None."""
+    from django.test.utils import CaptureQueriesContext
+
+    template = sqlcache.template(("test-log",), lambda stand: WorkItem.objects.filter(pk=stand.value("item")))
+    with CaptureQueriesContext(connection) as log:
+        template.fetch({"item": world["items"][0].pk})
+    assert [q["sql"] for q in log.captured_queries] == [template.sql]
