@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import models
@@ -39,6 +40,18 @@ def _field_of(queryset, name: str) -> models.Field:
     """The model field (or annotation's output field) a queryset is ordered by."""
     annotation = queryset.query.annotations.get(name)
     return annotation.output_field if annotation is not None else queryset.model._meta.get_field(name)
+
+
+@dataclass(frozen=True)
+class Window:
+    """What a request asks of the keyset: the ordering field, the direction the index is walked,
+    the page size, the cursor's (value, id) or None, and whether it pages backwards."""
+
+    field: str
+    scan_desc: bool
+    size: int
+    after: tuple | None
+    reverse: bool
 
 
 class Cursor(BasePagination):
@@ -107,32 +120,50 @@ class Cursor(BasePagination):
 
     # --- paging ------------------------------------------------------------------------
 
-    def paginate_queryset(self, queryset, request, view=None):
+    def window(self, request, view, field_of) -> Window:
+        """The page the request asks for: ordering (the view's `cursor_ordering`, else by id),
+        size, and the cursor's position checked against the type of the ordering's field
+        (`field_of(name)`)."""
         self.request = request
         ordering = getattr(view, "cursor_ordering", None)
         first = ordering(request)[0] if ordering else "-id"
         desc, field = first.startswith("-"), first.lstrip("-")
-        size = self.get_page_size(request)
         token = request.query_params.get(self.cursor_query_param)
         position = self._decode(token) if token else None
         reverse = bool(position and position[2])
-        scan_desc = desc != reverse
-        qs = queryset.order_by(f"-{field}", "-id") if scan_desc else queryset.order_by(field, "id")
+        after = None
         if position is not None:
-            value, pk, _ = position
-            value = self._checked(value, _field_of(queryset, field))
-            op = "lt" if scan_desc else "gt"
+            after = (self._checked(position[0], field_of(field)), position[1])
+        return Window(field, desc != reverse, self.get_page_size(request), after, reverse)
+
+    @staticmethod
+    def apply(queryset, w: Window, after: tuple | None):
+        """`queryset` in the window's order, past `after` ((value, id), or None), one row more
+        than the page (to know whether another follows)."""
+        field = w.field
+        qs = queryset.order_by(f"-{field}", "-id") if w.scan_desc else queryset.order_by(field, "id")
+        if after is not None:
+            value, pk = after
+            op = "lt" if w.scan_desc else "gt"
             qs = qs.filter(Q(**{f"{field}__{op}": value}) | Q(**{field: value, f"id__{op}": pk}))
-        rows = list(qs[: size + 1])
-        more = len(rows) > size
-        rows = rows[:size]
-        if reverse:
+        return qs[: w.size + 1]
+
+    def page(self, rows: list, w: Window) -> list:
+        """The page of `rows` (what `apply` selected), and the keys of its next/previous links."""
+        more = len(rows) > w.size
+        rows = rows[: w.size]
+        if w.reverse:
             rows.reverse()
+        field = w.field
         key = (lambda row: (getattr(row, field), row.pk)) if field != "id" else (lambda row: (row.pk, row.pk))
-        came_from = position is not None
-        self.next_key = key(rows[-1]) if rows and (more if not reverse else came_from) else None
-        self.previous_key = key(rows[0]) if rows and (more if reverse else came_from) else None
+        came_from = w.after is not None
+        self.next_key = key(rows[-1]) if rows and (more if not w.reverse else came_from) else None
+        self.previous_key = key(rows[0]) if rows and (more if w.reverse else came_from) else None
         return rows
+
+    def paginate_queryset(self, queryset, request, view=None):
+        w = self.window(request, view, lambda name: _field_of(queryset, name))
+        return self.page(list(self.apply(queryset, w, w.after)), w)
 
     def _link(self, key, reverse: bool):
         if key is None:

@@ -193,6 +193,18 @@ for _database in DATABASES.values():
         # that does not keep prepared statements across server connections (PgBouncer < 1.21).
         if envbool("DB_PREPARED_STATEMENTS", "true"):
             _database["OPTIONS"]["prepare_threshold"] = 2**31 - 1  # never by count: sqlcache asks
+        # A bounded pool per process (psycopg_pool, Django's `pool` option): DB_POOL_MAX_SIZE
+        # connections at most, shared by the process's threads, instead of one persistent
+        # connection per thread (gthread's 20 threads: 20 connections a process). Off (0) by
+        # default; docs/performance.md compares the two under load.
+        _pool_max = envint("DB_POOL_MAX_SIZE", "0")
+        if _pool_max > 0:
+            _database["CONN_MAX_AGE"] = 0  # the pool keeps the connections
+            _database["OPTIONS"]["pool"] = {
+                "min_size": min(envint("DB_POOL_MIN_SIZE", "1"), _pool_max),
+                "max_size": _pool_max,
+                "timeout": envint("DB_POOL_TIMEOUT", "10"),
+            }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env("REDIS_URL", "redis://127.0.0.1:6379/0")

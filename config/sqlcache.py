@@ -10,8 +10,11 @@ edit here; only the values differ from call to call.
 How a value finds its place: the query is built with stand-ins (`Stand.value(name)`: negative
 integers no real id can be, or a list holding one; `Stand.text(name)`: a string starting with a
 control character no name holds, for a lookup by name), and each compiled parameter
-equal to a stand-in becomes that name's slot. Every datetime parameter is the clock (`now`):
-a template is only for queries whose times are all "now" (role validity, follow-up). A shape
+equal to a stand-in becomes that name's slot (`Stand.time(name)`: a datetime in 1901, for a
+cursor's position). Every other datetime parameter within an hour of the build is the clock
+(`now`: role validity, follow-up), bound afresh on every call; one over a year off is a
+constant (a far-future sort key), written into the text like the other constants; one in
+between (a horizon such as now + 4 h) makes the shape unfit, as it would be frozen. A shape
 whose stand-ins did not come through as parameters unchanged (one of them missing, or turned
 into something else) is not kept, and the caller uses the ORM.
 
@@ -23,10 +26,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Hashable
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from django.core.exceptions import ImproperlyConfigured
+from django.core.exceptions import EmptyResultSet, ImproperlyConfigured
 from django.db import DEFAULT_DB_ALIAS, connection
 from django.db.backends.utils import CursorDebugWrapper
 from django.db.models import QuerySet
@@ -44,7 +47,11 @@ except (ImportError, ImproperlyConfigured):  # no psycopg 3 (the embedded SQLite
 # Negative (no id sequence gives one) and inside a 32-bit integer column's range: Django drops a
 # lookup whose value is out of its field's range (EmptyResultSet), which would change the SQL.
 _BASE = -2_061_000_000
+_SMALL_TOP = 32_767  # small stand-ins count down from the top of smallint (no priority is near it)
 _MARK = str(-_BASE)[:5]  # a stand-in's digits, to catch one that was turned into text
+_CLOCK = timedelta(hours=1)  # a datetime parameter this close to the build is the clock
+_FAR = timedelta(days=366)  # one this far from it is a constant
+_TIME_BASE = datetime(1901, 1, 1, tzinfo=UTC)  # time stand-ins: microseconds past it
 _TEXT = "\x1fstand-in:"  # a text stand-in's start (a unit separator: no name or key holds one)
 
 
@@ -63,8 +70,21 @@ class Stand:
     def values(self, name: str, n: int) -> list[int]:
         return [self.value(f"{name}{i}") for i in range(n)]
 
+    def small(self, name: str) -> int:
+        """An integer stand-in in a small integer column's range (0-32767), for a value compared
+        with one (a priority, at most 100): Django proves a lookup out of the column's range
+        empty, which would change the SQL."""
+        v = _SMALL_TOP - len(self.by_value)
+        self.by_value[v] = name
+        return v
+
     def text(self, name: str) -> str:
         v = f"{_TEXT}{len(self.by_value)}"
+        self.by_value[v] = name
+        return v
+
+    def time(self, name: str) -> datetime:
+        v = _TIME_BASE + timedelta(microseconds=len(self.by_value))
         self.by_value[v] = name
         return v
 
@@ -95,9 +115,14 @@ class Template:
         # text, so the statement's one generic plan (DB_PLAN_CACHE_MODE) sees them as PostgreSQL
         # sees constants. A bound `state IN ($1, $2)` cannot prove a partial index's predicate:
         # the breach list's walk of the open items' due-date index became a sort of all of them.
-        keep = {i for i, p in enumerate(params) if i in slots or isinstance(p, datetime)}
+        built = timezone.now()
+        clock = {i for i, p in enumerate(params) if i not in slots and _time_kind(p, built) == "clock"}
+        if any(_time_kind(p, built) == "near" for i, p in enumerate(params) if i not in slots):
+            raise Unfit("a time near the clock but not it (a horizon such as now + 4 h) would be frozen")
+        keep = set(slots) | clock
         self.sql, self.params, where = _inline(sql, list(params), keep)
         self.slots = [(where[i], name) for i, name in slots.items()]
+        self.clock = [where[i] for i in sorted(clock)]
         select, klass_info = compiler.select, compiler.klass_info
         start, end = klass_info["select_fields"][0], klass_info["select_fields"][-1] + 1
         self.model = klass_info["model"]
@@ -109,9 +134,8 @@ class Template:
     def bind(self, values: dict[str, Any]) -> list:
         params = list(self.params)
         now = values.get("now") or timezone.now()
-        for i, p in enumerate(params):
-            if isinstance(p, datetime):
-                params[i] = now
+        for i in self.clock:
+            params[i] = now
         for i, name in self.slots:
             params[i] = values[name]
         return params
@@ -205,11 +229,22 @@ class Unfit(Exception):
     """The query's values do not come through as plain parameters: use the ORM for it."""
 
 
+def _time_kind(p: Any, built: datetime) -> str | None:
+    """ "clock" for a datetime within an hour of the build, "constant" for one over a year
+    away (a far-future sort key), "near" for any other (unfit), None for what is no datetime."""
+    if not isinstance(p, datetime):
+        return None
+    if p.tzinfo is None:
+        return "near"
+    off = abs(p - built)
+    return "clock" if off < _CLOCK else "constant" if off > _FAR else "near"
+
+
 def _slot(p: Any, stand: Stand) -> str | None:
     if isinstance(p, list) and len(p) == 1 and isinstance(p[0], int) and not isinstance(p[0], bool):
         name = stand.by_value.get(p[0])
         return name.strip("[]") if name and name.startswith("[") else None
-    if isinstance(p, str) or (isinstance(p, int) and not isinstance(p, bool)):
+    if isinstance(p, str | datetime) or (isinstance(p, int) and not isinstance(p, bool)):
         name = stand.by_value.get(p)
         return name if name and not name.startswith("[") else None
     return None
@@ -229,7 +264,7 @@ def template(key: Hashable, build: Callable[[Stand], QuerySet]) -> Template | No
         stand = Stand()
         try:
             found = Template(build(stand), stand)
-        except Unfit:
+        except (Unfit, EmptyResultSet):  # a shape Django proves empty when compiling: the ORM's
             found = _UNFIT
         cache[key] = found
     return None if found is _UNFIT else found

@@ -74,6 +74,16 @@ def _list_columns() -> dict:
     }
 
 
+def with_lists(qs: QuerySet[WorkItem]) -> QuerySet[WorkItem]:
+    """`qs` with each item's candidate and excluded lists: as names read in the same statement on
+    PostgreSQL (three array columns, evaluated only for the rows a LIMIT keeps), for
+    `keep_lists` to move to `item.list_names`; prefetched elsewhere (three statements)."""
+    columns = _list_columns()
+    if columns:
+        return qs.annotate(**columns)
+    return qs.prefetch_related(*_LISTS)
+
+
 def keep_lists(item: WorkItem) -> None:
     """Move the lists read with the row to `item.list_names` ({list: [names]})."""
     names = {name: item.__dict__.pop(f"_list_{name}") for name in _LISTS if f"_list_{name}" in item.__dict__}

@@ -50,7 +50,11 @@ MODELS = {
     # Four processes (both cores, less GIL contention than two) that still hold keep-alive
     # connections in threads: up to 40 database connections, as gthread's.
     "gthread4": ["-k", "gthread", "--threads", "10", "-w", "4", "--keep-alive", "75"],
+    # gthread's processes and threads over a bounded pool: 8 database connections a process
+    # (DB_POOL_MAX_SIZE), not one per thread.
+    "gthread-pool": ["-k", "gthread", "--threads", "20", "-w", "2", "--keep-alive", "75"],
 }
+MODEL_ENV = {"gthread-pool": {"DB_POOL_MAX_SIZE": "8"}}
 OPS = ("create", "claim-next", "start", "complete", "stats/queues", "console/live/tiles", "auth/token")
 SENTINEL = 987654321
 SENTINEL_UUID = "00000000-0000-4000-8000-00000000abcd"
@@ -158,7 +162,7 @@ def start_server(model: str, port: int, env: dict, log_path: Path) -> subprocess
         *MODELS[model],
     ]
     proc = subprocess.Popen(  # noqa: S603 - the venv's gunicorn, fixed arguments
-        cmd, cwd=ROOT, env=env, stdout=log_path.open("w"), stderr=subprocess.STDOUT
+        cmd, cwd=ROOT, env={**env, **MODEL_ENV.get(model, {})}, stdout=log_path.open("w"), stderr=subprocess.STDOUT
     )
     return answering(proc, f"http://127.0.0.1:{port}/api/v1/features", f"gunicorn ({model})", log_path)
 

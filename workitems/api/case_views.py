@@ -14,7 +14,7 @@ from api.schema import IDEMPOTENCY_KEY, PROBLEM_RESPONSES, page_size_parameter
 from api.views import WorkstreamAPIView, etag, parse_if_match
 from workitems import cases, services
 from workitems.api import serializers as s
-from workitems.api.views import _body, with_relations
+from workitems.api.views import _body, rows, with_relations
 from workitems.models import CaseState
 
 
@@ -113,7 +113,7 @@ class CaseDetailView(WorkstreamAPIView):
         case = cases.case_get_for(actor=actor, case_number=case_number)
         items = with_relations(cases.case_items_for(actor=actor, case=case))
         body = case_representation(case, actor)
-        body["items"] = [s.item_representation(i, actor) for i in items]
+        body["items"] = [s.item_representation(i, actor) for i in rows(items)]
         body["history"] = [s.audit_representation(r) for r in cases.case_history_for(actor=actor, case=case)]
         return case_response(case, actor, body=body)
 
