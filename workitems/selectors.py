@@ -26,11 +26,11 @@ from django.utils import timezone
 
 from audit.models import AuditHead
 from config import sqlcache
-from distribution.constraints import Locked, has_profile, id_set, lock_user
+from distribution.constraints import Locked, has_profile, id_set, load_filter, lock_user
 from distribution.strategies import Candidate
 from workitems import policy
 from workitems.errors import NotFound
-from workitems.models import HELD_STATES, Queue, State, WorkItem
+from workitems.models import Queue, State, WorkItem
 
 # The order in which items are handed out: most urgent first (claim-next, the inbox).
 CLAIM_ORDER = (F("priority").desc(), F("due_at").asc(nulls_last=True), "created_at", "id")
@@ -387,10 +387,7 @@ def _member_and_held(actor, only_queues: list[int] | None) -> tuple[QuerySet[Que
     )
     if only_queues is not None:
         member = member.filter(pk__in=id_set(only_queues))
-    held = WorkItem.objects.filter(
-        Q(assignee_id=actor.pk, state__in=HELD_STATES) | Q(reserved_for_id=actor.pk, state=State.OFFERED)
-    )
-    return member, held
+    return member, WorkItem.objects.filter(load_filter(actor.pk))
 
 
 def _claimer_queryset(actor, only_queues: list[int] | None):
