@@ -382,9 +382,7 @@ class Claimer:
 def _member_and_held(actor, only_queues: list[int] | None) -> tuple[QuerySet[Queue], QuerySet[WorkItem]]:
     """The claimer's active member queues (its groups, valid roles), of `only_queues` when
     given, and what it holds or has reserved."""
-    member = Queue.objects.filter(active=True).filter(
-        Q(candidate_groups__in=policy.group_ids_of(actor)) | Q(pk__in=policy.role_queue_ids(actor))
-    )
+    member = Queue.objects.filter(policy.queue_member_filter(actor, queue_ref="pk"), active=True)
     if only_queues is not None:
         member = member.filter(pk__in=id_set(only_queues))
     return member, WorkItem.objects.filter(load_filter(actor.pk))
@@ -399,7 +397,7 @@ def _claimer_queryset(actor, only_queues: list[int] | None):
         .objects.select_related("workstream_profile")
         .annotate(
             _queues=ArraySubquery(
-                member.distinct().values(
+                member.values(
                     j=JSONObject(
                         id=F("id"), roles=F("lifecycle__action_roles"), cap=F("capacity_per_user"), weight=F("weight")
                     )
@@ -455,7 +453,7 @@ def claimer_lock(actor, *, queue_names: list[str] | None = None) -> Claimer:
     else:  # the embedded SQLite default: three statements
         member, held = _member_and_held(actor, only_queues)
         user = get_user_model().objects.select_related("workstream_profile").get(pk=actor.pk)
-        queues = list(member.distinct().values_list("id", "lifecycle__action_roles", "capacity_per_user", "weight"))
+        queues = list(member.values_list("id", "lifecycle__action_roles", "capacity_per_user", "weight"))
         held_ids = list(held.values_list("queue_id", flat=True))
     profile = getattr(user, "workstream_profile", None) if has_profile(user) else None
     now = timezone.now()
