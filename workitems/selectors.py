@@ -36,18 +36,12 @@ from workitems.models import Queue, State, WorkItem
 CLAIM_ORDER = (F("priority").desc(), F("due_at").asc(nulls_last=True), "created_at", "id")
 
 
-def visibility_filter(actor) -> Q | None:
-    """None when `actor` sees every item; otherwise the items of its queues, the items it is a
-    candidate for, and its own (the rule: policy.may_see; this is policy.visible_filter)."""
-    return policy.visible_filter(actor)
-
-
 def work_item_list_for(*, actor) -> QuerySet[WorkItem]:
     """All items `actor` may see (filters are applied on top by the caller)."""
     qs = WorkItem.objects.select_related("queue", "assignee", "department", "task_type")
     if actor is not None and not actor.is_authenticated:
         return qs.none()
-    q = visibility_filter(actor)
+    q = policy.visible_filter(actor)
     return qs if q is None else qs.filter(q)
 
 
@@ -159,7 +153,7 @@ def work_item_get_for(*, actor, item_id: int, for_update: bool = False, claimer=
                 raise WorkItem.DoesNotExist
             item = found[0]
         else:
-            visibility = None if sees_all else visibility_filter(actor)
+            visibility = None if sees_all else policy.visible_filter(actor)
             qs = _get_for_queryset(actor, item_id, for_update=for_update, claimer=claimer, visibility=visibility)
             item = qs.get()
     except (WorkItem.DoesNotExist, ValueError, TypeError):
@@ -184,7 +178,7 @@ def keep_head(item: WorkItem) -> None:
 
 
 def work_item_visible_to(*, actor, item: WorkItem) -> bool:
-    q = visibility_filter(actor)
+    q = policy.visible_filter(actor)
     if q is None:
         return True
     if not actor.is_authenticated:
@@ -509,13 +503,3 @@ def claim_next_candidate_ids(
     with sqlcache.prepared_cursor() as cur:
         cur.execute(_claim_next_sql(scored, k), params)
         return [row[0] for row in cur.fetchall()]
-
-
-def member_queue_ids(actor, *, only_queue: int | None = None) -> list[int]:
-    """Active queues whose items `actor` may take as a member (its groups, valid roles)."""
-    qs = Queue.objects.filter(active=True).filter(
-        Q(candidate_groups__in=policy.group_ids_of(actor)) | Q(pk__in=policy.role_queue_ids(actor))
-    )
-    if only_queue is not None:
-        qs = qs.filter(pk=only_queue)
-    return sorted(set(qs.values_list("id", flat=True)))
