@@ -40,7 +40,7 @@ from directory.models import RoleAssignment
 from distribution.strategies import Candidate
 from workitems import policy
 from workitems.errors import ConstraintViolated
-from workitems.models import HELD_STATES, Queue, WorkItem
+from workitems.models import HELD_STATES, Queue, State, WorkItem
 
 CONSTRAINTS = ("active", "available", "capacity", "skills", "excluded", "separation_of_duties")
 # Audit actions by which a user "acts" on an item, for separation of duties.
@@ -117,12 +117,42 @@ class _Count(Subquery):
     output_field = IntegerField()
 
 
+# --- load and capacity: the one definition ---------------------------------------------------
+
+# What counts toward a user's load, the measure of the capacity constraint: the items they
+# hold (assigned, in progress, suspended) and the items reserved for them (OFFERED). Each part
+# is the column naming the user and the states it counts in; an item is in one part at most.
+LOAD_PARTS: tuple[tuple[str, Q], ...] = (
+    ("assignee_id", Q(state__in=HELD_STATES)),
+    ("reserved_for_id", Q(state=State.OFFERED)),
+)
+
+
+def load_parts(user) -> tuple[Q, Q]:
+    """LOAD_PARTS as filters over work items for one user (an id, or an expression such as
+    OuterRef("pk")): (held, reserved)."""
+    held, reserved = (Q(**{column: user}) & states for column, states in LOAD_PARTS)
+    return held, reserved
+
+
+def load_filter(user) -> Q:
+    """The items that count toward `user`'s load (held plus reserved)."""
+    held, reserved = load_parts(user)
+    return held | reserved
+
+
+def fits(load: int, limit: int | None) -> bool:
+    """The capacity rule: a load of `load` items is within `limit` (None: no limit)."""
+    return limit is None or load <= limit
+
+
 def _load_columns(item: WorkItem) -> dict:
-    """What each user holds (assigned, in progress, suspended) and has reserved for them, in
-    all queues and in the item's, not counting the item itself: columns of the user's row."""
+    """What each user holds and has reserved for them (load_parts), in all queues and in the
+    item's, not counting the item itself: columns of the user's row."""
     others = WorkItem.objects.exclude(pk=item.pk) if item.pk else WorkItem.objects.all()
-    held = others.filter(assignee_id=OuterRef("pk"), state__in=HELD_STATES).values("id")
-    reserved = others.filter(reserved_for_id=OuterRef("pk"), state="OFFERED").values("id")
+    held_q, reserved_q = load_parts(OuterRef("pk"))
+    held = others.filter(held_q).values("id")
+    reserved = others.filter(reserved_q).values("id")
     return {
         "_held": _Count(held),
         "_held_here": _Count(held.filter(queue_id=item.queue_id)),
@@ -237,9 +267,8 @@ def sod_blocked_ids(item: WorkItem, user_ids: Iterable[int]) -> set[int]:
 
 
 def under_capacity(c: Candidate, queue_limit: int | None) -> bool:
-    if queue_limit is not None and c.queue_load >= queue_limit:
-        return False
-    return c.capacity is None or c.load < c.capacity
+    """Room for one more item: in the queue (`queue_limit`, its capacity_per_user) and overall."""
+    return fits(c.queue_load + 1, queue_limit) and fits(c.load + 1, c.capacity)
 
 
 def _has_skills(c: Candidate, required: list[str]) -> bool:

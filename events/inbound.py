@@ -50,6 +50,8 @@ COMMANDS = (CREATE, *CALLER_ACTIONS)
 FAST_PATH_TTL = 24 * 3600
 MAX_COMMAND_ID = 64
 APPLIED, REJECTED, DUPLICATE = "applied", "rejected", "duplicate"
+# The envelope's text fields, stored as they come (inbox row, outcome event, request id).
+ENVELOPE = ("command_id", "actor", "correlation_id")
 
 
 class Poison(Exception):
@@ -82,6 +84,12 @@ def parse(body: bytes) -> dict[str, Any]:
     correlation_id = cmd.get("correlation_id", "")
     if not isinstance(correlation_id, str) or len(correlation_id) > 200:
         raise Poison("correlation_id must be a string of at most 200 characters")
+    # What the inbox and the outcome event store as text: refused here, as the REST parser
+    # refuses it (schemas.nul_errors), rather than failing in the database on every delivery.
+    # The create body and the action arguments are checked by the commands themselves.
+    envelope = {key: cmd[key] for key in ENVELOPE if key in cmd}
+    if unstorable := schemas.nul_errors(envelope):
+        raise Poison("; ".join(f"{e['field']} {e['message']}" for e in unstorable))
     if cmd["command"] == "create":
         if not isinstance(cmd.get("data"), dict):
             raise Poison("create needs data (the create body, an object)")

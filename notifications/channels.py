@@ -21,6 +21,7 @@ from django.conf import settings
 from django.core.mail import EmailMessage, get_connection
 
 from config import wsconfig
+from config.timefmt import isoformat_z
 from events import urlguard, webhooks
 from notifications import models as m
 
@@ -149,7 +150,7 @@ def pagerduty_event(d: m.NotificationDelivery, routing_key: str) -> dict:
             "summary": d.title[:1024],
             "source": "workstream",
             "severity": SEVERITY.get(d.kind, "warning"),
-            "timestamp": d.created_at.isoformat(),
+            "timestamp": isoformat_z(d.created_at),
             "component": d.queue or "workstream",
             "group": d.queue or "workstream",
             "class": d.kind,

@@ -15,13 +15,14 @@ from workitems.models import Queue
 
 
 def queue_list_for(*, actor) -> QuerySet[Queue]:
-    """Queues `actor` may see: all for admins, supervisors and services; a worker's own otherwise."""
+    """Queues `actor` may see: all for admins, supervisors and services; otherwise those it is a
+    member of (policy.queue_member_filter: a candidate group, or a role assignment valid now)."""
     qs = Queue.objects.select_related("escalation_queue", "lifecycle", "department").prefetch_related(
         "candidate_groups", "supervisor_groups"
     )
     if policy.sees_everything(actor):
         return qs
-    return qs.filter(candidate_groups__in=policy.group_ids_of(actor)).distinct()
+    return qs.filter(policy.queue_member_filter(actor, queue_ref="pk"))
 
 
 def queue_get_for(*, actor, name: str) -> Queue:

@@ -26,20 +26,14 @@ from django.utils import timezone
 
 from audit.models import AuditHead
 from config import sqlcache
-from distribution.constraints import Locked, has_profile, id_set, lock_user
+from distribution.constraints import Locked, has_profile, id_set, load_filter, lock_user
 from distribution.strategies import Candidate
 from workitems import policy
 from workitems.errors import NotFound
-from workitems.models import HELD_STATES, Queue, State, WorkItem
+from workitems.models import Queue, State, WorkItem
 
 # The order in which items are handed out: most urgent first (claim-next, the inbox).
 CLAIM_ORDER = (F("priority").desc(), F("due_at").asc(nulls_last=True), "created_at", "id")
-
-
-def visibility_filter(actor) -> Q | None:
-    """None when `actor` sees every item; otherwise the items of its queues, the items it is a
-    candidate for, and its own (the rule: policy.may_see; this is policy.visible_filter)."""
-    return policy.visible_filter(actor)
 
 
 def work_item_list_for(*, actor) -> QuerySet[WorkItem]:
@@ -47,7 +41,7 @@ def work_item_list_for(*, actor) -> QuerySet[WorkItem]:
     qs = WorkItem.objects.select_related("queue", "assignee", "department", "task_type")
     if actor is not None and not actor.is_authenticated:
         return qs.none()
-    q = visibility_filter(actor)
+    q = policy.visible_filter(actor)
     return qs if q is None else qs.filter(q)
 
 
@@ -169,7 +163,7 @@ def work_item_get_for(*, actor, item_id: int, for_update: bool = False, claimer=
                 raise WorkItem.DoesNotExist
             item = found[0]
         else:
-            visibility = None if sees_all else visibility_filter(actor)
+            visibility = None if sees_all else policy.visible_filter(actor)
             qs = _get_for_queryset(actor, item_id, for_update=for_update, claimer=claimer, visibility=visibility)
             item = qs.get()
     except (WorkItem.DoesNotExist, ValueError, TypeError):
@@ -194,7 +188,7 @@ def keep_head(item: WorkItem) -> None:
 
 
 def work_item_visible_to(*, actor, item: WorkItem) -> bool:
-    q = visibility_filter(actor)
+    q = policy.visible_filter(actor)
     if q is None:
         return True
     if not actor.is_authenticated:
@@ -392,15 +386,10 @@ class Claimer:
 def _member_and_held(actor, only_queues: list[int] | None) -> tuple[QuerySet[Queue], QuerySet[WorkItem]]:
     """The claimer's active member queues (its groups, valid roles), of `only_queues` when
     given, and what it holds or has reserved."""
-    member = Queue.objects.filter(active=True).filter(
-        Q(candidate_groups__in=policy.group_ids_of(actor)) | Q(pk__in=policy.role_queue_ids(actor))
-    )
+    member = Queue.objects.filter(policy.queue_member_filter(actor, queue_ref="pk"), active=True)
     if only_queues is not None:
         member = member.filter(pk__in=id_set(only_queues))
-    held = WorkItem.objects.filter(
-        Q(assignee_id=actor.pk, state__in=HELD_STATES) | Q(reserved_for_id=actor.pk, state=State.OFFERED)
-    )
-    return member, held
+    return member, WorkItem.objects.filter(load_filter(actor.pk))
 
 
 def _claimer_queryset(actor, only_queues: list[int] | None):
@@ -412,7 +401,7 @@ def _claimer_queryset(actor, only_queues: list[int] | None):
         .objects.select_related("workstream_profile")
         .annotate(
             _queues=ArraySubquery(
-                member.distinct().values(
+                member.values(
                     j=JSONObject(
                         id=F("id"), roles=F("lifecycle__action_roles"), cap=F("capacity_per_user"), weight=F("weight")
                     )
@@ -468,7 +457,7 @@ def claimer_lock(actor, *, queue_names: list[str] | None = None) -> Claimer:
     else:  # the embedded SQLite default: three statements
         member, held = _member_and_held(actor, only_queues)
         user = get_user_model().objects.select_related("workstream_profile").get(pk=actor.pk)
-        queues = list(member.distinct().values_list("id", "lifecycle__action_roles", "capacity_per_user", "weight"))
+        queues = list(member.values_list("id", "lifecycle__action_roles", "capacity_per_user", "weight"))
         held_ids = list(held.values_list("queue_id", flat=True))
     profile = getattr(user, "workstream_profile", None) if has_profile(user) else None
     now = timezone.now()
@@ -524,13 +513,3 @@ def claim_next_candidate_ids(
     with sqlcache.prepared_cursor() as cur:
         cur.execute(_claim_next_sql(scored, k), params)
         return [row[0] for row in cur.fetchall()]
-
-
-def member_queue_ids(actor, *, only_queue: int | None = None) -> list[int]:
-    """Active queues whose items `actor` may take as a member (its groups, valid roles)."""
-    qs = Queue.objects.filter(active=True).filter(
-        Q(candidate_groups__in=policy.group_ids_of(actor)) | Q(pk__in=policy.role_queue_ids(actor))
-    )
-    if only_queue is not None:
-        qs = qs.filter(pk=only_queue)
-    return sorted(set(qs.values_list("id", flat=True)))

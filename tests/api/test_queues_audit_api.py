@@ -5,8 +5,10 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 
 from audit.models import AuditRecord
+from directory.models import Role, RoleAssignment
 from tests import factories
 from tests.api.helpers import assert_field_error, assert_problem, drive
 from workitems import services
@@ -96,6 +98,25 @@ def test_get_queue_and_unknown_queue(api, alice, queue):
     assert resp.status_code == 200 and resp.json()["name"] == queue.name
     assert resp.json()["candidate_groups"] == ["team-a"]
     assert_problem(api(alice).get("/api/v1/queues/unknown"), 404, "not-found")
+
+
+def test_a_member_through_a_role_assignment_sees_the_queue_it_may_claim_from(api, svc, bob, queue):
+    """Queue membership is one rule (policy.queue_member_filter: a candidate group or a role
+    assignment valid now) for claiming and for reading the queue: bob, not in team A, holds a
+    role granting team A's queue, claims its item and sees the queue; once the role lapses he
+    does neither."""
+    role = Role.objects.create(code="reviewer", name="reviewer")
+    role.queues.set([queue])
+    grant = RoleAssignment.objects.create(user=bob, role=role, valid_from=timezone.now() - timedelta(hours=1))
+    item = factories.item(actor=svc, queue=queue)
+    assert services.work_item_claim_next(actor=bob).pk == item.pk
+    resp = api(bob).get(f"/api/v1/queues/{queue.name}")
+    assert resp.status_code == 200, resp.content
+    assert resp.json()["name"] == queue.name
+    assert [q["name"] for q in api(bob).get("/api/v1/queues").json()] == [queue.name]
+    RoleAssignment.objects.filter(pk=grant.pk).update(valid_to=timezone.now())
+    assert_problem(api(bob).get(f"/api/v1/queues/{queue.name}"), 404, "not-found")
+    assert api(bob).get("/api/v1/queues").json() == []
 
 
 def test_patch_queue_changes_only_what_is_sent_and_is_audited(api, admin, queue):

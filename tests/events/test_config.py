@@ -40,6 +40,20 @@ def test_bad_event_settings_name_the_key(tmp_path, overrides, key):
         # Deeply nested JSON: past the parser's recursion limit, and within it but past MAX_DEPTH.
         (b'{"command_id": "1", "data": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "nested deeper than 64"),
         (b'{"command_id": "1", "data": ' + b"[" * 70 + b"]" * 70 + b"}", "nested deeper than 64"),
+        # Envelope text PostgreSQL cannot store (schemas.nul_errors, as the REST parser checks it).
+        (
+            b'{"command_id": "1", "command": "claim", "actor": "a", "item_id": 1, "correlation_id": "c\\u0000"}',
+            "correlation_id must not contain NUL",
+        ),
+        (b'{"command_id": "1", "command": "claim", "actor": "a\\u0000", "item_id": 1}', "actor must not contain NUL"),
+        (
+            b'{"command_id": "1\\u0000", "command": "claim", "actor": "a", "item_id": 1}',
+            "command_id must not contain NUL",
+        ),
+        (
+            b'{"command_id": "1", "command": "claim", "actor": "a", "item_id": 1, "correlation_id": "\\ud800"}',
+            "correlation_id must not contain lone UTF-16 surrogates",
+        ),
     ],
 )
 def test_inbound_parse_names_what_is_wrong(body, reason):

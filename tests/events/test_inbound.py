@@ -138,9 +138,8 @@ def test_poison_goes_to_the_dlq_with_its_reason_and_the_consumer_carries_on(
     events_config({"relay": {"nudge": "none"}})
     command_bus.send(b"{not json")
     command_bus.send({"command_id": "x1", "command": "explode", "actor": "svc"})
-    # Well-formed, but PostgreSQL refuses its NUL character every time (the create body is
-    # checked for NUL by the service layer; the correlation id is not checked by anyone):
-    # it fails 3 times, then it is dead-lettered.
+    # A NUL character in an envelope field (here the correlation id) is refused at parse, as
+    # the REST parser refuses it: dead-lettered at once with the field named, not retried.
     nul = {
         "command_id": str(uuid.uuid4()),
         "command": "create",
@@ -164,7 +163,7 @@ def test_poison_goes_to_the_dlq_with_its_reason_and_the_consumer_carries_on(
     reasons = [m.headers["x-workstream-reason"] for m in dead]
     assert reasons[0].startswith("invalid command: not JSON")
     assert reasons[1].startswith("invalid command: command must be one of")
-    assert reasons[2].startswith("failed 3 times: DataError")  # psycopg refuses the NUL
+    assert reasons[2] == "invalid command: correlation_id must not contain NUL (\\u0000) characters"
     assert dead[0].body == b"{not json"  # the original message, untouched
     assert json.loads(dead[2].body)["command_id"] == nul["command_id"]
     assert not InboxCommand.objects.filter(command_id=nul["command_id"]).exists()  # nothing half-applied

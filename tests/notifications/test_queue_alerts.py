@@ -10,6 +10,7 @@ from datetime import timedelta
 
 import pytest
 
+from config.timefmt import isoformat_z
 from notifications import channels, tasks
 from notifications.models import Notification, NotificationDelivery
 from tests import factories
@@ -224,6 +225,7 @@ def test_a_breach_on_a_critical_queue_pages_once_through_a_500(pagerduty, svc, a
     assert f"#{item.pk}" in payload["summary"] and payload["custom_details"]["work_item"] == item.pk
     d = NotificationDelivery.objects.get(channel="pagerduty")
     assert (d.status, d.attempts, d.recipient) == ("sent", 2, "pagerduty:global")
+    assert payload["timestamp"] == isoformat_z(d.created_at)  # one time format (config.timefmt), Z not +00:00
     # the routing key is nowhere but in the request to PagerDuty
     assert ROUTING_KEY not in caplog.text
     assert ROUTING_KEY not in json.dumps(list(NotificationDelivery.objects.values()), default=str)

@@ -4,6 +4,8 @@ lowest priority first, through release and the queue's distribution, never back 
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from audit.models import AuditRecord
@@ -95,3 +97,19 @@ def test_the_redistribution_is_cheap_when_nobody_is_over(svc, alice, push_queue,
     with django_assert_max_num_queries(3):
         assert services.work_items_redistribute_over_capacity(user=alice) == []
     assert WorkItem.objects.filter(assignee=alice).count() == 2
+
+
+def test_a_lowered_queue_limit_counts_reservations_as_load(ada, svc, alice, carol, team_a):
+    """The queue-wide pass picks its people by the load the constraints count (held plus
+    reserved, constraints.load_filter), as the per-person pass measures it: one item held and
+    two reserved is three, over a limit of two, though only one is held."""
+    q = factories.queue("reserving-q", groups=[team_a], strategy="round_robin", reservation_timeout=timedelta(hours=1))
+    held, *reserved = given(svc, q, alice, [1, 2, 3])
+    assert all(WorkItem.objects.get(pk=i.pk).reserved_for_id == alice.pk for i in (held, *reserved))
+    services.work_item_accept(item_id=held.pk, actor=alice)
+    services.queue_update(actor=ada, name="reserving-q", data={"capacity_per_user": 2})
+    # the held one goes (reservations are not released); she is within the limit again
+    moved = WorkItem.objects.get(pk=held.pk)
+    assert (moved.state, moved.assignee_id, moved.reserved_for_id) == (State.OFFERED, None, carol.pk)
+    assert [WorkItem.objects.get(pk=i.pk).reserved_for_id for i in reserved] == [alice.pk, alice.pk]
+    assert services.work_items_redistribute_over_capacity(user=alice) == []

@@ -1,4 +1,5 @@
-"""Commands on work items, queues and lifecycle definitions: the one way they change.
+"""Commands on work items and their definitions (queues, lifecycles, calendars, cases, task
+types): the one way they change.
 
 One module per action family (as Zulip's `zerver/actions/` does), all running on
 the command runner in `_core` (lock, version check, named validation pipeline,
@@ -8,9 +9,10 @@ transition, audit record and outbox event in one transaction):
     assignment   offer, assign, claim, claim_next, release, accept, reject, delegate, forward
     lifecycle    start, complete, fail, suspend, resume, cancel, skip, set_sub_status
     escalation   escalate; the SLA scan (work_item_sla_advance, sla_scan)
-    moves        move to another queue; the capacity check (queue_rebalance, queues_capacity_check)
+    moves        move to another queue; the capacity check (queue_rebalance, queues_capacity_check);
+                 a person's or a queue's excess over capacity redistributed
     absence      hand-over and return for absences, reservation expiry
-    definitions  queue and lifecycle-definition commands
+    definitions  create and update queues, lifecycle definitions and business calendars
     encryption   re-encryption of the encrypted context keys (context_keys_rotate)
     cases        case_create, case_close, case_reopen (items join a case on create)
     task_types   task types (a workflow's task defaults) and workflow registration

@@ -4,8 +4,13 @@ A command runs in one transaction that (1) locks the item row, (2) checks the
 caller's expected version, (3) runs the command's named validation pipeline,
 (4) fires the django-fsm transition, (5) bumps `version` and saves the changed
 fields, and (6) writes the audit record and the outbox event. The family
-modules beside this one (create, assignment, lifecycle, escalation, absence,
-definitions) hold the commands; nothing else changes a work item.
+modules beside this one hold the commands (services/__init__.py says which does
+what): create, assignment, lifecycle, escalation, moves, absence, supervision
+and bulk change work items (bulk through the others' commands; create inserts
+through `record_change` rather than `execute`), encryption re-encrypts their
+context keys in place, and definitions, cases and task_types change queues,
+lifecycles, calendars, cases and task types, each audited in its own stream.
+Nothing else changes a work item.
 """
 
 from __future__ import annotations

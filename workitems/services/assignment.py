@@ -9,6 +9,7 @@ from django.db.models import Value
 
 from config import statements, wsconfig
 from directory.roles import roles_of
+from distribution import constraints
 from workitems import policy, schemas
 from workitems.errors import (
     ConstraintViolated,
@@ -97,8 +98,7 @@ def _claimable_queue_ids(actor, claimer) -> list[int] | None:
     (policy.action_roles) and where it is under capacity_per_user, counting reservations as
     load, so claim-next does not walk items it could not take; None when it is at its
     personal capacity."""
-    personal = claimer.candidate.capacity
-    if personal is not None and len(claimer.held_queue_ids) >= personal:
+    if not constraints.fits(len(claimer.held_queue_ids) + 1, claimer.candidate.capacity):
         return None
     custom = wsconfig.get().features.lifecycle.custom
     roles = roles_of(actor)
@@ -106,7 +106,7 @@ def _claimable_queue_ids(actor, claimer) -> list[int] | None:
         qid
         for qid, overrides, cap in claimer.queues
         if roles & policy.lifecycle_action_roles("claim", overrides if custom else None)
-        and (cap is None or claimer.held_in(qid) < cap)
+        and constraints.fits(claimer.held_in(qid) + 1, cap)
     )
 
 

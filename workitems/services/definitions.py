@@ -1,6 +1,7 @@
-"""Definition commands: create and change queues and lifecycle definitions (admins).
-Each change is validated, applied and audited (stream `queue:<id>` / `lifecycle:<id>`,
-with the before and after) in one transaction; the REST API and the admin call these."""
+"""Definition commands: create and change queues, lifecycle definitions and business calendars
+(admins). Each change is validated, applied and audited (stream `queue:<id>` /
+`lifecycle:<id>` / `calendar:<id>`, with the before and after) in one transaction; the REST
+API and the admin call these."""
 
 from __future__ import annotations
 

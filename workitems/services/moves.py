@@ -4,6 +4,7 @@ capacity check that alerts on a filling queue and moves its excess to the overfl
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -14,10 +15,11 @@ from django.utils import timezone
 from audit.services import audit_record
 from config.timefmt import isoformat_z
 from directory.models import Profile
+from distribution import constraints
 from events.outbox import outbox_enqueue
 from workitems import errors, policy
 from workitems.errors import Conflict, NotAllowed, ValidationFailed
-from workitems.models import HELD_STATES, OPEN_STATES, Queue, State, WorkItem
+from workitems.models import OPEN_STATES, Queue, State, WorkItem
 from workitems.services._core import Command, execute, lock_for_system, push
 
 log = logging.getLogger(__name__)
@@ -155,15 +157,8 @@ def queues_capacity_check(*, now=None) -> dict[str, Any]:
 
 
 def _loads(user) -> tuple[int, dict[int, int]]:
-    """What `user` holds plus what is reserved for them (the load distribution counts),
-    overall and per queue."""
-    rows = (
-        WorkItem.objects.filter(
-            Q(assignee_id=user.pk, state__in=HELD_STATES) | Q(reserved_for_id=user.pk, state=State.OFFERED)
-        )
-        .values_list("queue_id")
-        .annotate(n=Count("id"))
-    )
+    """`user`'s load (constraints.load_filter: held plus reserved), overall and per queue."""
+    rows = WorkItem.objects.filter(constraints.load_filter(user.pk)).values_list("queue_id").annotate(n=Count("id"))
     per_queue = dict(rows)
     return sum(per_queue.values()), per_queue
 
@@ -195,7 +190,7 @@ def work_items_redistribute_over_capacity(*, user, reason: str = "over capacity"
     limits = dict(
         Queue.objects.filter(pk__in=per_queue, capacity_per_user__isnull=False).values_list("id", "capacity_per_user")
     )
-    if (capacity is None or total <= capacity) and all(per_queue[q] <= limit for q, limit in limits.items()):
+    if constraints.fits(total, capacity) and all(constraints.fits(n, limits.get(q)) for q, n in per_queue.items()):
         return []
     released = []
     candidates = (
@@ -204,9 +199,7 @@ def work_items_redistribute_over_capacity(*, user, reason: str = "over capacity"
         .values_list("id", "queue_id")
     )
     for item_id, queue_id in candidates:
-        over = capacity is not None and total > capacity
-        over_here = queue_id in limits and per_queue[queue_id] > limits[queue_id]
-        if not (over or over_here):
+        if constraints.fits(total, capacity) and constraints.fits(per_queue[queue_id], limits.get(queue_id)):
             continue
         try:
             with transaction.atomic():
@@ -222,15 +215,19 @@ def work_items_redistribute_over_capacity(*, user, reason: str = "over capacity"
 
 
 def work_items_redistribute_queue_over_capacity(*, queue: Queue) -> list[int]:
-    """After a queue's `capacity_per_user` was lowered: each person holding more of its items
-    than that gets their excess redistributed (work_items_redistribute_over_capacity)."""
+    """After a queue's `capacity_per_user` was lowered: each person whose load in it (held plus
+    reserved, constraints.LOAD_PARTS) is above that gets their excess redistributed
+    (work_items_redistribute_over_capacity)."""
     if queue.capacity_per_user is None:
         return []
-    over = (
-        WorkItem.objects.filter(queue=queue, state__in=HELD_STATES, assignee__isnull=False)
-        .values_list("assignee")
-        .annotate(n=Count("id"))
-        .filter(n__gt=queue.capacity_per_user)
-    )
-    users = get_user_model().objects.filter(pk__in=[uid for uid, _ in over]).order_by("pk")
+    loads: Counter[int] = Counter()
+    for column, states in constraints.LOAD_PARTS:
+        rows = (
+            WorkItem.objects.filter(states, queue=queue, **{f"{column}__isnull": False})
+            .values_list(column)
+            .annotate(n=Count("id"))
+        )
+        loads.update(dict(rows))
+    over = [uid for uid, n in loads.items() if not constraints.fits(n, queue.capacity_per_user)]
+    users = get_user_model().objects.filter(pk__in=over).order_by("pk")
     return [i for user in users for i in work_items_redistribute_over_capacity(user=user, reason="capacity lowered")]
