@@ -335,9 +335,9 @@ def _ms(values: list[float]) -> str:
     return f"{pct(values, 50):.2f} / {pct(values, 99):.2f} ms"
 
 
-def report(a: dict, b: dict | None, notes: list[tuple[str, str]], t_start: float) -> None:
+def report(a: dict, b: dict | None, notes: list[tuple[str, str]], t_start: float, first: str = "(a)") -> None:
     rows = []
-    for tag, m in (("(a)", a), ("(b)", b)):
+    for tag, m in ((first, a), ("(b)", b)):
         if m is None:
             continue
         who = f"{m['live']:,} live, {m['archived']:,} archived"
@@ -391,7 +391,7 @@ def report(a: dict, b: dict | None, notes: list[tuple[str, str]], t_start: float
                 f"| {what} p50 / p99 | {_ms(a[key])} (load {a[load]:.1f}) | {_ms(b[key])} (load {b[load]:.1f}) | "
                 f"{pct(b[key], 50) / pct(a[key], 50):.2f}× / {pct(b[key], 99) / pct(a[key], 99):.2f}× |"
             )
-    for tag, m in (("(a)", a), ("(b)", b)):
+    for tag, m in ((first, a), ("(b)", b)):
         if m is not None:
             print(f"\n{tag} EXPLAIN (ANALYZE, BUFFERS) of claim-next's SELECT … FOR UPDATE SKIP LOCKED:\n")
             print(m["plan"])
@@ -471,7 +471,7 @@ def measure_again(args) -> int:
     t_start = time.perf_counter()
     users = get_user_model().objects
     m = measure("measure-only", users.get(username="bench-sam"), users.get(username="claimer00000"), args.samples)
-    report(m, None, [], t_start)
+    report(m, None, [], t_start, first="(again)")
     return 0
 
 
