@@ -130,6 +130,13 @@ class Template:
         self.init_list = [f[0].target.attname for f in select[start:end]]
         self.annotation_col_map = compiler.annotation_col_map
         self.col_count = compiler.col_count if compiler.has_extra_select else None
+        # What the ORM's iterable works out for every execution, worked out once: the columns'
+        # converters and the select_related populators (a fifth of a fetch's Python).
+        fields = [col[0] for col in select[0 : compiler.col_count]]
+        self.converters = compiler.get_converters(fields)
+        self.composite = compiler.has_composite_fields(fields)
+        self.fields = fields
+        self.populators = get_related_populators(klass_info, select, DEFAULT_DB_ALIAS)
 
     def bind(self, values: dict[str, Any]) -> list:
         params = list(self.params)
@@ -148,11 +155,14 @@ class Template:
         if self.col_count is not None:
             rows = [r[: self.col_count] for r in rows]
         compiler = self.compiler
-        populators = get_related_populators(compiler.klass_info, compiler.select, DEFAULT_DB_ALIAS)
+        if self.converters:
+            rows = compiler.apply_converters(rows, self.converters)
+        if self.composite:
+            rows = compiler.composite_fields_to_tuples(rows, self.fields)
         objs = []
-        for row in compiler.results_iter(results=[rows]):
+        for row in rows:
             obj = self.model.from_db(DEFAULT_DB_ALIAS, self.init_list, row[self.model_slice])
-            for populator in populators:
+            for populator in self.populators:
                 populator.populate(row, obj)
             for attr, pos in self.annotation_col_map.items():
                 setattr(obj, attr, row[pos])
