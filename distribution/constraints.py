@@ -36,6 +36,7 @@ from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from audit.models import AuditRecord
+from config import sqlcache
 from directory.models import RoleAssignment
 from distribution.strategies import Candidate
 from workitems import policy
@@ -365,8 +366,15 @@ def check_candidate(user, item: WorkItem, *, known: bool | None = None) -> None:
 
 def lock_user(user_id: int) -> None:
     """Serialise assignments to one user, so two concurrent ones cannot both pass capacity.
-    Lock order everywhere: item row, then round-robin cursor, then user row."""
-    list(get_user_model().objects.select_for_update().filter(pk=user_id).values_list("pk"))
+    Lock order everywhere: item row, then round-robin cursor, then user row. On PostgreSQL one
+    prepared statement (the ORM built and compiled this lock on every claim)."""
+    users = get_user_model()
+    if connection.vendor != "postgresql":
+        list(users.objects.select_for_update().filter(pk=user_id).values_list("pk"))
+        return
+    meta, quote = users._meta, connection.ops.quote_name
+    with sqlcache.prepared_cursor() as cur:
+        cur.execute(f"SELECT 1 FROM {quote(meta.db_table)} WHERE {quote(meta.pk.column)} = %s FOR UPDATE", [user_id])
 
 
 def check_can_hold(
