@@ -22,6 +22,21 @@ database (--keep keeps it).
       --sizes visible items (default 25,000 and 722,000): p50 with today's filter and, in the
       same run, with the filter it replaced (correlated EXISTS, JIT on as PostgreSQL ships),
       and the plan of today's query. Target: p50 at the largest ≤ 1.5 × p50 at the smallest.
+
+and, each a bench of its own run here as a child process with its own databases (its output
+shown as it runs, its table's rows added to this one, each under the bench's name):
+
+  http      bench/http_hot.py (targets 3, 5, 6): over gunicorn, ours against a naive DRF app:
+            create, list and get; list and get at 10k and 1M items; a web worker's RSS over
+            100,000 requests. Needs wrk (`apt-get install -y wrk`). --http-args are passed on.
+  viewflow  bench/viewflow_lifecycle.py (target 4): one lifecycle against django-viewflow
+            (installed from PyPI into a venv of its own). --viewflow-args.
+  relay     bench/relay_memory.py (target 6): the relay's and consumers' RSS over a drain of a
+            million events. --relay-args.
+
+--parts all (the default) runs commands, procs, list, http, viewflow and relay: the table of
+targets 2–6 in one run (about an hour on a 2-CPU machine). Every row carries the load average
+at the time it was measured.
 """
 
 from __future__ import annotations
@@ -29,7 +44,10 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
+import shlex
 import statistics
+import subprocess
 import sys
 import time
 import uuid
@@ -58,13 +76,63 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=3, help="alternated rounds in (a)")
     p.add_argument("--sizes", default="25000,722000", help="visible items for the list runs (b)")
     p.add_argument("--samples", type=int, default=15, help="list requests per size and filter")
-    p.add_argument("--parts", default="commands,list", help="which of (a) commands, (a16) procs, (b) list to run")
+    p.add_argument(
+        "--parts",
+        default="all",
+        help=f"which of {', '.join(PARTS)} to run (comma-separated), or all",
+    )
+    p.add_argument("--http-args", default="", help="arguments for bench/http_hot.py (part http)")
+    p.add_argument("--viewflow-args", default="", help="arguments for bench/viewflow_lifecycle.py (part viewflow)")
+    p.add_argument("--relay-args", default="", help="arguments for bench/relay_memory.py (part relay)")
     p.add_argument("--procs", type=int, default=16, help="concurrent processes in (a16)")
     p.add_argument("--profile", action="store_true", help="print a cProfile of our lifecycle and stop")
-    return p.parse_args()
+    args = p.parse_args()
+    args.parts = PARTS if args.parts == "all" else tuple(x.strip() for x in args.parts.split(","))
+    unknown = set(args.parts) - set(PARTS)
+    if unknown:
+        p.error(f"unknown parts: {', '.join(sorted(unknown))} (choose from {', '.join(PARTS)})")
+    return args
 
 
+PARTS = ("commands", "procs", "list", "http", "viewflow", "relay")
+CHILDREN = {  # part: (bench script, the argument that carries its options)
+    "http": ("http_hot.py", "http_args"),
+    "viewflow": ("viewflow_lifecycle.py", "viewflow_args"),
+    "relay": ("relay_memory.py", "relay_args"),
+}
 STEPS = ("create", "claim-next", "start", "complete")
+
+
+def load() -> str:
+    return "load " + "/".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+class DriverClock:
+    """Time spent inside psycopg's wait (the server's work, the network and psycopg's own code
+    for each statement and commit) while installed: the rest of a call is the caller's Python.
+    Installed around a round of (a), for ours and the floor alike."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+    def __enter__(self):
+        from psycopg import connection as pgconnection
+
+        self._cls, self._orig = pgconnection.Connection, pgconnection.Connection.wait
+        orig, clock = self._orig, self
+
+        def wait(conn, gen, *args, **kwargs):
+            t = time.perf_counter()
+            try:
+                return orig(conn, gen, *args, **kwargs)
+            finally:
+                clock.seconds += time.perf_counter() - t
+
+        self._cls.wait = wait
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._cls.wait = self._orig
 
 
 # --- (a) the command path vs the floor ------------------------------------------------------------
@@ -215,31 +283,61 @@ def command_path(args, bench_url: str, svc, team) -> list[tuple[str, str, str, s
     floor_round(bench_url, svc, floor_worker, floor_q, 1.0)
     ratios: dict[str, list[float]] = {s: [] for s in (*STEPS, "lifecycle")}
     rates: dict[str, list[tuple[float, float]]] = {s: [] for s in ratios}
+    split: dict[str, list[tuple[float, float]]] = {"ours": [], "floor": []}  # per lifecycle: (driver, rest) s
+    loads = []
     for r in range(args.rounds):
-        ours = ours_round(svc, ours_worker, ours_q, args.duration)
-        floor = floor_round(bench_url, svc, floor_worker, floor_q, args.duration)
+        t0 = time.perf_counter()
+        with DriverClock() as clock:
+            ours = ours_round(svc, ours_worker, ours_q, args.duration)
+        n = len(ours["create"])
+        split["ours"].append((clock.seconds / n, (time.perf_counter() - t0 - clock.seconds) / n))
+        t0 = time.perf_counter()
+        with DriverClock() as clock:
+            floor = floor_round(bench_url, svc, floor_worker, floor_q, args.duration)
+        n = len(floor["create"])
+        split["floor"].append((clock.seconds / n, (time.perf_counter() - t0 - clock.seconds) / n))
         ours["lifecycle"] = [sum(t) for t in zip(*(ours[s] for s in STEPS), strict=True)]
         floor["lifecycle"] = [sum(t) for t in zip(*(floor[s] for s in STEPS), strict=True)]
         for s in ratios:
             mo, mf = statistics.median(ours[s]), statistics.median(floor[s])
             ratios[s].append(mf / mo)
             rates[s].append((1 / mo, 1 / mf))
-        print(f"  round {r + 1}: " + ", ".join(f"{s} {ratios[s][-1]:.2f}x" for s in ratios), flush=True)
-    return [
+        loads.append(f"{os.getloadavg()[0]:.1f}")
+        print(f"  round {r + 1}: " + ", ".join(f"{s} {ratios[s][-1]:.2f}x" for s in ratios) + f"; {load()}", flush=True)
+    rows = [
         ratio_row(
             f"(a) {s}: in-process vs psycopg floor, 1 connection",
             statistics.median(ratios[s]),
             args.rounds,
             (statistics.median(o for o, _ in rates[s]), statistics.median(f for _, f in rates[s])),
+            loads,
         )
         for s in ratios
     ]
+    (od, orest), (fd, frest) = (tuple(statistics.median(x[i] for x in split[side]) for i in (0, 1)) for side in split)
+    rows.append(
+        (
+            "(a) a lifecycle's time: in the driver (psycopg's wait: server, network, psycopg) + the rest (Python)",
+            f"ours {od * 1e3:.1f} + {orest * 1e3:.1f} ms; floor {fd * 1e3:.1f} + {frest * 1e3:.1f} ms "
+            f"(with no Python of ours at all: {fd + frest:.4f} / {od:.4f} = {(fd + frest) / od:.2f}x)",
+            "",
+            "",
+        )
+    )
+    return rows
 
 
-def ratio_row(measure: str, ratio: float, rounds: int, rates: tuple[float, float] | None = None):
-    """A table row of a ratio against the ≥ 0.5x target (with the two rates, when given)."""
+def ratio_row(measure: str, ratio: float, rounds: int, rates: tuple[float, float] | None = None, loads=()):
+    """A table row of a ratio against the ≥ 0.5x target (with the two rates, when given, and
+    each round's one-minute load average)."""
     shown = f"{rates[0]:,.0f}/s vs {rates[1]:,.0f}/s = " if rates else ""
-    return (measure, f"{shown}**{ratio:.2f}x** (median of {rounds})", "≥ 0.5x", "met" if ratio >= 0.5 else "missed")
+    at = f"; load {', '.join(loads)}" if loads else ""
+    return (
+        measure,
+        f"{shown}**{ratio:.2f}x** (median of {rounds}{at})",
+        "≥ 0.5x",
+        "met" if ratio >= 0.5 else "missed",
+    )
 
 
 # --- (a16) the same at concurrent processes -------------------------------------------------------
@@ -303,6 +401,7 @@ def procs_path(args, bench_url: str, svc, team) -> list[tuple[str, str, str, str
 
     ratios: dict[str, list[float]] = {s: [] for s in (*STEPS, "lifecycle")}
     throughput: list[tuple[float, float]] = []
+    loads: list[str] = []
     with multiprocessing.get_context("spawn").Pool(n, initializer=_proc_init, initargs=(bench_url,)) as pool:
         pool.map(_proc_run, tasks("ours", 0.5), chunksize=1)  # warm-up (imports, connections, plans)
         pool.map(_proc_run, tasks("floor", 0.5), chunksize=1)
@@ -312,9 +411,11 @@ def procs_path(args, bench_url: str, svc, team) -> list[tuple[str, str, str, str
             for s in ratios:
                 ratios[s].append(statistics.median(floor[s]) / statistics.median(ours[s]))
             throughput.append((len(ours["lifecycle"]) / args.duration, len(floor["lifecycle"]) / args.duration))
+            loads.append(f"{os.getloadavg()[0]:.1f}")
             print(
                 f"  round {r + 1} at {n} processes: lifecycles {throughput[-1][0]:.0f}/s vs {throughput[-1][1]:.0f}/s; "
-                + ", ".join(f"{s} {ratios[s][-1]:.2f}x" for s in ratios),
+                + ", ".join(f"{s} {ratios[s][-1]:.2f}x" for s in ratios)
+                + f"; {load()}",
                 flush=True,
             )
     rows = [
@@ -323,11 +424,15 @@ def procs_path(args, bench_url: str, svc, team) -> list[tuple[str, str, str, str
             statistics.median(o / f for o, f in throughput),
             args.rounds,
             (statistics.median(o for o, _ in throughput), statistics.median(f for _, f in throughput)),
+            loads,
         )
     ]
     rows += [
         ratio_row(
-            f"(a16) {s} at {n} processes: median latency, floor / ours", statistics.median(ratios[s]), args.rounds
+            f"(a16) {s} at {n} processes: median latency, floor / ours",
+            statistics.median(ratios[s]),
+            args.rounds,
+            loads=loads,
         )
         for s in ratios
     ]
@@ -446,16 +551,47 @@ def run(args, bench_url: str, t_start: float) -> int:
     if "procs" in args.parts:
         print(f"(a16) the command path at {args.procs} processes …", flush=True)
         rows += procs_path(args, bench_url, svc, team)
-    if "list" not in args.parts:
-        print_table(rows, t_start)
-        return 0
-    print("(b) the worker's list …", flush=True)
-    lister = factories.user("hot-lister", roles=["worker"], groups=[team[2]])
-    visible = factories.queue("hot-list", groups=[team[2]])
-    hidden = factories.queue("hot-hidden", groups=[team[0]])
-    rows += list_runs(args, lister, visible, hidden)
+    if "list" in args.parts:
+        print("(b) the worker's list …", flush=True)
+        lister = factories.user("hot-lister", roles=["worker"], groups=[team[2]])
+        visible = factories.queue("hot-list", groups=[team[2]])
+        hidden = factories.queue("hot-hidden", groups=[team[0]])
+        rows += list_runs(args, lister, visible, hidden)
+    for part in (p for p in PARTS if p in CHILDREN and p in args.parts):
+        rows += child_rows(part, getattr(args, CHILDREN[part][1]))
     print_table(rows, t_start)
     return 0
+
+
+def child_rows(part: str, extra: str) -> list[tuple[str, str, str, str]]:
+    """Run one of the other benches (CHILDREN) as a child process, its output shown as it
+    comes, and return the rows of the table it printed last, each under the bench's name. A
+    bench that fails gives one row saying so (the rest of the table still prints)."""
+    script = Path(__file__).resolve().parent / CHILDREN[part][0]
+    cmd = [sys.executable, str(script), *shlex.split(extra)]
+    print(f"({part}) {' '.join(cmd[1:])} … ({load()})", flush=True)
+    lines: list[str] = []
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:  # noqa: S603
+        for line in proc.stdout:
+            print(f"  [{part}] {line}", end="", flush=True)
+            lines.append(line.rstrip("\n"))
+    if proc.returncode != 0:
+        return [(f"[{script.name}]", f"failed (exit {proc.returncode}; its output is above)", "", "missed")]
+    return [(f"[{script.name}] {row[0]}", *row[1:]) for row in table_rows(lines)]
+
+
+def table_rows(lines: list[str]) -> list[tuple[str, ...]]:
+    """The rows of the last `| measure | result | target | |` table in `lines`."""
+    starts = [i for i, line in enumerate(lines) if line.startswith("| measure |")]
+    if not starts:
+        return []
+    rows = []
+    for line in lines[starts[-1] + 2 :]:
+        if not line.startswith("|"):
+            break
+        cells = [c.strip() for c in line.strip().strip("|").split(" | ")]
+        rows.append(tuple(cells + [""] * (4 - len(cells)))[:4])
+    return rows
 
 
 def main() -> int:

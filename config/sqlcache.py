@@ -41,8 +41,10 @@ from config import tracing
 try:
     from django.db.backends.postgresql.base import ServerBindingCursor
     from psycopg import sql as pgsql
+    from psycopg._queries import PostgresQuery, _query2pg_nocache
 except (ImportError, ImproperlyConfigured):  # no psycopg 3 (the embedded SQLite default needs none)
     ServerBindingCursor = object
+    PostgresQuery = None
 
 # Negative (no id sequence gives one) and inside a 32-bit integer column's range: Django drops a
 # lookup whose value is out of its field's range (EmptyResultSet), which would change the SQL.
@@ -198,8 +200,39 @@ def _inline(sql: str, params: list, keep: set[int]) -> tuple[str, list, dict[int
     return text, out, where
 
 
+# psycopg turns a query's `%s` placeholders into `$1 …` on every execute, and caches the result
+# only for a query under 4 kB with at most 50 parameters (its guard against ORM-made statements
+# of ever-changing length). Ours are a few shapes each, longer than that (a lock with its
+# joins and subqueries, a command's one write statement): converted once per process here.
+_CONVERTED: dict[tuple[str | bytes, str], tuple] = {}
+_CONVERTED_MAX = 2048  # shapes; past it a new one is converted per call, as psycopg would
+
+
+if PostgresQuery is not None:
+
+    class _KeptQuery(PostgresQuery):
+        """psycopg's query conversion, its result kept per SQL text (see _CONVERTED)."""
+
+        __slots__ = ()
+
+        def convert(self, query, vars):
+            if vars is None or not isinstance(query, str | bytes):
+                return super().convert(query, vars)
+            key = (query, self._tx.encoding)  # the text as given: no encoding on a hit
+            kept = _CONVERTED.get(key)
+            if kept is None:
+                kept = _query2pg_nocache(self._ensure_bytes(query), self._tx.encoding)
+                if len(_CONVERTED) < _CONVERTED_MAX:
+                    _CONVERTED[key] = kept
+            self.query, self._want_formats, self._order, self._parts = kept
+            self.dump(vars)
+
+
 class _Prepared(ServerBindingCursor):
     """psycopg 3's server-side binding, each statement prepared (once per connection)."""
+
+    if PostgresQuery is not None:
+        _query_cls = _KeptQuery
 
     def execute(self, query, params=None, **kwargs):
         with tracing.sql_span(query, self.connection.info):

@@ -203,3 +203,39 @@ def test_the_query_log_shows_a_prepared_statements_sql(world):
     with CaptureQueriesContext(connection) as log:
         template.fetch({"item": world["items"][0].pk})
     assert [q["sql"] for q in log.captured_queries] == [template.sql]
+
+
+def test_a_long_statements_conversion_is_kept_and_gives_psycopgs_own():
+    """psycopg converts a query over 4 kB or 50 parameters afresh on every execute; the prepared
+    cursor keeps the conversion per SQL text, and the statement answers as psycopg's own would."""
+    from psycopg._queries import PostgresQuery
+    from psycopg.adapt import Transformer
+
+    n = 60  # over psycopg's 50-parameter limit for its own cache
+    sql = "SELECT " + ", ".join(f"%s::int AS c{i} /* {'x' * 60} */" for i in range(n))
+    assert len(sql) > 4096
+    params = list(range(n))
+    sqlcache._CONVERTED.clear()
+    with sqlcache.prepared_cursor() as cur:
+        cur.execute(sql, params)
+        first = cur.fetchall()
+        cur.execute(sql, [p + 1 for p in params])
+        second = cur.fetchall()
+    assert first == [tuple(params)]
+    assert second == [tuple(p + 1 for p in params)]
+    kept = [key for key in sqlcache._CONVERTED if key[0] == sql]
+    assert len(kept) == 1, "converted once, kept under its text"
+    own = PostgresQuery(Transformer(connection.connection))
+    own.convert(sql, params)
+    assert sqlcache._CONVERTED[kept[0]][0] == own.query  # the same $n text psycopg sends
+
+
+def test_the_kept_conversions_are_bounded(monkeypatch):
+    """Past _CONVERTED_MAX shapes a new text is converted per call and not kept."""
+    monkeypatch.setattr(sqlcache, "_CONVERTED_MAX", 1)
+    sqlcache._CONVERTED.clear()
+    with sqlcache.prepared_cursor() as cur:
+        cur.execute("SELECT %s::int", [1])
+        cur.execute("SELECT %s::int + 1", [1])
+        assert cur.fetchall() == [(2,)]
+    assert len(sqlcache._CONVERTED) == 1
