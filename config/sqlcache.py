@@ -18,8 +18,8 @@ between (a horizon such as now + 4 h) makes the shape unfit, as it would be froz
 whose stand-ins did not come through as parameters unchanged (one of them missing, or turned
 into something else) is not kept, and the caller uses the ORM.
 
-PostgreSQL only (the embedded SQLite default keeps the ORM path). Kept per connection object,
-so per thread, like the connection.
+PostgreSQL only (the embedded SQLite default keeps the ORM path). Kept per process and shared by
+its threads (`_TEMPLATES`); each connection prepares a statement once (`prepared_cursor`).
 """
 
 from __future__ import annotations
@@ -296,18 +296,32 @@ def _slot(p: Any, stand: Stand) -> str | None:
 _UNFIT = object()
 
 
+# The templates of the process, by database alias and shape. A template is the SQL text and
+# what the ORM works out to read its rows: nothing of the connection it was built on is used
+# again (its converters take a connection argument none of them reads on PostgreSQL), so every
+# thread's connection shares it; each connection prepares the statement itself (psycopg, by
+# its text). Kept per connection before, a gthread worker built each shape once per thread:
+# twenty times the compiling and the memory, spread over its first requests.
+_TEMPLATES: dict[tuple[str, Hashable], Template | object] = {}
+
+
 def template(key: Hashable, build: Callable[[Stand], QuerySet]) -> Template | None:
-    """The template of the shape `key`, built by `build(stand)` the first time on this
-    connection; None off PostgreSQL or when the shape is unfit (then use the ORM)."""
+    """The template of the shape `key`, built by `build(stand)` the first time in this process;
+    None off PostgreSQL or when the shape is unfit (then use the ORM). Two threads that build
+    the same shape at once both build it; one of the two is kept."""
     if connection.vendor != "postgresql":
         return None
-    cache = connection.__dict__.setdefault("_workstream_templates", {})
-    found = cache.get(key)
+    found = _TEMPLATES.get((connection.alias, key))
     if found is None:
         stand = Stand()
         try:
             found = Template(build(stand), stand)
         except (Unfit, EmptyResultSet):  # a shape Django proves empty when compiling: the ORM's
             found = _UNFIT
-        cache[key] = found
+        found = _TEMPLATES.setdefault((connection.alias, key), found)
     return None if found is _UNFIT else found
+
+
+def templates() -> dict[Hashable, Template | None]:
+    """The shapes kept for the default database: each template, or None for an unfit shape."""
+    return {k: (None if v is _UNFIT else v) for (alias, k), v in list(_TEMPLATES.items()) if alias == DEFAULT_DB_ALIAS}

@@ -81,10 +81,10 @@ def test_the_unfiltered_list_answers_what_the_orm_path_answers(api, world, sam, 
         assert sum(fast, []), f"{who.username} sees items"
         back, _ = _walk(client, last, "previous")  # from the last page back to the first
         assert back[::-1] == fast, who.username
-    kept = connection.__dict__.get("_workstream_templates", {})
+    kept = sqlcache.templates()
     shapes = {k: v for k, v in kept.items() if k[0] == "workitems-list" and k[3] == w_field(ordering)}
     assert {k[5] for k in shapes} == {False, True}, "first pages and pages past a cursor"
-    assert all(isinstance(v, sqlcache.Template) for v in shapes.values()), "every shape compiled, none unfit"
+    assert all(v is not None for v in shapes.values()), "every shape compiled, none unfit"
     # the callers see different items: the statement is the same, the values their own
     seen = {w: set(sum(_walk(api(world[w]), "/api/v1/workitems?page_size=50")[0], [])) for w in world}
     assert seen["a"] < seen["both"] and len(seen["named"]) == 1 and not seen["named"] & seen["a"]

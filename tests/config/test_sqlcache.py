@@ -239,3 +239,42 @@ def test_the_kept_conversions_are_bounded(monkeypatch):
         cur.execute("SELECT %s::int + 1", [1])
         assert cur.fetchall() == [(2,)]
     assert len(sqlcache._CONVERTED) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_template_built_on_one_threads_connection_serves_another():
+    """Templates are kept per process: a thread with a connection of its own uses the template
+    another thread built (no second build) and reads through its own connection."""
+    import threading
+
+    from django.db import connections
+
+    from workitems.models import Queue
+
+    queue = factories.queue("shared-template-q")
+    key = ("test-shared-across-threads",)
+
+    def build(stand):
+        return Queue.objects.filter(pk=stand.value("q"))
+
+    built = sqlcache.template(key, build)
+    assert [q.name for q in built.fetch({"q": queue.pk})] == ["shared-template-q"]
+    seen = {}
+
+    def other_thread():
+        try:
+
+            def refuse(stand):
+                raise AssertionError("built a second time")
+
+            mine = sqlcache.template(key, refuse)
+            seen["same"] = mine is built
+            seen["names"] = [q.name for q in mine.fetch({"q": queue.pk})]
+            seen["own connection"] = connection.connection is not None
+        finally:
+            connections.close_all()
+
+    t = threading.Thread(target=other_thread)
+    t.start()
+    t.join(30)
+    assert seen == {"same": True, "names": ["shared-template-q"], "own connection": True}
