@@ -52,7 +52,7 @@ class JWTAuthentication(jwt_authentication.JWTAuthentication):
         return user
 
     def _user_with_groups(self, user_id: int):
-        """The user and its groups in one statement, compiled once per connection (config.sqlcache:
+        """The user and its groups in one statement, compiled once per process (config.sqlcache:
         building and compiling it through the ORM cost three times its round trip on every call)."""
         users = self.user_model.objects
         field = jwt_settings.USER_ID_FIELD
@@ -113,7 +113,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
     @staticmethod
     def _key_with_user(prefix: str):
         """One statement: the usable key by its prefix (as the manager's get_from_key), its user
-        and the user's groups; the hash is checked by the caller. Compiled once per connection
+        and the user's groups; the hash is checked by the caller. Compiled once per process
         (config.sqlcache), as the JWT user's read."""
 
         def keys(prefix):
