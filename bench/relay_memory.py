@@ -322,11 +322,11 @@ def start_consumer(command: str, bench_url: str, log_path: Path) -> subprocess.P
     from django.db import connections
 
     connections.close_all()  # nothing of ours holds a transaction while it runs
-    log = log_path.open("ab")
     cmd = [sys.executable, str(HERE.parent / "manage.py"), command]
-    return subprocess.Popen(  # noqa: S603
-        cmd, env=dict(os.environ, DATABASE_URL=bench_url), stdout=log, stderr=subprocess.STDOUT
-    )
+    with log_path.open("ab") as log:
+        return subprocess.Popen(  # noqa: S603
+            cmd, env=dict(os.environ, DATABASE_URL=bench_url), stdout=log, stderr=subprocess.STDOUT
+        )
 
 
 def stop_consumer(proc: subprocess.Popen, log_path: Path) -> None:
