@@ -28,8 +28,8 @@ INSERT, the Redis key); --redeliveries (default 10 %) of each batch are the prev
 events again, as the relay resends a batch it did not see confirmed: those stop at the Redis
 fast path (duplicate). The consumer ignores nothing else (no binding filters, no event type
 it skips); bodies that are not envelopes would go to its DLQ, which producers never send.
-It drains ~300–330 messages/s here (1.4 ms of its CPU a message; the rest of the ~3 ms is
-waiting, mostly for each row's commit), so a million takes ~55 minutes.
+It drained 220–330 messages/s here (load 1.5–10; 1.3–1.6 ms of its CPU a message, the rest
+of the 3–4 ms waiting, mostly for each row's commit), so a million takes about an hour.
 
 commands: `manage.py consume_commands` on its quorum queue. A real command is slow to execute
 (each kind alone, 3,000 messages, this 2-CPU machine at load 1.5–5: an applied claim or release
@@ -37,8 +37,8 @@ commands: `manage.py consume_commands` on its quorum queue. A real command is sl
 0.6 ms; an invalid one 217/s, 1.1 ms and the wait for its dead-letter's confirm), so a million
 real commands would take 7–10 hours, and a million of any mix with real work in it more than
 the half hour a run may take here. The stream is a mix (--command-mix, weights of the
-messages; default applied=5, rejected=5, duplicate=70, invalid=20: ~200 messages/s, a tenth
-of them executed), published to the default exchange with the queue name as routing key
+messages; default applied=5, rejected=5, duplicate=70, invalid=20: 135–200 messages/s at load
+1.5–7, a tenth of them executed), published to the default exchange with the queue name as routing key
 (docs/events.md), persistent, in batches of 500 with publisher confirms, while it drains:
 - applied: `claim` and then `release` of the same item by a worker of its queue's group
   (items seeded set-based, OFFERED, in a pull queue; each claim/release is a real transition:
