@@ -40,7 +40,10 @@ pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]  # the 
 def burst(url: str, method: str, path: str, n: int = SENT, each=None, **kwargs) -> list[httpx.Response]:
     """`n` requests from THREADS threads at once, each thread on a connection of its own;
     `each(i)` gives the i-th request's own keyword arguments."""
-    clients = [httpx.Client(base_url=url, timeout=60) for _ in range(THREADS)]
+    # A connection idle for a second is not reused: gunicorn closes one idle for its keep-alive
+    # (2 s), and a request sent on it as it closes is reset (seen on a loaded CI machine).
+    limits = httpx.Limits(keepalive_expiry=1.0)
+    clients = [httpx.Client(base_url=url, timeout=60, limits=limits) for _ in range(THREADS)]
 
     def send(i: int) -> httpx.Response:
         return clients[i % THREADS].request(method, path, **kwargs, **(each(i) if each else {}))
